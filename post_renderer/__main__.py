@@ -1,0 +1,4 @@
+from post_renderer.cli import main
+
+if __name__ == "__main__":
+    main()

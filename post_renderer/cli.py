@@ -1,0 +1,253 @@
+"""The command line: the only place that reads files and stdin, prints, and exits.
+
+Exit status: 0 success, 1 bad input (every problem printed, located, nothing on stdout),
+2 usage, 3 an unexpected failure (one line, never a traceback).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from post_renderer import __version__
+from post_renderer.errors import EgressError
+from post_renderer.settings import (
+    FORBIDDEN,
+    ISTIO_API_VERSIONS,
+    IPNetwork,
+    NetworkPolicyFlavour,
+    PeerSelector,
+    Settings,
+)
+from post_renderer.values import ValuesFile
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    # Rendered manifests can hold Secret data: never print locals.
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Give any Helm chart correct Istio egress configuration, as a post-renderer.",
+)
+
+ENV = "HELM_EGRESS_"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"helm-egress {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Read rendered manifests on stdin; write them, augmented, on stdout."""
+
+
+def _labels(text: str) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"{part!r}: expected key=value[,key=value]")
+        labels[key.strip()] = value.strip()
+    if not labels:
+        raise typer.BadParameter("at least one key=value label is needed")
+    return labels
+
+
+def _cidr(text: str) -> IPNetwork:
+    try:
+        return ipaddress.ip_network(text.strip(), strict=True)
+    except ValueError as e:
+        raise typer.BadParameter(f"{text!r} is not a canonical CIDR ({e})") from e
+
+
+def _port(value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise typer.BadParameter(f"{value} is not a port number 1..65535")
+    return value
+
+
+@app.command()
+def render(
+    values: Annotated[
+        Optional[list[Path]],
+        typer.Option(
+            "-f", "--values", help="Helm values file with an istio.egress list; repeat to merge (later wins).",
+            exists=True, dir_okay=False, readable=True,
+        ),
+    ] = None,
+    release: Annotated[
+        Optional[str],
+        typer.Option(help="Release name for ServiceEntry names [default: the stream's app.kubernetes.io/instance].",
+                     envvar=ENV + "RELEASE"),
+    ] = None,
+    namespace: Annotated[
+        Optional[str],
+        typer.Option(help="Namespace for generated documents whose workload names none [default: Helm's].",
+                     envvar=ENV + "NAMESPACE"),
+    ] = None,
+    network_policy: Annotated[
+        str,
+        typer.Option(help="Egress NetworkPolicy flavour: kubernetes, or none to write none.",
+                     envvar=ENV + "NETWORK_POLICY"),
+    ] = "kubernetes",
+    dns_namespace: Annotated[str, typer.Option(help="Namespace of the cluster DNS pods.", envvar=ENV + "DNS_NAMESPACE")] = "kube-system",
+    dns_selector: Annotated[str, typer.Option(help="Labels of the cluster DNS pods, k=v[,k=v].", envvar=ENV + "DNS_SELECTOR")] = "k8s-app=kube-dns",
+    dns_port: Annotated[int, typer.Option(help="DNS pod port, allowed over UDP and TCP (OpenShift: 5353).", envvar=ENV + "DNS_PORT")] = 53,
+    istiod_namespace: Annotated[str, typer.Option(help="Namespace of istiod.", envvar=ENV + "ISTIOD_NAMESPACE")] = "istio-system",
+    istiod_selector: Annotated[str, typer.Option(help="Labels of the istiod pods, k=v[,k=v].", envvar=ENV + "ISTIOD_SELECTOR")] = "app=istiod",
+    istiod_port: Annotated[int, typer.Option(help="istiod xDS and CA port (TCP).", envvar=ENV + "ISTIOD_PORT")] = 15012,
+    same_namespace: Annotated[
+        bool, typer.Option("--same-namespace/--no-same-namespace", help="Allow egress to every pod of the workload's own namespace.",
+                           envvar=ENV + "SAME_NAMESPACE"),
+    ] = True,
+    hostname_cidr: Annotated[
+        Optional[list[str]],
+        typer.Option(help="CIDR that stands in for hostname destinations (NetworkPolicy cannot name hosts); "
+                          "repeatable [default: 0.0.0.0/0 and ::/0, cloud metadata and link-local excepted]."),
+    ] = None,
+    hostname_except: Annotated[
+        Optional[list[str]],
+        typer.Option(help="CIDR to carve out of the hostname CIDRs too (e.g. 10.0.0.0/8); repeatable."),
+    ] = None,
+    allow_broad_cidrs: Annotated[
+        bool, typer.Option(help="Allow addresses such as 0.0.0.0/0 (the metadata endpoints stay excepted).",
+                           envvar=ENV + "ALLOW_BROAD_CIDRS"),
+    ] = False,
+    istio_api_version: Annotated[
+        str, typer.Option(help=f"apiVersion of generated ServiceEntries: {', '.join(ISTIO_API_VERSIONS)}.",
+                          envvar=ENV + "ISTIO_API_VERSION"),
+    ] = ISTIO_API_VERSIONS[0],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print no notes; errors are always printed.")] = False,
+    error_file: Annotated[
+        Optional[Path],
+        typer.Option(help="Also write errors to this file. Helm 4 hides a post-renderer's stderr; as a Helm 4 plugin "
+                          "the default is $XDG_STATE_HOME/helm-egress/last-error.log.", envvar=ENV + "ERROR_FILE"),
+    ] = None,
+) -> None:
+    """Add ServiceEntry and egress NetworkPolicy documents to the rendered stream."""
+    if network_policy not in ("kubernetes", "none"):
+        raise typer.BadParameter(f"{network_policy!r} is not kubernetes or none", param_hint="--network-policy")
+    if istio_api_version not in ISTIO_API_VERSIONS:
+        raise typer.BadParameter(f"{istio_api_version!r} is not one of {', '.join(ISTIO_API_VERSIONS)}",
+                                 param_hint="--istio-api-version")
+    cidrs = tuple(_cidr(c) for c in hostname_cidr) if hostname_cidr else Settings().hostname_cidrs
+    for net in cidrs:
+        if any(net.version == f.version and net.subnet_of(f) for f in FORBIDDEN):  # type: ignore[arg-type]
+            raise typer.BadParameter(f"{net} is link-local or a metadata endpoint", param_hint="--hostname-cidr")
+    flavour: NetworkPolicyFlavour = "kubernetes" if network_policy == "kubernetes" else "none"
+    settings = Settings(
+        release=release,
+        namespace=namespace,
+        network_policy=flavour,
+        dns=PeerSelector(dns_namespace, _labels(dns_selector), (("UDP", _port(dns_port)), ("TCP", _port(dns_port)))),
+        istiod=PeerSelector(istiod_namespace, _labels(istiod_selector), (("TCP", _port(istiod_port)),)),
+        allow_same_namespace=same_namespace,
+        hostname_cidrs=cidrs,
+        hostname_excepts=tuple(_cidr(c) for c in hostname_except or ()),
+        allow_broad_cidrs=allow_broad_cidrs,
+        istio_api_version=istio_api_version,
+    )
+    text = _read_stdin()
+    from post_renderer.pipeline import render as run_render
+
+    try:
+        files = [_read_values(p) for p in values or ()]
+        result = run_render(text, files, settings)
+    except EgressError as e:
+        _fail(e, error_file)
+    if not quiet:
+        for note in result.notes:
+            typer.echo(f"note: {note}", err=True)
+    _write_stdout(result.output)
+    _clear_error_file(error_file)
+
+
+def _read_stdin() -> str:
+    if sys.stdin is None or sys.stdin.isatty():
+        raise typer.BadParameter("pipe the rendered manifests into stdin (e.g. helm template ... | helm-egress render)")
+    data = sys.stdin.buffer.read()
+    # Bytes that are not UTF-8 pass through untouched in documents helm-egress never
+    # reads; the YAML reader refuses them, located, in documents it must read.
+    return data.decode("utf-8", errors="surrogateescape")
+
+
+def _read_values(path: Path) -> ValuesFile:
+    from post_renderer.errors import Location
+
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise EgressError.one(Location(file=str(path)), f"cannot read values file: {e.strerror}") from e
+    try:
+        return ValuesFile(str(path), raw.decode("utf-8-sig"))
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise EgressError.one(Location(file=str(path), line=line), "invalid UTF-8") from e
+
+
+def _write_stdout(text: str) -> None:
+    try:
+        sys.stdout.buffer.write(text.encode("utf-8", errors="surrogateescape"))
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`); nothing useful is left to say.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(1) from None
+
+
+def _default_error_file() -> Path | None:
+    if "HELM_PLUGIN_NAME" not in os.environ:
+        return None
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(state) / "helm-egress" / "last-error.log"
+
+
+def _fail(error: EgressError, error_file: Path | None) -> typer.Exit:
+    lines = [f"error: {p.render()}" for p in error.problems]
+    for line in lines:
+        typer.echo(line, err=True)
+    target = error_file or _default_error_file()
+    if target is not None:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            target.write_text(f"# helm-egress {__version__} failed at {stamp}\n" + "\n".join(lines) + "\n")
+            typer.echo(f"helm-egress: errors written to {target}", err=True)
+        except OSError:
+            pass
+    raise typer.Exit(1)
+
+
+def _clear_error_file(error_file: Path | None) -> None:
+    target = error_file or _default_error_file()
+    if target is not None:
+        try:
+            target.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def main() -> None:
+    try:
+        app()
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        sys.stderr.write("helm-egress: interrupted\n")
+        sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - the one place unexpected failures become exit 3
+        sys.stderr.write(f"helm-egress: unexpected error: {type(e).__name__}: {e}\n")
+        sys.exit(3)

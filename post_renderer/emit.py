@@ -1,0 +1,52 @@
+"""Write the output stream: input documents as they came, generated ones placed in it.
+
+Generated documents go right before the first workload they serve, so Helm 3, which
+creates resources in stream order, creates them first; Helm 4 re-sorts by kind anyway.
+Each carries the provenance Helm expects of its generation: a ``# Source:`` line for
+Helm 3, the ``postrender-filename`` annotation for Helm 4.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+from post_renderer import yamlwriter
+from post_renderer.stream import HELM4_ANNOTATION, Stream, join
+from post_renderer.synth import Generated
+
+FALLBACK_CHART = "helm-egress"
+TEMPLATE_FILES = {
+    "ServiceEntry": "templates/helm-egress-serviceentries.yaml",
+    "NetworkPolicy": "templates/helm-egress-networkpolicies.yaml",
+}
+
+
+def template_path(stream: Stream, kind: str) -> str:
+    return f"{stream.chart_name or FALLBACK_CHART}/{TEMPLATE_FILES[kind]}"
+
+
+def render_document(stream: Stream, doc: Generated) -> str:
+    nl = stream.newline
+    path = template_path(stream, doc.kind)
+    if stream.shape == "helm4":
+        body = dict(doc.body)
+        metadata = dict(body["metadata"])
+        metadata["annotations"] = {**metadata.get("annotations", {}), HELM4_ANNOTATION: path}
+        body["metadata"] = metadata
+        return "---" + nl + yamlwriter.write(body, indent_sequences=False, newline=nl)
+    text = yamlwriter.write(doc.body, indent_sequences=True, newline=nl)
+    return f"---{nl}# Source: {path}{nl}{text}"
+
+
+def emit(stream: Stream, generated: Sequence[Generated], *, drop: Collection[int], anchor: int | None) -> str:
+    """The output text; ``anchor`` is the index of the document to insert before."""
+    rendered = [(render_document(stream, g), True) for g in generated]
+    pieces: list[tuple[str, bool]] = []
+    for doc in stream.documents:
+        if doc.index == anchor:
+            pieces.extend(rendered)
+            rendered = []
+        if doc.index not in drop:
+            pieces.append((doc.raw, doc.has_separator))
+    pieces.extend(rendered)
+    return join(pieces, bom=stream.bom, newline=stream.newline)

@@ -1,0 +1,166 @@
+"""Turn schema-valid ``istio.egress`` entries into canonical ``EgressEntry`` records.
+
+This is where the guardrails live: what the schema cannot say (hosts that Istio would
+reject or that open too much, addresses reaching the cloud metadata service) is refused
+here, each problem located where the user wrote it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from post_renderer import schema
+from post_renderer.errors import Location, Problems
+from post_renderer.model import EgressEntry, Port
+from post_renderer.settings import Settings, overlaps_forbidden
+
+_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+Locate = Callable[[Sequence[str | int]], Location]
+
+
+def checked_entries(
+    raw: Any, locate: Locate, *, source: str, settings: Settings, problems: Problems
+) -> list[EgressEntry]:
+    """Entries from user data: the schema first, then the guardrails, all problems collected.
+
+    Entries the schema rejects skip the guardrails, but the others are still checked, so
+    one run reports everything that is wrong.
+    """
+    schema_problems = schema.validate(raw, locate)
+    problems.extend(schema_problems)
+    if not isinstance(raw, list):
+        return []
+    broken = {_entry_index(p.location.path) for p in schema_problems}
+    entries: list[EgressEntry] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(raw):
+        if i in broken or None in broken:
+            continue
+        name = str(item["name"])
+        if name in seen:
+            problems.add(locate([i, "name"]), f"duplicate name {name!r} (also entry {seen[name]})")
+            continue
+        seen[name] = i
+        hosts = _hosts(item.get("hosts") or [], lambda j, i=i: locate([i, "hosts", j]), problems)
+        addresses = _addresses(
+            item.get("addresses") or [], lambda j, i=i: locate([i, "addresses", j]), settings, problems
+        )
+        ports = _ports(item["ports"], lambda j, i=i: locate([i, "ports", j]), problems)
+        resolution = item.get("resolution")
+        entries.append(
+            EgressEntry(
+                name=name,
+                hosts=hosts,
+                addresses=addresses,
+                ports=ports,
+                resolution=str(resolution).upper() if resolution is not None else None,
+                origin=locate([i]),
+                source=f"{source}#{name}",
+            )
+        )
+    return entries
+
+
+def _entry_index(path: str | None) -> int | None:
+    """The entry a schema problem is in, from its rendered path (``base[3].ports...``)."""
+    m = re.search(r"\[(\d+)\]", path or "")
+    return int(m.group(1)) if m else None
+
+
+def host_problem(host: str) -> str | None:
+    """Why ``host`` cannot be an egress host, or None. ``host`` is lower-case."""
+    if host == "*":
+        return "a bare '*' host would match every destination; list the hosts you call"
+    if "://" in host or "/" in host:
+        return "hosts are DNS names, not URLs or CIDRs (drop the scheme and path; CIDRs go in addresses)"
+    if _is_ip(host):
+        return "IP addresses are not hosts; move it to addresses"
+    labels = host.split(".")
+    first, rest = labels[0], labels[1:]
+    if "*" in first and first != "*":
+        return "partial wildcards such as '*foo.com' are not allowed; use '*.foo.com'"
+    if any("*" in label for label in rest):
+        return "'*' is only allowed as the whole first label ('*.example.com')"
+    if first == "*" and not rest:
+        return "a bare '*' host would match every destination; list the hosts you call"
+    if len(host) > 253:
+        return "longer than 253 characters"
+    for label in labels if first != "*" else rest:
+        if not _LABEL.match(label) or len(label) > 63:
+            return f"{label!r} is not a valid DNS label"
+    if labels[-1].isdigit():
+        return "the last label may not be all digits"
+    return None
+
+
+def _hosts(values: Sequence[Any], locate: Callable[[int], Location], problems: Problems) -> tuple[str, ...]:
+    hosts: list[str] = []
+    for j, value in enumerate(values):
+        host = str(value).strip().lower()
+        if len(host) > 1 and host.endswith("."):
+            # A trailing dot only marks the name absolute; Istio compares names without it.
+            host = host[:-1]
+        why = host_problem(host)
+        if why:
+            problems.add(locate(j), f"{value!r}: {why}")
+        elif host not in hosts:
+            hosts.append(host)
+    return tuple(hosts)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _addresses(
+    values: Sequence[Any], locate: Callable[[int], Location], settings: Settings, problems: Problems
+) -> tuple[str, ...]:
+    out: list[str] = []
+    for j, value in enumerate(values):
+        text = str(value).strip()
+        try:
+            net = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            problems.add(locate(j), f"{value!r} is not an IP address or CIDR")
+            continue
+        inside, contains = overlaps_forbidden(net)
+        if inside:
+            problems.add(
+                locate(j),
+                f"{value!r} is link-local or a cloud metadata endpoint (169.254.169.254, fd00:ec2::254); "
+                "workloads must never be allowed to reach it",
+            )
+            continue
+        if (contains or net.prefixlen == 0) and not settings.allow_broad_cidrs:
+            problems.add(
+                locate(j),
+                f"{value!r} is too broad: it covers the cloud metadata endpoint or the whole address space; "
+                "list narrower ranges, or pass --allow-broad-cidrs (the metadata endpoints stay excepted)",
+            )
+            continue
+        canonical = str(net.network_address) if "/" not in text else str(net)
+        if canonical not in out:
+            out.append(canonical)
+    return tuple(out)
+
+
+def _ports(values: Sequence[Any], locate: Callable[[int], Location], problems: Problems) -> tuple[Port, ...]:
+    ports: dict[int, Port] = {}
+    for j, value in enumerate(values):
+        port = Port(int(value["number"]), str(value["protocol"]).upper())
+        other = ports.get(port.number)
+        if other is not None and other.protocol != port.protocol:
+            problems.add(
+                locate(j),
+                f"port {port.number} is declared twice, as {other.protocol} and {port.protocol}; "
+                "Istio allows one protocol per port number",
+            )
+        ports.setdefault(port.number, port)
+    return tuple(ports.values())

@@ -1,0 +1,92 @@
+"""The one error type of helm-egress, and the location every problem carries.
+
+Stages raise ``EgressError`` with one or more ``Problem``s; only the CLI renders them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a problem is: a values file line, a stream document, a YAML path."""
+
+    file: str | None = None
+    line: int | None = None  # 1-based
+    doc_index: int | None = None  # 0-based position in the input stream
+    kind: str | None = None
+    name: str | None = None
+    path: str | None = None  # e.g. istio.egress[2].ports[0].protocol
+    key: str | None = None  # an annotation key, when the problem is in one
+
+    def render(self) -> str:
+        parts: list[str] = []
+        if self.file is not None:
+            parts.append(f"{self.file}:{self.line}" if self.line is not None else self.file)
+        if self.doc_index is not None:
+            what = f"document {self.doc_index}"
+            if self.kind or self.name:
+                what += f" ({self.kind or '?'}/{self.name or '?'})"
+            parts.append(what)
+        if self.key is not None:
+            parts.append(f"annotation {self.key}")
+        if self.path:
+            parts.append(self.path)
+        return ": ".join(parts)
+
+    def at(self, path: str | None = None, line: int | None = None) -> Location:
+        """The same place, narrowed to a sub-path (and its line, when known)."""
+        return Location(
+            file=self.file,
+            line=line if line is not None else self.line,
+            doc_index=self.doc_index,
+            kind=self.kind,
+            name=self.name,
+            path=path if path is not None else self.path,
+            key=self.key,
+        )
+
+
+@dataclass(frozen=True)
+class Problem:
+    location: Location
+    message: str
+
+    def render(self) -> str:
+        where = self.location.render()
+        return f"{where}: {self.message}" if where else self.message
+
+
+@dataclass
+class EgressError(Exception):
+    """Bad input: every problem found, each located. Exit status 1."""
+
+    problems: list[Problem] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        super().__init__("; ".join(p.render() for p in self.problems))
+
+    @classmethod
+    def one(cls, location: Location, message: str) -> EgressError:
+        return cls([Problem(location, message)])
+
+
+class Problems:
+    """Collects problems so a stage can report all of them at once, then raise."""
+
+    def __init__(self) -> None:
+        self.items: list[Problem] = []
+
+    def add(self, location: Location, message: str) -> None:
+        self.items.append(Problem(location, message))
+
+    def extend(self, problems: list[Problem]) -> None:
+        self.items.extend(problems)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise EgressError(list(self.items))

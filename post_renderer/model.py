@@ -1,0 +1,59 @@
+"""The records that flow between stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from post_renderer.errors import Location
+
+# Istio's port protocols (pkg/config/protocol), upper-cased as helm-egress emits them.
+PROTOCOLS = (
+    "TCP", "UDP", "GRPC", "GRPC-WEB", "HTTP", "HTTP_PROXY", "HTTP2", "HTTPS", "TLS",
+    "MONGO", "REDIS", "MYSQL",
+)
+HTTP_FAMILY = frozenset({"HTTP", "HTTP2", "HTTP_PROXY", "GRPC", "GRPC-WEB"})
+TLS_FAMILY = frozenset({"HTTPS", "TLS"})
+RESOLUTIONS = ("NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN", "DYNAMIC_DNS")
+
+
+@dataclass(frozen=True)
+class Port:
+    number: int
+    protocol: str
+
+    @property
+    def name(self) -> str:
+        # Port names must be DNS-1123 labels: HTTP_PROXY's underscore is not allowed.
+        return f"{self.protocol.lower().replace('_', '-')}-{self.number}"
+
+    @property
+    def transport(self) -> str:
+        """What a NetworkPolicy sees: Istio proxies everything but UDP over TCP."""
+        return "UDP" if self.protocol == "UDP" else "TCP"
+
+
+@dataclass(frozen=True)
+class EgressEntry:
+    """One external destination, validated and canonical."""
+
+    name: str
+    hosts: tuple[str, ...]
+    addresses: tuple[str, ...]  # canonical: plain IPs, or networks with host bits clear
+    ports: tuple[Port, ...]
+    resolution: str | None  # as the user asked, upper-cased; None to choose
+    origin: Location  # where it was declared
+    source: str  # short, stable provenance for annotations, e.g. "values:prod.yaml#stripe"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A pod-bearing document of the stream that gets an egress policy."""
+
+    doc_index: int
+    kind: str
+    name: str
+    namespace: str | None
+    pod_selector: dict[str, Any]  # a LabelSelector: matchLabels and/or matchExpressions
+    annotations: dict[str, str]  # metadata and pod template annotations, merged
+    location: Location

@@ -1,0 +1,79 @@
+"""What a platform team can set, with the defaults a stock cluster needs."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Literal
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Cloud metadata services answer on these; a workload reaching them can steal the
+# node's cloud credentials, so no rule helm-egress writes may include them.
+METADATA_ENDPOINTS: tuple[IPNetwork, ...] = (
+    ipaddress.ip_network("169.254.169.254/32"),
+    ipaddress.ip_network("fd00:ec2::254/128"),
+)
+LINK_LOCAL: tuple[IPNetwork, ...] = (
+    ipaddress.ip_network("169.254.0.0/16"),
+    ipaddress.ip_network("fe80::/10"),
+    # The same IPv4 range written as IPv4-mapped IPv6.
+    ipaddress.ip_network("::ffff:169.254.0.0/112"),
+)
+FORBIDDEN: tuple[IPNetwork, ...] = METADATA_ENDPOINTS + LINK_LOCAL
+
+ISTIO_API_VERSIONS = ("networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3")
+NetworkPolicyFlavour = Literal["kubernetes", "none"]
+
+
+@dataclass(frozen=True)
+class PeerSelector:
+    """Pods selected by labels in one namespace: one NetworkPolicy peer."""
+
+    namespace: str
+    labels: dict[str, str]
+    ports: tuple[tuple[str, int], ...]  # (protocol, port)
+
+
+@dataclass(frozen=True)
+class Settings:
+    release: str | None = None
+    namespace: str | None = None
+    network_policy: NetworkPolicyFlavour = "kubernetes"
+    dns: PeerSelector = field(
+        default_factory=lambda: PeerSelector("kube-system", {"k8s-app": "kube-dns"}, (("UDP", 53), ("TCP", 53)))
+    )
+    istiod: PeerSelector = field(
+        default_factory=lambda: PeerSelector("istio-system", {"app": "istiod"}, (("TCP", 15012),))
+    )
+    allow_same_namespace: bool = True
+    hostname_cidrs: tuple[IPNetwork, ...] = (
+        ipaddress.ip_network("0.0.0.0/0"),
+        ipaddress.ip_network("::/0"),
+    )
+    hostname_excepts: tuple[IPNetwork, ...] = ()
+    allow_broad_cidrs: bool = False
+    istio_api_version: str = "networking.istio.io/v1"
+    annotation_prefix: str = "helm-egress.io"
+
+
+def excepts_for(cidr: IPNetwork, extra: tuple[IPNetwork, ...] = ()) -> list[IPNetwork]:
+    """The forbidden (and user-excluded) ranges strictly inside ``cidr``, collapsed.
+
+    NetworkPolicy requires every ``except`` to be a strict subset of its ``cidr``.
+    """
+    inside = [
+        net
+        for net in FORBIDDEN + extra
+        if net.version == cidr.version and net.subnet_of(cidr) and net.prefixlen > cidr.prefixlen  # type: ignore[arg-type]
+    ]
+    return sorted(ipaddress.collapse_addresses(inside), key=lambda n: (n.network_address, n.prefixlen))  # type: ignore[arg-type]
+
+
+def overlaps_forbidden(net: IPNetwork) -> tuple[bool, bool]:
+    """(inside a forbidden range, strictly containing one) for an address or CIDR."""
+    inside = any(net.version == f.version and net.subnet_of(f) for f in FORBIDDEN)  # type: ignore[arg-type]
+    contains = any(
+        net.version == f.version and f.subnet_of(net) and not net.subnet_of(f) for f in FORBIDDEN  # type: ignore[arg-type]
+    )
+    return inside, contains

@@ -1,0 +1,149 @@
+"""Split a rendered manifest stream into documents as text, and join it back.
+
+Most documents must come out byte for byte, so nothing here parses YAML: a document is
+its exact text, and the few facts later stages need to decide whether to parse it (its
+top-level ``kind``) are read with anchored regular expressions.
+
+YAML forbids a line starting with ``---`` followed by white space or the line end inside
+any scalar, so splitting on such lines is exact, block scalars included.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+BOM = "\ufeff"
+HELM4_ANNOTATION = "postrenderer.helm.sh/postrender-filename"
+
+_SEPARATOR = re.compile(r"^---(?=[ \t\r\n]|\Z)", re.MULTILINE)
+_KIND = re.compile(r"""^kind:[ \t]*(["']?)([A-Za-z][A-Za-z0-9]*)\1[ \t]*(?:#[^\n]*)?\r?$""", re.MULTILINE)
+_API_VERSION = re.compile(
+    r"""^apiVersion:[ \t]*(["']?)([A-Za-z0-9./-]+)\1[ \t]*(?:#[^\n]*)?\r?$""", re.MULTILINE
+)
+_SOURCE = re.compile(r"^# Source: ([^\r\n]+?)\r?$", re.MULTILINE)
+_HELM4_PATH = re.compile(
+    r"""^[ \t]+["']?postrenderer\.helm\.sh/postrender-filename["']?:[ \t]*["']?([^"'\r\n]+)""",
+    re.MULTILINE,
+)
+# A line with YAML content: not blank, not a comment, not a directive or end marker.
+_CONTENT_LINE = re.compile(r"^(?![ \t]*(?:#|\r?$))(?!%)(?!\.\.\.(?:[ \t]|\r?$))", re.MULTILINE)
+_END_MARKER = re.compile(r"^\.\.\.(?=[ \t\r\n]|\Z)", re.MULTILINE)
+
+Shape = Literal["helm3", "helm4"]
+
+
+@dataclass(frozen=True)
+class Document:
+    """One document of the stream: its exact text, separator line included."""
+
+    index: int
+    raw: str
+    start_line: int  # 1-based line of ``raw``'s first character in the input
+    has_separator: bool
+
+    @property
+    def kind(self) -> str | None:
+        m = _KIND.search(self.raw)
+        return m.group(2) if m else None
+
+    @property
+    def api_version(self) -> str | None:
+        m = _API_VERSION.search(self.raw)
+        return m.group(2) if m else None
+
+    @property
+    def has_content(self) -> bool:
+        body = self.raw
+        if self.has_separator:
+            # Content may follow the marker on its own line (`--- {a: 1}`, `--- !!map`).
+            first, _, body = body.partition("\n")
+            rest = first[3:].strip()
+            if rest and not rest.startswith("#"):
+                return True
+        return _CONTENT_LINE.search(self.yaml_text_after_marker(body)) is not None
+
+    @staticmethod
+    def yaml_text_after_marker(text: str) -> str:
+        # Anything after a `...` end marker is directives or comments for the next
+        # document: the parser would reject directives without a following `---`.
+        m = _END_MARKER.search(text)
+        return text[: m.start()] if m else text
+
+    @property
+    def parse_text(self) -> str:
+        """The text handed to a YAML parser: this document only."""
+        return self.yaml_text_after_marker(self.raw)
+
+    @property
+    def source_path(self) -> str | None:
+        """The template path Helm recorded: `# Source:` (Helm 3) or the Helm 4 annotation."""
+        m = _SOURCE.search(self.raw) or _HELM4_PATH.search(self.raw)
+        return m.group(1).strip() if m else None
+
+
+@dataclass(frozen=True)
+class Stream:
+    bom: bool
+    documents: tuple[Document, ...]
+    newline: str  # the input's own line ending, reused for generated documents
+    shape: Shape
+
+    @property
+    def chart_name(self) -> str | None:
+        for doc in self.documents:
+            path = doc.source_path
+            if path and "/" in path:
+                return path.split("/", 1)[0]
+        return None
+
+    @property
+    def is_empty(self) -> bool:
+        return not any(d.has_content for d in self.documents)
+
+
+def split(text: str) -> Stream:
+    bom = text.startswith(BOM)
+    if bom:
+        text = text[1:]
+    starts = [m.start() for m in _SEPARATOR.finditer(text)]
+    bounds: list[tuple[int, int, bool]] = []
+    if not starts or starts[0] > 0:
+        bounds.append((0, starts[0] if starts else len(text), False))
+    for i, start in enumerate(starts):
+        end = starts[i + 1] if i + 1 < len(starts) else len(text)
+        bounds.append((start, end, True))
+
+    documents: list[Document] = []
+    line = 1
+    for start, end, has_sep in bounds:
+        raw = text[start:end]
+        if not raw and not has_sep:
+            continue
+        documents.append(Document(len(documents), raw, line, has_sep))
+        line += raw.count("\n")
+
+    newline = "\r\n" if "\r\n" in text[:4096] else "\n"
+    # Helm 4 annotates every document it sends; Helm 3 and `helm template` output never do.
+    shape: Shape = "helm4" if HELM4_ANNOTATION in text else "helm3"
+    return Stream(bom=bom, documents=tuple(documents), newline=newline, shape=shape)
+
+
+def join(pieces: list[tuple[str, bool]], *, bom: bool, newline: str) -> str:
+    """Concatenate document texts; ``(raw, has_separator)`` pairs in output order.
+
+    A separator is added only where a document without one no longer comes first, and a
+    line end only where a document without a final one is no longer last.
+    """
+    out: list[str] = [BOM] if bom else []
+    previous = ""
+    for raw, has_separator in pieces:
+        if previous:
+            if not previous.endswith("\n"):
+                out.append(newline)
+            if not has_separator:
+                out.append("---" + newline)
+        out.append(raw)
+        previous = raw or previous
+    return "".join(out)

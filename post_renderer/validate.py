@@ -1,0 +1,214 @@
+"""Istio's and the Kubernetes API server's rules for the documents helm-egress writes.
+
+Each function returns the errors Istio's validating webhook (``ValidateServiceEntry``,
+CRD CEL rules) or the API server (``ValidateNetworkPolicy``) would report, as messages
+with a YAML path. Generated documents must pass them; a failure is a helm-egress bug.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any
+
+from post_renderer.model import HTTP_FAMILY, PROTOCOLS, RESOLUTIONS, TLS_FAMILY
+
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+_WILDCARD_FIRST = re.compile(r"(\*|(\*|\*-)?[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?)\Z")
+_HOST_LABEL = re.compile(r"[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?\Z")
+_IANA_SVC_NAME = re.compile(r"(?=.*[a-z])[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+_PROTOCOLS = {p.upper() for p in PROTOCOLS}
+
+
+def wildcard_domain_problem(host: str) -> str | None:
+    """Istio's ``ValidateWildcardDomain``: None when ``host`` is acceptable."""
+    if not 0 < len(host) <= 255:
+        return "host must be 1 to 255 characters"
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    if not _WILDCARD_FIRST.match(labels[0]) or len(labels[0]) > 63:
+        return f"invalid first label {labels[0]!r}"
+    for label in labels[1:]:
+        if len(label) > 63 or not _HOST_LABEL.match(label):
+            return f"invalid label {label!r}"
+    if len(labels) > 1 and labels[-1].isdigit():
+        return "the top-level domain may not be all digits (IP addresses are not hosts)"
+    return None
+
+
+def _is_fqdn(host: str) -> bool:
+    return "*" not in host and wildcard_domain_problem(host) is None
+
+
+def serviceentry_problems(spec: Any) -> list[str]:
+    if not isinstance(spec, dict):
+        return ["spec: must be a mapping"]
+    out: list[str] = []
+    hosts = spec.get("hosts") or []
+    if not hosts:
+        out.append("spec.hosts: service entry must have at least one host")
+    for i, host in enumerate(hosts):
+        if host == "*":
+            out.append(f"spec.hosts[{i}]: hostname cannot be wildcard '*'")
+            continue
+        why = wildcard_domain_problem(str(host))
+        if why:
+            out.append(f"spec.hosts[{i}]: {why}")
+    resolution = spec.get("resolution", "NONE")
+    if resolution not in RESOLUTIONS:
+        out.append(f"spec.resolution: {resolution!r} is not one of {', '.join(RESOLUTIONS)}")
+    location = spec.get("location", "MESH_EXTERNAL")
+    if location not in ("MESH_EXTERNAL", "MESH_INTERNAL"):
+        out.append(f"spec.location: {location!r} is not MESH_EXTERNAL or MESH_INTERNAL")
+    endpoints = spec.get("endpoints")
+    if spec.get("workloadSelector") is not None and endpoints is not None:
+        out.append("spec: only one of workloadSelector or endpoints can be set")
+    addresses = spec.get("addresses") or []
+    cidr = False
+    for i, address in enumerate(addresses):
+        text = str(address)
+        try:
+            if "/" in text:
+                ipaddress.ip_network(text, strict=False)
+                cidr = True
+            else:
+                ipaddress.ip_address(text)
+        except ValueError:
+            out.append(f"spec.addresses[{i}]: {text!r} is not an IP address or CIDR")
+    if cidr and resolution not in ("NONE", "STATIC"):
+        out.append("spec.resolution: CIDR addresses are allowed only for NONE/STATIC resolution types")
+    if resolution == "NONE" and endpoints is not None:
+        out.append("spec.endpoints: NONE mode cannot set endpoints")
+    if resolution == "DNS_ROUND_ROBIN" and len(endpoints or []) > 1:
+        out.append("spec.endpoints: DNS_ROUND_ROBIN allows at most one endpoint")
+    if resolution in ("DNS", "DNS_ROUND_ROBIN") and not endpoints:
+        for i, host in enumerate(hosts):
+            if not _is_fqdn(str(host)):
+                out.append(
+                    f"spec.hosts[{i}]: {host!r}: hosts must be FQDN if no endpoints are provided "
+                    f"for resolution mode {resolution}"
+                )
+    ports = spec.get("ports") or []
+    names: set[str] = set()
+    numbers: set[int] = set()
+    protocols: list[str] = []
+    for i, port in enumerate(ports):
+        if not isinstance(port, dict):
+            out.append(f"spec.ports[{i}]: must be a mapping")
+            continue
+        name = port.get("name")
+        if not isinstance(name, str) or not _DNS1123_LABEL.match(name) or len(name) > 63:
+            out.append(f"spec.ports[{i}].name: {name!r} is not a valid port name (DNS-1123 label)")
+        elif name in names:
+            out.append(f"spec.ports[{i}].name: duplicate port name {name!r}")
+        else:
+            names.add(name)
+        number = port.get("number")
+        if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= 65535:
+            out.append(f"spec.ports[{i}].number: {number!r} is not a port number 1..65535")
+        elif number in numbers:
+            out.append(f"spec.ports[{i}].number: duplicate port number {number}")
+        else:
+            numbers.add(number)
+        target = port.get("targetPort")
+        if target is not None and (not isinstance(target, int) or not 1 <= target <= 65535):
+            out.append(f"spec.ports[{i}].targetPort: {target!r} is not a port number 1..65535")
+        protocol = str(port.get("protocol") or "")
+        if protocol and protocol.upper() not in _PROTOCOLS:
+            out.append(f"spec.ports[{i}].protocol: unsupported protocol {protocol!r}")
+        protocols.append(protocol.upper())
+    if resolution != "NONE" and len(hosts) > 1:
+        if any(p not in HTTP_FAMILY and p not in TLS_FAMILY for p in protocols):
+            out.append("spec: multiple hosts provided with non-HTTP, non-TLS ports")
+    if resolution == "DYNAMIC_DNS":
+        if any(not str(h).startswith("*") for h in hosts):
+            out.append("spec.hosts: DYNAMIC_DNS requires every host to be a wildcard")
+        if addresses or endpoints:
+            out.append("spec: DYNAMIC_DNS does not allow addresses or endpoints")
+        if any(p not in ("HTTP", "HTTPS", "TLS", "GRPC", "HTTP2") for p in protocols):
+            out.append("spec.ports: DYNAMIC_DNS only allows HTTP, HTTPS, TLS, GRPC and HTTP2 ports")
+    out.extend(_export_to_problems(spec.get("exportTo")))
+    return out
+
+
+def _export_to_problems(export_to: Any) -> list[str]:
+    if export_to is None:
+        return []
+    if not isinstance(export_to, list):
+        return ["spec.exportTo: must be a list"]
+    out = []
+    seen: set[str] = set()
+    for i, item in enumerate(export_to):
+        text = str(item)
+        if text not in (".", "*", "~") and not _DNS1123_LABEL.match(text):
+            out.append(f"spec.exportTo[{i}]: {text!r} is not '.', '*', '~' or a namespace")
+        if text in seen:
+            out.append(f"spec.exportTo[{i}]: duplicate {text!r}")
+        seen.add(text)
+    if ("*" in seen or "~" in seen) and len(seen) > 1:
+        out.append("spec.exportTo: '*' and '~' must stand alone")
+    return out
+
+
+def networkpolicy_problems(spec: Any) -> list[str]:
+    if not isinstance(spec, dict):
+        return ["spec: must be a mapping"]
+    out: list[str] = []
+    types = spec.get("policyTypes")
+    if types is not None:
+        if not isinstance(types, list) or len(types) > 2 or any(t not in ("Ingress", "Egress") for t in types):
+            out.append("spec.policyTypes: at most Ingress and Egress")
+    for r, rule in enumerate(spec.get("egress") or []):
+        base = f"spec.egress[{r}]"
+        if not isinstance(rule, dict):
+            out.append(f"{base}: must be a mapping")
+            continue
+        for p, port in enumerate(rule.get("ports") or []):
+            out.extend(f"{base}.ports[{p}]{m}" for m in _port_problems(port))
+        for t, peer in enumerate(rule.get("to") or []):
+            out.extend(f"{base}.to[{t}]{m}" for m in _peer_problems(peer))
+    return out
+
+
+def _port_problems(port: Any) -> list[str]:
+    if not isinstance(port, dict):
+        return [": must be a mapping"]
+    out = []
+    protocol = port.get("protocol", "TCP")
+    if protocol not in ("TCP", "UDP", "SCTP"):
+        out.append(f".protocol: {protocol!r} is not TCP, UDP or SCTP")
+    number = port.get("port")
+    end = port.get("endPort")
+    if isinstance(number, bool) or (isinstance(number, int) and not 1 <= number <= 65535):
+        out.append(f".port: {number!r} is not 1..65535")
+    elif isinstance(number, str) and not (_IANA_SVC_NAME.match(number) and len(number) <= 15):
+        out.append(f".port: {number!r} is not a port number or name")
+    if end is not None:
+        if not isinstance(number, int):
+            out.append(".endPort: may not be specified when port is non-numeric or not specified")
+        elif not isinstance(end, int) or not number <= end <= 65535:
+            out.append(f".endPort: {end!r} must be between port and 65535")
+    return out
+
+
+def _peer_problems(peer: Any) -> list[str]:
+    if not isinstance(peer, dict) or not peer:
+        return [": a peer needs podSelector, namespaceSelector or ipBlock"]
+    if "ipBlock" not in peer:
+        return []
+    if len(peer) > 1:
+        return [": may not specify both ipBlock and another peer"]
+    block = peer["ipBlock"] or {}
+    try:
+        cidr = ipaddress.ip_network(str(block.get("cidr")), strict=True)
+    except ValueError:
+        return [f".ipBlock.cidr: {block.get('cidr')!r} is not a canonical CIDR"]
+    out = []
+    for e, text in enumerate(block.get("except") or []):
+        try:
+            net = ipaddress.ip_network(str(text), strict=True)
+        except ValueError:
+            out.append(f".ipBlock.except[{e}]: {text!r} is not a canonical CIDR")
+            continue
+        if net.version != cidr.version or not net.subnet_of(cidr) or net.prefixlen <= cidr.prefixlen:  # type: ignore[arg-type]
+            out.append(f".ipBlock.except[{e}]: {text} must be a strict subset of {cidr}")
+    return out

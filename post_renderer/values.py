@@ -1,0 +1,78 @@
+"""Source: ``istio.egress`` from Helm values files, every node located by file and line.
+
+Files merge the way Helm merges values: a later file wins key by key, lists are replaced
+and ``null`` deletes. Only ``istio.egress`` matters here, and being a list it always
+comes whole from one file, so locations never mix files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ruamel.yaml.nodes import Node
+
+from post_renderer import schema, yamlio
+from post_renderer.entries import checked_entries
+from post_renderer.errors import EgressError, Location, Problems
+from post_renderer.model import EgressEntry
+from post_renderer.settings import Settings
+
+BASE_PATH = "istio.egress"
+
+
+@dataclass(frozen=True)
+class ValuesFile:
+    name: str  # as the user gave it, for messages
+    text: str
+
+
+@dataclass(frozen=True)
+class EgressValues:
+    """The egress block in force, or ``present=False`` when no file declares one."""
+
+    present: bool
+    entries: tuple[EgressEntry, ...]
+    file: str | None
+
+
+def load_egress(files: Sequence[ValuesFile], settings: Settings, *, base_path: str = BASE_PATH) -> EgressValues:
+    problems = Problems()
+    current: tuple[ValuesFile, Any, Node | None, list[str]] | None = None
+    for f in files:
+        data, root = yamlio.load_with_nodes(f.text, Location(file=f.name, line=1))
+        if data is None:
+            continue
+        if not isinstance(data, dict):
+            problems.add(Location(file=f.name, line=1), "a values file must be a mapping")
+            continue
+        mapping: Any = data
+        keys = base_path.split(".")
+        for depth, key in enumerate(keys):
+            if not isinstance(mapping, dict) or key not in mapping:
+                break
+            if mapping[key] is None:
+                current = None  # Helm: null deletes the key
+                break
+            if depth == len(keys) - 1:
+                current = (f, mapping[key], root, keys)
+            elif not isinstance(mapping[key], dict):
+                current = None  # a scalar replaces the whole map below it
+                break
+            mapping = mapping[key]
+    problems.raise_if_any()
+    if current is None:
+        return EgressValues(present=False, entries=(), file=None)
+
+    f, egress, root, keys = current
+
+    def locate(path: Sequence[str | int]) -> Location:
+        line = yamlio.node_line(root, [*keys, *path])
+        return Location(file=f.name, line=line, path=schema.render_path(base_path, path))
+
+    source = f"values:{os.path.basename(f.name)}"
+    entries = checked_entries(egress, locate, source=source, settings=settings, problems=problems)
+    problems.raise_if_any()
+    return EgressValues(present=True, entries=tuple(entries), file=f.name)

@@ -1,0 +1,218 @@
+"""Source: the workloads of the stream, read from the few documents that need parsing.
+
+A document is parsed only when its top-level ``kind`` names a pod-bearing workload, when
+it may be one of helm-egress's own earlier outputs, or when its kind cannot be read from
+the text (flow-style or JSON documents). Everything else stays text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from post_renderer import yamlio
+from post_renderer.errors import Location, Problems
+from post_renderer.model import Workload
+from post_renderer.stream import Document, Stream
+
+GENERATED_BY = "helm-egress.io/generated-by"
+HOOK = "helm.sh/hook"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+
+# kind -> API groups it is a workload in ("" is the core group).
+WORKLOAD_KINDS: dict[str, frozenset[str]] = {
+    "Deployment": frozenset({"apps", "extensions"}),
+    "StatefulSet": frozenset({"apps"}),
+    "DaemonSet": frozenset({"apps", "extensions"}),
+    "ReplicaSet": frozenset({"apps", "extensions"}),
+    "ReplicationController": frozenset({""}),
+    "Job": frozenset({"batch"}),
+    "CronJob": frozenset({"batch"}),
+    "Pod": frozenset({""}),
+    "Rollout": frozenset({"argoproj.io"}),
+}
+_INSTANCE = re.compile(r"""^[ \t]+["']?app\.kubernetes\.io/instance["']?:[ \t]*["']?([A-Za-z0-9][-A-Za-z0-9.]*)""", re.M)
+
+
+@dataclass
+class Inventory:
+    workloads: list[Workload] = field(default_factory=list)
+    generated: set[int] = field(default_factory=set)  # indices of our own earlier output
+    notes: list[str] = field(default_factory=list)
+
+
+def scan(stream: Stream, problems: Problems) -> Inventory:
+    inventory = Inventory()
+    loader = yamlio.safe_loader()
+    for doc in stream.documents:
+        kind = doc.kind
+        if kind is not None and kind not in WORKLOAD_KINDS and GENERATED_BY not in doc.raw:
+            continue
+        if kind is None and (not doc.has_content or "kind" not in doc.raw):
+            continue
+        where = Location(file="stdin", line=doc.start_line, doc_index=doc.index, kind=kind)
+        try:
+            data = yamlio.load(loader, doc.parse_text, where, line_offset=doc.start_line - 1)
+        except Exception as e:  # noqa: BLE001 - EgressError, collected so every bad document is reported
+            from post_renderer.errors import EgressError
+
+            if isinstance(e, EgressError):
+                problems.extend(e.problems)
+                continue
+            raise
+        if not isinstance(data, dict):
+            continue
+        _classify(doc, data, inventory, problems)
+    return inventory
+
+
+def release_from_labels(stream: Stream) -> str | None:
+    """The most common ``app.kubernetes.io/instance`` value, one vote per document."""
+    votes: Counter[str] = Counter()
+    for doc in stream.documents:
+        m = _INSTANCE.search(doc.raw)
+        if m:
+            votes[m.group(1)] += 1
+    if not votes:
+        return None
+    # Ties break by name so the choice never depends on document order.
+    return min(votes.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+
+
+def _classify(doc: Document, data: dict[str, Any], inventory: Inventory, problems: Problems) -> None:
+    kind = data.get("kind")
+    metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+    name = metadata.get("name")
+    annotations = metadata.get("annotations") if isinstance(metadata.get("annotations"), dict) else {}
+    if GENERATED_BY in annotations:
+        inventory.generated.add(doc.index)
+        return
+    if not isinstance(kind, str) or kind not in WORKLOAD_KINDS:
+        return
+    group = str(data.get("apiVersion", "")).rpartition("/")[0]
+    if group not in WORKLOAD_KINDS[kind]:
+        return
+    where = Location(file="stdin", line=doc.start_line, doc_index=doc.index, kind=kind, name=str(name))
+    if not isinstance(name, str) or not name:
+        problems.add(where.at("metadata.name"), "a workload without a name")
+        return
+    if annotations.get(HOOK):
+        inventory.notes.append(f"{where.render()}: Helm hook ({annotations[HOOK]}), no egress policy")
+        return
+    spec = data.get("spec") if isinstance(data.get("spec"), dict) else {}
+    template, template_path = _pod_template(kind, spec)
+    if kind == "Rollout" and template is None:
+        inventory.notes.append(
+            f"{where.render()}: Rollout without an inline template (workloadRef); "
+            "the referenced workload gets the policy"
+        )
+        return
+    selector = _pod_selector(kind, data, spec, template, where, template_path, problems)
+    if selector is None:
+        return
+    template_meta = (template or {}).get("metadata") if isinstance((template or {}).get("metadata"), dict) else {}
+    pod_annotations = template_meta.get("annotations") if isinstance(template_meta.get("annotations"), dict) else {}
+    merged = {str(k): v for k, v in annotations.items()}
+    merged.update({str(k): v for k, v in pod_annotations.items()})
+    namespace = metadata.get("namespace")
+    inventory.workloads.append(
+        Workload(
+            doc_index=doc.index,
+            kind=kind,
+            name=name,
+            namespace=str(namespace) if namespace else None,
+            pod_selector=selector,
+            annotations=merged,
+            location=where,
+        )
+    )
+
+
+def _pod_template(kind: str, spec: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    if kind == "Pod":
+        return None, ""
+    if kind == "CronJob":
+        job = spec.get("jobTemplate", {}).get("spec", {}) if isinstance(spec.get("jobTemplate"), dict) else {}
+        template = job.get("template") if isinstance(job, dict) else None
+        return (template if isinstance(template, dict) else None), "spec.jobTemplate.spec.template"
+    template = spec.get("template")
+    return (template if isinstance(template, dict) else None), "spec.template"
+
+
+def _pod_selector(
+    kind: str,
+    data: dict[str, Any],
+    spec: dict[str, Any],
+    template: dict[str, Any] | None,
+    where: Location,
+    template_path: str,
+    problems: Problems,
+) -> dict[str, Any] | None:
+    """The LabelSelector that picks exactly this workload's pods."""
+    if kind == "Pod":
+        labels, path = (data.get("metadata") or {}).get("labels"), "metadata.labels"
+        return _from_labels(labels, where, path, problems)
+    selector = spec.get("selector")
+    if kind in ("Job", "CronJob") or selector is None:
+        # Jobs usually leave the selector to the controller (controller-uid), so the
+        # template's own labels are what the pods carry.
+        labels = ((template or {}).get("metadata") or {}).get("labels")
+        return _from_labels(labels, where, f"{template_path}.metadata.labels", problems)
+    if kind == "ReplicationController":
+        return _from_labels(selector, where, "spec.selector", problems)
+    if not isinstance(selector, dict):
+        problems.add(where.at("spec.selector"), "selector must be a mapping")
+        return None
+    out: dict[str, Any] = {}
+    match_labels = selector.get("matchLabels")
+    if match_labels:
+        checked = _from_labels(match_labels, where, "spec.selector.matchLabels", problems)
+        if checked is None:
+            return None
+        out.update(checked)
+    expressions = selector.get("matchExpressions")
+    if expressions:
+        if not isinstance(expressions, list) or not all(_valid_expression(e) for e in expressions):
+            problems.add(where.at("spec.selector.matchExpressions"), "not a list of label selector requirements")
+            return None
+        out["matchExpressions"] = [_copy_expression(e) for e in expressions]
+    if not out:
+        problems.add(
+            where.at("spec.selector"),
+            "an empty selector would make the egress policy select every pod in the namespace; "
+            "give the workload a pod selector, or exclude it",
+        )
+        return None
+    return out
+
+
+def _from_labels(labels: Any, where: Location, path: str, problems: Problems) -> dict[str, Any] | None:
+    if not labels:
+        problems.add(
+            where.at(path),
+            "the workload's pods have no labels, so no NetworkPolicy can select them alone; "
+            "add labels, or exclude the workload",
+        )
+        return None
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        problems.add(where.at(path), "labels must be a mapping of strings")
+        return None
+    return {"matchLabels": {str(k): v for k, v in sorted(labels.items())}}
+
+
+def _valid_expression(expr: Any) -> bool:
+    return (
+        isinstance(expr, dict)
+        and isinstance(expr.get("key"), str)
+        and expr.get("operator") in ("In", "NotIn", "Exists", "DoesNotExist")
+        and all(isinstance(v, str) for v in expr.get("values") or [])
+    )
+
+
+def _copy_expression(expr: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"key": expr["key"], "operator": expr["operator"]}
+    if expr.get("values"):
+        out["values"] = list(expr["values"])
+    return out

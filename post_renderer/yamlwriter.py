@@ -1,0 +1,77 @@
+"""A small, deterministic YAML writer for the documents helm-egress generates.
+
+Generated documents hold only mappings, sequences, strings, integers and booleans, and
+must read back the same under YAML 1.1 (Kubernetes' sigs.k8s.io/yaml) and 1.2 (kyaml,
+ruamel): a string is written plain only when no YAML version could read it as anything
+else. Writing them here keeps key order as built and costs no emitter import.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]*\Z")
+# Words YAML 1.1 reads as booleans or null, in every spelling it accepts.
+_RESERVED = {"y", "n", "yes", "no", "on", "off", "true", "false", "null"}
+
+
+def scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if not isinstance(value, str):
+        raise TypeError(f"cannot write {type(value).__name__}")
+    if _PLAIN.match(value) and value.lower() not in _RESERVED:
+        return value
+    if "'" not in value and value.isprintable():
+        return f"'{value}'"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def write(data: dict[str, Any], *, indent_sequences: bool, newline: str = "\n") -> str:
+    lines: list[str] = []
+    _mapping(data, 0, lines, indent_sequences)
+    return newline.join(lines) + newline
+
+
+def _mapping(data: dict[str, Any], indent: int, lines: list[str], seq_indent: bool) -> None:
+    pad = " " * indent
+    for key, value in data.items():
+        head = f"{pad}{scalar(key)}:"
+        if isinstance(value, dict) and value:
+            lines.append(head)
+            _mapping(value, indent + 2, lines, seq_indent)
+        elif isinstance(value, list) and value:
+            lines.append(head)
+            _sequence(value, indent + 2 if seq_indent else indent, lines, seq_indent)
+        else:
+            lines.append(f"{head} {_inline(value)}")
+
+
+def _sequence(items: list[Any], indent: int, lines: list[str], seq_indent: bool) -> None:
+    pad = " " * indent
+    for item in items:
+        if isinstance(item, dict) and item:
+            # The first key shares the dash's line; the rest align with it.
+            sub: list[str] = []
+            _mapping(item, indent + 2, sub, seq_indent)
+            lines.append(f"{pad}- {sub[0][indent + 2:]}")
+            lines.extend(sub[1:])
+        elif isinstance(item, list) and item:
+            sub = []
+            _sequence(item, indent + 2, sub, seq_indent)
+            lines.append(f"{pad}- {sub[0][indent + 2:]}")
+            lines.extend(sub[1:])
+        else:
+            lines.append(f"{pad}- {_inline(item)}")
+
+
+def _inline(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{}"
+    if isinstance(value, list):
+        return "[]"
+    return scalar(value)
