@@ -216,7 +216,8 @@ def _default_error_file() -> Path | None:
 
 
 def _fail(error: EgressError, error_file: Path | None) -> typer.Exit:
-    lines = [f"error: {p.render()}" for p in error.problems]
+    ordered = sorted(error.problems, key=lambda p: (p.location.file or "", p.location.doc_index or 0, p.location.line or 0))
+    lines = [f"error: {p.render()}" for p in ordered]
     for line in lines:
         typer.echo(line, err=True)
     target = error_file or _default_error_file()

@@ -26,48 +26,61 @@ def checked_entries(
 ) -> list[EgressEntry]:
     """Entries from user data: the schema first, then the guardrails, all problems collected.
 
-    Entries the schema rejects skip the guardrails, but the others are still checked, so
-    one run reports everything that is wrong.
+    A field the schema rejects skips the guardrails; every other field is still checked,
+    so one run reports everything that is wrong.
     """
     schema_problems = schema.validate(raw, locate)
     problems.extend(schema_problems)
     if not isinstance(raw, list):
         return []
-    broken = {_entry_index(p.location.path) for p in schema_problems}
+    # (entry, field) pairs the schema rejected; field None means the entry as a whole.
+    broken = {_entry_field(p.location.path) for p in schema_problems}
+    if (None, None) in broken:
+        return []
     entries: list[EgressEntry] = []
     seen: dict[str, int] = {}
     for i, item in enumerate(raw):
-        if i in broken or None in broken:
+        if (i, None) in broken or not isinstance(item, dict):
             continue
-        name = str(item["name"])
-        if name in seen:
-            problems.add(locate([i, "name"]), f"duplicate name {name!r} (also entry {seen[name]})")
-            continue
-        seen[name] = i
-        hosts = _hosts(item.get("hosts") or [], lambda j, i=i: locate([i, "hosts", j]), problems)
-        addresses = _addresses(
-            item.get("addresses") or [], lambda j, i=i: locate([i, "addresses", j]), settings, problems
-        )
-        ports = _ports(item["ports"], lambda j, i=i: locate([i, "ports", j]), problems)
-        resolution = item.get("resolution")
-        entries.append(
-            EgressEntry(
-                name=name,
-                hosts=hosts,
-                addresses=addresses,
-                ports=ports,
-                resolution=str(resolution).upper() if resolution is not None else None,
-                origin=locate([i]),
-                source=f"{source}#{name}",
+        ok = not any(index == i for index, _ in broken)
+        name = str(item.get("name"))
+        if (i, "name") not in broken:
+            if name in seen:
+                problems.add(locate([i, "name"]), f"duplicate name {name!r} (also entry {seen[name]})")
+                ok = False
+            seen.setdefault(name, i)
+        hosts = addresses = ()
+        ports: tuple[Port, ...] = ()
+        if (i, "hosts") not in broken:
+            hosts = _hosts(item.get("hosts") or [], lambda j, i=i: locate([i, "hosts", j]), problems)
+        if (i, "addresses") not in broken:
+            addresses = _addresses(
+                item.get("addresses") or [], lambda j, i=i: locate([i, "addresses", j]), settings, problems
             )
-        )
+        if (i, "ports") not in broken:
+            ports = _ports(item["ports"], lambda j, i=i: locate([i, "ports", j]), problems)
+        resolution = item.get("resolution")
+        if ok:
+            entries.append(
+                EgressEntry(
+                    name=name,
+                    hosts=hosts,
+                    addresses=addresses,
+                    ports=ports,
+                    resolution=str(resolution).upper() if resolution is not None else None,
+                    origin=locate([i]),
+                    source=f"{source}#{name}",
+                )
+            )
     return entries
 
 
-def _entry_index(path: str | None) -> int | None:
-    """The entry a schema problem is in, from its rendered path (``base[3].ports...``)."""
-    m = re.search(r"\[(\d+)\]", path or "")
-    return int(m.group(1)) if m else None
+def _entry_field(path: str | None) -> tuple[int | None, str | None]:
+    """The entry and field a schema problem is in, from its path (``base[3].ports[0]...``)."""
+    m = re.search(r"\[(\d+)\](?:\.([A-Za-z_]+))?", path or "")
+    if not m:
+        return None, None
+    return int(m.group(1)), m.group(2)
 
 
 def host_problem(host: str) -> str | None:
