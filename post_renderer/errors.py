@@ -26,8 +26,9 @@ class Location:
             parts.append(f"{self.file}:{self.line}" if self.line is not None else self.file)
         if self.doc_index is not None:
             what = f"document {self.doc_index}"
-            if self.kind or self.name:
-                what += f" ({self.kind or '?'}/{self.name or '?'})"
+            label = "/".join(x for x in (self.kind, self.name) if x)
+            if label:
+                what += f" ({label})"
             parts.append(what)
         if self.key is not None:
             parts.append(f"annotation {self.key}")

@@ -22,6 +22,8 @@ _KIND = re.compile(r"""^kind:[ \t]*(["']?)([A-Za-z][A-Za-z0-9]*)\1[ \t]*(?:#[^\n
 _API_VERSION = re.compile(
     r"""^apiVersion:[ \t]*(["']?)([A-Za-z0-9./-]+)\1[ \t]*(?:#[^\n]*)?\r?$""", re.MULTILINE
 )
+# metadata.name in block style, two-space indented as every Helm generation writes it.
+_NAME = re.compile(r"""^metadata:[ \t]*\r?\n(?:[ \t]+[^\n]*\n)*?  name:[ \t]*(["']?)([-A-Za-z0-9.:_]+)\1[ \t]*\r?$""", re.MULTILINE)
 _SOURCE = re.compile(r"^# Source: ([^\r\n]+?)\r?$", re.MULTILINE)
 _HELM4_PATH = re.compile(
     r"""^[ \t]+["']?postrenderer\.helm\.sh/postrender-filename["']?:[ \t]*["']?([^"'\r\n]+)""",
@@ -51,6 +53,12 @@ class Document:
     @property
     def api_version(self) -> str | None:
         m = _API_VERSION.search(self.raw)
+        return m.group(2) if m else None
+
+    @property
+    def name(self) -> str | None:
+        """A best-effort ``metadata.name``, for messages about documents that do not parse."""
+        m = _NAME.search(self.raw)
         return m.group(2) if m else None
 
     @property

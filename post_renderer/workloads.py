@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from post_renderer import yamlio
-from post_renderer.errors import Location, Problems
+from post_renderer.errors import EgressError, Location, Problems
 from post_renderer.model import Workload
 from post_renderer.stream import Document, Stream
 
@@ -33,7 +33,9 @@ WORKLOAD_KINDS: dict[str, frozenset[str]] = {
     "Pod": frozenset({""}),
     "Rollout": frozenset({"argoproj.io"}),
 }
-_INSTANCE = re.compile(r"""^[ \t]+["']?app\.kubernetes\.io/instance["']?:[ \t]*["']?([A-Za-z0-9][-A-Za-z0-9.]*)""", re.M)
+# Block or flow style; the first occurrence in a document is its metadata label in every
+# chart seen, and one vote per document keeps selectors from counting twice.
+_INSTANCE = re.compile(r"""(?<![\w./-])["']?app\.kubernetes\.io/instance["']?:[ \t]*["']?([A-Za-z0-9][-A-Za-z0-9.]*)""")
 
 
 @dataclass
@@ -52,16 +54,13 @@ def scan(stream: Stream, problems: Problems) -> Inventory:
             continue
         if kind is None and (not doc.has_content or "kind" not in doc.raw):
             continue
-        where = Location(file="stdin", line=doc.start_line, doc_index=doc.index, kind=kind)
+        where = Location(file="stdin", line=doc.start_line, doc_index=doc.index, kind=kind, name=doc.name)
         try:
             data = yamlio.load(loader, doc.parse_text, where, line_offset=doc.start_line - 1)
-        except Exception as e:  # noqa: BLE001 - EgressError, collected so every bad document is reported
-            from post_renderer.errors import EgressError
-
-            if isinstance(e, EgressError):
-                problems.extend(e.problems)
-                continue
-            raise
+        except EgressError as e:
+            # Collected, so one run reports every bad document.
+            problems.extend(e.problems)
+            continue
         if not isinstance(data, dict):
             continue
         _classify(doc, data, inventory, problems)

@@ -1,0 +1,84 @@
+"""The stream is split as text and joined back byte for byte, whatever Helm sent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from post_renderer import stream
+
+CORPUS = sorted((Path(__file__).parent.parent / "fixtures" / "corpus").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.name)
+def test_real_streams_round_trip_exactly(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    s = stream.split(text)
+    assert stream.join([(d.raw, d.has_separator) for d in s.documents], bom=s.bom, newline=s.newline) == text
+    assert s.shape == ("helm4" if ".helm4." in path.name else "helm3")
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.name)
+def test_kinds_are_read_from_text(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    kinds = [d.kind for d in stream.split(text).documents if d.has_content]
+    assert kinds.count("Deployment") == text.count("\nkind: Deployment\n") + text.startswith("kind: Deployment\n")
+    assert None not in kinds
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "\n",
+        "---\n",
+        "# just a comment\n",
+        "\ufeff---\n# Source: c/templates/a.yaml\nkind: A\n",
+        "---\r\n# Source: c/templates/a.yaml\r\nkind: A\r\n---\r\nkind: B\r\n",
+        "kind: A\n---\nkind: B",  # no final line end
+        "---\nkind: A\n...\n---\nkind: B\n...\n",
+        "--- # a comment on the marker\nkind: A\n--- {kind: B}\n",
+        "---\ndata: |\n  ---\n  not a separator, indented\n---\nkind: C\n",
+        "%YAML 1.2\n---\nkind: A\n",
+        "----\nkind: A\n",  # four dashes are content, not a marker
+    ],
+)
+def test_odd_streams_round_trip_exactly(text: str) -> None:
+    s = stream.split(text)
+    assert stream.join([(d.raw, d.has_separator) for d in s.documents], bom=s.bom, newline=s.newline) == text
+
+
+def test_document_facts() -> None:
+    s = stream.split(
+        "---\n# Source: shop/templates/web.yaml\napiVersion: apps/v1\nkind: Deployment\n"
+        "---\n# HIDDEN: The Secret output has been suppressed\n"
+        "--- {\"kind\": \"Pod\"}\n"
+        "---\nkind: X\n...\n%YAML 1.2\n"
+    )
+    web, hidden, flow, ended = s.documents
+    assert (web.kind, web.api_version, web.source_path, web.has_content) == (
+        "Deployment", "apps/v1", "shop/templates/web.yaml", True)
+    assert hidden.has_content is False
+    assert flow.kind is None and flow.has_content is True
+    assert ended.parse_text == "---\nkind: X\n"
+    assert s.chart_name == "shop"
+    assert [d.start_line for d in s.documents] == [1, 5, 7, 8]
+
+
+def test_line_ends_and_bom_are_kept_for_new_documents() -> None:
+    s = stream.split("\ufeff---\r\nkind: A\r\n")
+    assert s.bom and s.newline == "\r\n"
+    out = stream.join([(d.raw, d.has_separator) for d in s.documents] + [("---\r\nkind: B\r\n", True)],
+                      bom=s.bom, newline=s.newline)
+    assert out == "\ufeff---\r\nkind: A\r\n---\r\nkind: B\r\n"
+
+
+def test_join_adds_only_the_joints_it_needs() -> None:
+    # Helm 4's first document has no separator: one is added only when it stops being first.
+    assert stream.join([("---\nkind: G\n", True), ("kind: A\n", False)], bom=False, newline="\n") == (
+        "---\nkind: G\n---\nkind: A\n"
+    )
+    assert stream.join([("kind: A", False), ("---\nkind: G\n", True)], bom=False, newline="\n") == (
+        "kind: A\n---\nkind: G\n"
+    )
