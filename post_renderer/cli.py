@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -37,6 +38,7 @@ app = typer.Typer(
 )
 
 ENV = "HELM_EGRESS_"
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
 
 
 def _version(value: bool) -> None:
@@ -130,6 +132,10 @@ def render(
         str, typer.Option(help=f"apiVersion of generated ServiceEntries: {', '.join(ISTIO_API_VERSIONS)}.",
                           envvar=ENV + "ISTIO_API_VERSION"),
     ] = ISTIO_API_VERSIONS[0],
+    annotation_prefix: Annotated[
+        str, typer.Option(help="Prefix of the workload annotations that declare egress (<prefix>/hosts, ...).",
+                          envvar=ENV + "ANNOTATION_PREFIX"),
+    ] = "helm-egress.io",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print no notes; errors are always printed.")] = False,
     error_file: Annotated[
         Optional[Path],
@@ -147,6 +153,9 @@ def render(
     for net in cidrs:
         if any(net.version == f.version and net.subnet_of(f) for f in FORBIDDEN):  # type: ignore[arg-type]
             raise typer.BadParameter(f"{net} is link-local or a metadata endpoint", param_hint="--hostname-cidr")
+    if not _DNS_SUBDOMAIN.match(annotation_prefix) or len(annotation_prefix) > 253:
+        raise typer.BadParameter(f"{annotation_prefix!r} is not a DNS subdomain (e.g. egress.example.com)",
+                                 param_hint="--annotation-prefix")
     flavour: NetworkPolicyFlavour = "kubernetes" if network_policy == "kubernetes" else "none"
     settings = Settings(
         release=release,
@@ -159,6 +168,7 @@ def render(
         hostname_excepts=tuple(_cidr(c) for c in hostname_except or ()),
         allow_broad_cidrs=allow_broad_cidrs,
         istio_api_version=istio_api_version,
+        annotation_prefix=annotation_prefix,
     )
     text = _read_stdin()
     from post_renderer.pipeline import render as run_render

@@ -55,5 +55,7 @@ class Workload:
     name: str
     namespace: str | None
     pod_selector: dict[str, Any]  # a LabelSelector: matchLabels and/or matchExpressions
-    annotations: dict[str, str]  # metadata and pod template annotations, merged
+    # metadata and pod template annotations, merged: key -> (value, YAML path of the map)
+    annotations: dict[str, tuple[Any, str]]
     location: Location
+    hook: str | None = None  # the helm.sh/hook value; hooks get no policy

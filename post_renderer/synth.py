@@ -5,6 +5,7 @@ Builds plain data in the key order Kubernetes users read; ``emit`` writes it out
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -93,17 +94,55 @@ def plan(entries: Sequence[EgressEntry], problems: Problems) -> list[Planned]:
     return out
 
 
+@dataclass(frozen=True)
+class Wanted:
+    """A ServiceEntry asked for: an entry, the namespace it serves, its preferred name."""
+
+    planned: Planned
+    namespace: str | None
+    name: str
+
+
 def service_entries(
-    planned: Sequence[Planned],
+    wanted: Sequence[Wanted],
     *,
-    release: str,
-    namespaces: Sequence[str | None],
+    release: str | None,
     settings: Settings,
+    problems: Problems,
+    notes: list[str],
 ) -> list[Generated]:
+    """One ServiceEntry per wanted entry, minus those an earlier one already covers.
+
+    Istio resolves a host and port to one protocol per namespace scope; two declarations
+    that disagree are refused (Istio's IST0177), two that agree produce one object.
+    """
     out: list[Generated] = []
-    for p in planned:
-        entry, resolution = p.entry, p.resolution
-        name = dns_label(release, entry.name)
+    claimed: dict[tuple[str | None, str, int], tuple[str, str, str]] = {}  # -> (protocol, source, name)
+    taken: set[tuple[str | None, str]] = set()
+    for w in wanted:
+        entry, resolution = w.planned.entry, w.planned.resolution
+        destinations = entry.hosts or entry.addresses
+        keys = [((w.namespace, d, port.number), port.protocol) for d in destinations for port in entry.ports]
+        clash = next(((k, proto) for k, proto in keys if k in claimed and claimed[k][0] != proto), None)
+        if clash is not None:
+            (_, dest, number), proto = clash
+            other, source, _ = claimed[clash[0]]
+            problems.add(
+                entry.origin,
+                f"{dest}:{number} is declared as {proto} here but as {other} by {source}; Istio allows one "
+                "protocol per host and port in a namespace (IST0177)",
+            )
+            continue
+        if keys and all(k in claimed for k, _ in keys):
+            first = claimed[keys[0][0]]
+            notes.append(f"{entry.source}: already covered by ServiceEntry {first[2]} ({first[1]}); not duplicated")
+            continue
+        name = w.name
+        if (w.namespace, name) in taken:
+            name = dns_label(w.name, hashlib.sha256(entry.source.encode()).hexdigest()[:6])
+        taken.add((w.namespace, name))
+        for k, proto in keys:
+            claimed.setdefault(k, (proto, entry.source, name))
         spec: dict[str, Any] = {"hosts": list(entry.hosts) or [name]}
         if entry.addresses:
             spec["addresses"] = list(entry.addresses)
@@ -111,14 +150,13 @@ def service_entries(
         spec["location"] = "MESH_EXTERNAL"
         spec["resolution"] = resolution.value
         spec["exportTo"] = ["."]
-        for namespace in namespaces:
-            body = {
-                "apiVersion": settings.istio_api_version,
-                "kind": "ServiceEntry",
-                "metadata": _metadata(name, namespace, release, {SOURCE_ANNOTATION: entry.source}),
-                "spec": spec,
-            }
-            out.append(Generated("ServiceEntry", name, namespace, body, entry.origin))
+        body = {
+            "apiVersion": settings.istio_api_version,
+            "kind": "ServiceEntry",
+            "metadata": _metadata(name, w.namespace, release, {SOURCE_ANNOTATION: entry.source}),
+            "spec": spec,
+        }
+        out.append(Generated("ServiceEntry", name, w.namespace, body, entry.origin))
     return out
 
 

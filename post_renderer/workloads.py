@@ -97,9 +97,6 @@ def _classify(doc: Document, data: dict[str, Any], inventory: Inventory, problem
     if not isinstance(name, str) or not name:
         problems.add(where.at("metadata.name"), "a workload without a name")
         return
-    if annotations.get(HOOK):
-        inventory.notes.append(f"{where.render()}: Helm hook ({annotations[HOOK]}), no egress policy")
-        return
     spec = data.get("spec") if isinstance(data.get("spec"), dict) else {}
     template, template_path = _pod_template(kind, spec)
     if kind == "Rollout" and template is None:
@@ -108,13 +105,26 @@ def _classify(doc: Document, data: dict[str, Any], inventory: Inventory, problem
             "the referenced workload gets the policy"
         )
         return
-    selector = _pod_selector(kind, data, spec, template, where, template_path, problems)
+    hook = str(annotations[HOOK]) if annotations.get(HOOK) else None
+    if hook:
+        # Hooks run outside the release's lifetime and get no policy, so their pods need
+        # not be selectable; their annotations are still checked for typos.
+        selector: dict[str, Any] | None = {}
+    else:
+        selector = _pod_selector(kind, data, spec, template, where, template_path, problems)
     if selector is None:
         return
     template_meta = (template or {}).get("metadata") if isinstance((template or {}).get("metadata"), dict) else {}
     pod_annotations = template_meta.get("annotations") if isinstance(template_meta.get("annotations"), dict) else {}
-    merged = {str(k): v for k, v in annotations.items()}
-    merged.update({str(k): v for k, v in pod_annotations.items()})
+    merged: dict[str, tuple[Any, str]] = {str(k): (v, "metadata.annotations") for k, v in annotations.items()}
+    for key, value in pod_annotations.items():
+        merged.setdefault(str(key), (value, f"{template_path}.metadata.annotations"))
+        if merged[str(key)][0] != value:
+            problems.add(
+                where.at(f"{template_path}.metadata.annotations"),
+                f"annotation {key} differs between the workload ({merged[str(key)][0]!r}) and its pod "
+                f"template ({value!r}); declare it once",
+            )
     namespace = metadata.get("namespace")
     inventory.workloads.append(
         Workload(
@@ -125,6 +135,7 @@ def _classify(doc: Document, data: dict[str, Any], inventory: Inventory, problem
             pod_selector=selector,
             annotations=merged,
             location=where,
+            hook=hook,
         )
     )
 

@@ -1,0 +1,147 @@
+"""Source: egress intent declared on a workload through annotations.
+
+Keys live under a prefix (default ``helm-egress.io``), on the workload's metadata or its
+pod template's (``podAnnotations`` in most charts), merged:
+
+- ``<prefix>/hosts``, ``<prefix>/addresses``, ``<prefix>/ports``: one entry named after
+  the workload, values separated by commas and/or white space, ports ``NUMBER[/PROTOCOL]``
+  (a bare number is ``TCP``);
+- ``<prefix>/egress``: a YAML or JSON list of entries in the ``istio.egress`` schema;
+- ``<prefix>/ignore``: ``"true"`` gives the workload no policy at all.
+
+Any other key under the prefix is an error: a typo must never silently open or close
+egress. Entries pass the same schema and guardrails as values.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from post_renderer import yamlio
+from post_renderer.entries import checked_entries
+from post_renderer.errors import EgressError, Location, Problems
+from post_renderer.model import EgressEntry, Workload
+from post_renderer.names import dns_label
+from post_renderer.settings import Settings
+from post_renderer.stream import Document
+
+COMPACT = ("hosts", "addresses", "ports")
+KEYS = (*COMPACT, "egress", "ignore")
+DEFAULT_PROTOCOL = "TCP"
+_SPLIT = re.compile(r"[\s,]+")
+
+
+@dataclass(frozen=True)
+class Intent:
+    ignore: bool
+    entries: tuple[EgressEntry, ...]
+    declared: bool  # any egress key present (an empty declaration still asks for a policy)
+
+
+def read(workload: Workload, doc: Document, settings: Settings, problems: Problems) -> Intent:
+    prefix = settings.annotation_prefix + "/"
+    ours = {k[len(prefix):]: v for k, v in workload.annotations.items() if k.startswith(prefix)}
+    if not ours:
+        return Intent(ignore=False, entries=(), declared=False)
+
+    def where(key: str) -> Location:
+        value, path = workload.annotations[prefix + key]
+        return workload.location.at(
+            f'{path}["{prefix}{key}"]', line=_line_of_key(doc, prefix + key)
+        )
+
+    for key in sorted(set(ours) - set(KEYS)):
+        problems.add(
+            where(key),
+            f"unknown annotation {prefix}{key} (known: {', '.join(prefix + k for k in KEYS)})",
+        )
+    text: dict[str, str] = {}
+    for key in sorted(set(ours) & set(KEYS)):
+        value = ours[key][0]
+        if not isinstance(value, str):
+            problems.add(where(key), f"annotation values must be strings; quote {value!r}")
+        elif not value.strip():
+            problems.add(where(key), "empty annotation")
+        else:
+            text[key] = value
+
+    ignore = False
+    if "ignore" in text:
+        flag = text["ignore"].strip().lower()
+        if flag not in ("true", "false"):
+            problems.add(where("ignore"), f"{text['ignore']!r} is not \"true\" or \"false\"")
+        ignore = flag == "true"
+
+    raw: list[Any] = []
+    origins: list[tuple[str, str]] = []  # per raw entry: (annotation key, path prefix)
+    if any(k in text for k in COMPACT):
+        compact = _compact_entry(workload, text, where, problems)
+        if compact is not None:
+            raw.append(compact)
+            origins.append(("compact", ""))
+    if "egress" in text:
+        full = _full_entries(text["egress"], where("egress"))
+        if full is None:
+            pass
+        elif not isinstance(full, list):
+            problems.add(where("egress"), "must be a YAML or JSON list of entries (name, hosts, addresses, ports)")
+        else:
+            for i in range(len(full)):
+                origins.append(("egress", f"[{i}]"))
+            raw.extend(full)
+    if not raw:
+        return Intent(ignore=ignore, entries=(), declared=any(k in ours for k in (*COMPACT, "egress")))
+
+    def locate(path: Sequence[str | int]) -> Location:
+        index = path[0] if path and isinstance(path[0], int) else None
+        if index is None or index >= len(origins):
+            return workload.location
+        key, base = origins[index]
+        rest = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path[1:])
+        if key == "compact":
+            field = next((p for p in path[1:] if isinstance(p, str)), None)
+            annotation = field if field in COMPACT else next(k for k in COMPACT if k in text)
+            return where(annotation).at(f"{where(annotation).path}: {rest.lstrip('.')}" if rest else None)
+        return where("egress").at(f"{where('egress').path}: {base}{rest}")
+
+    source = f"annotations:{workload.kind}/{workload.name}"
+    entries = checked_entries(raw, locate, source=source, settings=settings, problems=problems)
+    return Intent(ignore=ignore, entries=tuple(entries), declared=True)
+
+
+def _compact_entry(workload: Workload, text: dict[str, str], where: Any, problems: Problems) -> dict[str, Any] | None:
+    entry: dict[str, Any] = {"name": dns_label(workload.name)}
+    for key in ("hosts", "addresses"):
+        if key in text:
+            entry[key] = [t for t in _SPLIT.split(text[key].strip()) if t]
+    if "ports" not in text:
+        problems.add(where(next(k for k in COMPACT if k in text)), "hosts and addresses need a ports annotation too")
+        return None
+    if "hosts" not in entry and "addresses" not in entry:
+        problems.add(where("ports"), "ports need a hosts or addresses annotation too")
+        return None
+    ports = []
+    for token in (t for t in _SPLIT.split(text["ports"].strip()) if t):
+        number, slash, protocol = token.partition("/")
+        if not number.isdigit() or (slash and not protocol):
+            problems.add(where("ports"), f"{token!r} is not NUMBER or NUMBER/PROTOCOL (e.g. 443/TLS)")
+            return None
+        ports.append({"number": int(number), "protocol": protocol if slash else DEFAULT_PROTOCOL})
+    entry["ports"] = ports
+    return entry
+
+
+def _full_entries(text: str, where: Location) -> Any:
+    try:
+        # JSON is YAML, so one safe loader reads both.
+        return yamlio.load(yamlio.safe_loader(), text, where)
+    except EgressError as e:
+        raise EgressError([*e.problems]) from e
+
+
+def _line_of_key(doc: Document, key: str) -> int | None:
+    idx = doc.raw.find(key)
+    return doc.start_line + doc.raw.count("\n", 0, idx) if idx >= 0 else None
