@@ -83,7 +83,7 @@ def read(workload: Workload, doc: Document, settings: Settings, problems: Proble
             raw.append(compact)
             origins.append(("compact", ""))
     if "egress" in text:
-        full = _full_entries(text["egress"], where("egress"))
+        full = _full_entries(text["egress"], where("egress"), problems)
         if full is None:
             pass
         elif not isinstance(full, list):
@@ -134,12 +134,16 @@ def _compact_entry(workload: Workload, text: dict[str, str], where: Any, problem
     return entry
 
 
-def _full_entries(text: str, where: Location) -> Any:
+def _full_entries(text: str, where: Location, problems: Problems) -> Any:
     try:
         # JSON is YAML, so one safe loader reads both.
-        return yamlio.load(yamlio.safe_loader(), text, where)
+        return yamlio.load(yamlio.safe_loader(), text, where.at(line=0))
     except EgressError as e:
-        raise EgressError([*e.problems]) from e
+        for p in e.problems:
+            # The parser counts lines inside the annotation's value; point at the key.
+            inner = f" (line {p.location.line} of the value)" if p.location.line else ""
+            problems.add(where, p.message + inner)
+        return None
 
 
 def _line_of_key(doc: Document, key: str) -> int | None:

@@ -70,6 +70,7 @@ def checked_entries(
                     resolution=str(resolution).upper() if resolution is not None else None,
                     origin=locate([i]),
                     source=f"{source}#{name}",
+                    resolution_origin=locate([i, "resolution"]) if resolution is not None else None,
                 )
             )
     return entries

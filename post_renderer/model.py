@@ -44,6 +44,7 @@ class EgressEntry:
     resolution: str | None  # as the user asked, upper-cased; None to choose
     origin: Location  # where it was declared
     source: str  # short, stable provenance for annotations, e.g. "values:prod.yaml#stripe"
+    resolution_origin: Location | None = None  # where `resolution` was written, if it was
 
 
 @dataclass(frozen=True)

@@ -35,13 +35,13 @@ class Result:
 
 def render(text: str, values: Sequence[ValuesFile], settings: Settings) -> Result:
     stream = streams.split(text)
-    egress = load_egress(values, settings)
     problems = Problems()
+    egress = load_egress(values, settings, problems)
     inventory = scan(stream, problems)
-    problems.raise_if_any()
-    notes = list(inventory.notes)
     if stream.is_empty:
-        return Result(text, [*notes, "the input holds no documents; nothing to add"])
+        problems.raise_if_any()
+        return Result(text, [*inventory.notes, "the input holds no documents; nothing to add"])
+    notes = list(inventory.notes)
 
     intents = {
         w.doc_index: annotations.read(w, stream.documents[w.doc_index], settings, problems)

@@ -43,7 +43,7 @@ def choose_resolution(entry: EgressEntry, problems: Problems) -> Resolution | No
     many_hosts_raw = len(entry.hosts) > 1 and any(
         p.protocol not in HTTP_FAMILY and p.protocol not in TLS_FAMILY for p in entry.ports
     )
-    where = entry.origin.at(f"{entry.origin.path}.resolution" if entry.origin.path else "resolution")
+    where = entry.resolution_origin or entry.origin
     asked = entry.resolution
     if asked is not None:
         why: str | None = None

@@ -38,11 +38,18 @@ class EgressValues:
     file: str | None
 
 
-def load_egress(files: Sequence[ValuesFile], settings: Settings, *, base_path: str = BASE_PATH) -> EgressValues:
-    problems = Problems()
+def load_egress(
+    files: Sequence[ValuesFile], settings: Settings, problems: Problems, *, base_path: str = BASE_PATH
+) -> EgressValues:
+    """The egress block in force; problems are collected, not raised, so one run reports
+    bad values and bad manifests together."""
     current: tuple[ValuesFile, Any, Node | None, list[str]] | None = None
     for f in files:
-        data, root = yamlio.load_with_nodes(f.text, Location(file=f.name, line=1))
+        try:
+            data, root = yamlio.load_with_nodes(f.text, Location(file=f.name, line=1))
+        except EgressError as e:
+            problems.extend(e.problems)
+            continue
         if data is None:
             continue
         if not isinstance(data, dict):
@@ -62,7 +69,6 @@ def load_egress(files: Sequence[ValuesFile], settings: Settings, *, base_path: s
                 current = None  # a scalar replaces the whole map below it
                 break
             mapping = mapping[key]
-    problems.raise_if_any()
     if current is None:
         return EgressValues(present=False, entries=(), file=None)
 
@@ -74,5 +80,4 @@ def load_egress(files: Sequence[ValuesFile], settings: Settings, *, base_path: s
 
     source = f"values:{os.path.basename(f.name)}"
     entries = checked_entries(egress, locate, source=source, settings=settings, problems=problems)
-    problems.raise_if_any()
     return EgressValues(present=True, entries=tuple(entries), file=f.name)

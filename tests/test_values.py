@@ -10,7 +10,14 @@ from post_renderer.errors import EgressError
 from post_renderer.settings import Settings
 from post_renderer.synth import choose_resolution
 from post_renderer.errors import Problems
-from post_renderer.values import ValuesFile, load_egress
+from post_renderer.values import EgressValues, ValuesFile, load_egress
+
+
+def load(files: list[ValuesFile], settings: Settings = Settings()) -> EgressValues:
+    problems = Problems()
+    egress = load_egress(files, settings, problems)
+    problems.raise_if_any()
+    return egress
 
 
 def vf(name: str, text: str) -> ValuesFile:
@@ -19,7 +26,7 @@ def vf(name: str, text: str) -> ValuesFile:
 
 def problems_of(*files: ValuesFile, settings: Settings = Settings()) -> list[str]:
     with pytest.raises(EgressError) as e:
-        load_egress(list(files), settings)
+        load(list(files), settings)
     return [p.render() for p in e.value.problems]
 
 
@@ -34,7 +41,7 @@ STRIPE = """
 
 
 def test_entry_is_canonical() -> None:
-    egress = load_egress([vf("v.yaml", STRIPE)], Settings())
+    egress = load([vf("v.yaml", STRIPE)], Settings())
     (entry,) = egress.entries
     assert entry.hosts == ("api.stripe.com",)
     assert [(p.number, p.protocol, p.name) for p in entry.ports] == [(443, "TLS", "tls-443")]
@@ -43,19 +50,19 @@ def test_entry_is_canonical() -> None:
 
 
 def test_no_egress_key_means_nothing_applies() -> None:
-    assert load_egress([vf("v.yaml", "image: {tag: x}\nistio: {enabled: true}\n")], Settings()).present is False
-    assert load_egress([], Settings()).present is False
-    assert load_egress([vf("v.yaml", "istio: {egress: []}\n")], Settings()).present is True
+    assert load([vf("v.yaml", "image: {tag: x}\nistio: {enabled: true}\n")], Settings()).present is False
+    assert load([], Settings()).present is False
+    assert load([vf("v.yaml", "istio: {egress: []}\n")], Settings()).present is True
 
 
 def test_later_file_replaces_the_list_and_null_deletes() -> None:
     other = vf("prod.yaml", "istio:\n  egress:\n    - name: s3\n      hosts: ['*.s3.amazonaws.com']\n"
                             "      ports: [{number: 443, protocol: HTTPS}]\n")
-    merged = load_egress([vf("v.yaml", STRIPE), other], Settings())
+    merged = load([vf("v.yaml", STRIPE), other], Settings())
     assert [e.name for e in merged.entries] == ["s3"] and merged.file == "prod.yaml"
-    assert load_egress([vf("v.yaml", STRIPE), vf("off.yaml", "istio:\n  egress: null\n")], Settings()).present is False
+    assert load([vf("v.yaml", STRIPE), vf("off.yaml", "istio:\n  egress: null\n")], Settings()).present is False
     # A file that does not mention istio.egress leaves the earlier list in force.
-    kept = load_egress([vf("v.yaml", STRIPE), vf("img.yaml", "istio: {mtls: true}\n")], Settings())
+    kept = load([vf("v.yaml", STRIPE), vf("img.yaml", "istio: {mtls: true}\n")], Settings())
     assert [e.name for e in kept.entries] == ["stripe"]
 
 
@@ -122,14 +129,14 @@ def test_address_guardrails(address: str, why: str, broad_ok: bool) -> None:
     assert problem.startswith("v.yaml:4: istio.egress[0].addresses[0]: ") and why in problem
     allowed = Settings(allow_broad_cidrs=True)
     if broad_ok:
-        assert load_egress([vf("v.yaml", text)], allowed).entries[0].addresses == (address,)
+        assert load([vf("v.yaml", text)], allowed).entries[0].addresses == (address,)
     else:
         assert problems_of(vf("v.yaml", text), settings=allowed) == [problem]
 
 
 def test_addresses_are_canonical() -> None:
     text = "istio:\n  egress:\n    - name: x\n      addresses: [10.1.2.3/16, 10.40.0.15, '2001:DB8::1']\n      ports: [{number: 80, protocol: TCP}]\n"
-    assert load_egress([vf("v.yaml", text)], Settings()).entries[0].addresses == ("10.1.0.0/16", "10.40.0.15", "2001:db8::1")
+    assert load([vf("v.yaml", text)], Settings()).entries[0].addresses == ("10.1.0.0/16", "10.40.0.15", "2001:db8::1")
 
 
 def test_duplicates_are_refused() -> None:
@@ -151,7 +158,7 @@ def test_duplicates_are_refused() -> None:
 
 
 def resolution_of(entry_yaml: str) -> str:
-    egress = load_egress([vf("v.yaml", "istio:\n  egress:\n" + textwrap.indent(textwrap.dedent(entry_yaml), "    "))], Settings())
+    egress = load([vf("v.yaml", "istio:\n  egress:\n" + textwrap.indent(textwrap.dedent(entry_yaml), "    "))], Settings())
     problems = Problems()
     chosen = choose_resolution(egress.entries[0], problems)
     if chosen is None:

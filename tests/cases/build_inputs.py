@@ -1,0 +1,87 @@
+"""Regenerate the golden cases' ``input.yaml`` from the fixture charts (Helm's own engine).
+
+    python tests/cases/build_inputs.py          # rewrite every input built from a chart
+    UPDATE_GOLDEN=1 python -m pytest tests/test_golden.py   # then re-record outputs, and review the diff
+
+Each case below names a chart, its values and the Helm generation whose stdin to build.
+Cases not listed here keep a hand-written input.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from helmstream import helm3_stream, helm4_stream, render_chart, with_bom, with_crlf  # noqa: E402
+
+CHARTS = HERE.parent.parent / "fixtures" / "charts"
+
+COMPACT_WEB: dict[str, Any] = {
+    "web": {"podAnnotations": {
+        "helm-egress.io/hosts": "api.stripe.com, *.googleapis.com",
+        "helm-egress.io/ports": "443/TLS 8443",
+    }},
+}
+FULL_API: dict[str, Any] = {
+    "api": {"annotations": {"helm-egress.io/egress": (
+        "- name: orders-db\n  addresses: [10.20.0.0/16]\n  ports: [{number: 5432, protocol: TCP}]\n"
+        "- name: stripe\n  hosts: [api.stripe.com]\n  ports: [{number: 443, protocol: tls}]\n"
+    )}},
+}
+IGNORE_AGENT: dict[str, Any] = {"agent": {"podAnnotations": {"helm-egress.io/ignore": "true"}}}
+ALL_KINDS: dict[str, Any] = {"debug": {"enabled": True}, "canary": {"enabled": True}}
+
+CASES: dict[str, tuple[str, dict[str, Any], str]] = {
+    "values-minimal-helm3": ("minimal", {}, "helm3"),
+    "values-minimal-helm4": ("minimal", {}, "helm4"),
+    "values-minimal-crlf-bom": ("minimal", {}, "helm3-crlf-bom"),
+    "values-shop-all-kinds-helm4": ("shop", ALL_KINDS, "helm4"),
+    "annotations-compact-helm4": ("shop", COMPACT_WEB, "helm4"),
+    "annotations-full-helm3": ("shop", FULL_API, "helm3"),
+    "annotations-and-values-helm4": ("shop", {**COMPACT_WEB, **FULL_API, **IGNORE_AGENT}, "helm4"),
+    "annotations-ignore-helm3": ("shop", IGNORE_AGENT, "helm3"),
+    "annotations-prefix-override": ("shop", {"web": {"annotations": {
+        "egress.acme.io/hosts": "hooks.slack.com", "egress.acme.io/ports": "443/TLS",
+        "helm-egress.io/hosts": "left.alone.example.com"}}}, "helm3"),
+    "error-annotation-unknown-key": ("shop", {"web": {"podAnnotations": {"helm-egress.io/host": "a.example.com"}}}, "helm4"),
+    "error-annotation-bad-ports": ("shop", {
+        "web": {"podAnnotations": {"helm-egress.io/hosts": "a.example.com", "helm-egress.io/ports": "443/HTTPX"}},
+        "api": {"podAnnotations": {"helm-egress.io/hosts": "b.example.com", "helm-egress.io/ports": "https"}},
+        "db": {"podAnnotations": {"helm-egress.io/hosts": "c.example.com", "helm-egress.io/ports": ""}},
+        "agent": {"podAnnotations": {"helm-egress.io/ports": "443"}},
+    }, "helm3"),
+    "error-annotation-bad-yaml": ("shop", {"api": {"annotations": {"helm-egress.io/egress": "- name: x\n  hosts: [a\n"}}}, "helm3"),
+    "error-annotation-guardrails": ("shop", {
+        "web": {"podAnnotations": {"helm-egress.io/hosts": "*", "helm-egress.io/addresses": "169.254.169.254",
+                                   "helm-egress.io/ports": "80/HTTP"}},
+        "api": {"annotations": {"helm-egress.io/egress": '[{"name": "x", "hosts": ["10.0.0.1"], "ports": [{"number": 443}]}]'}},
+        "db": {"podAnnotations": {"helm-egress.io/ignore": "yes"}},
+    }, "helm4"),
+    "error-annotation-conflicting-protocols": ("shop", {
+        "web": {"podAnnotations": {"helm-egress.io/hosts": "api.stripe.com", "helm-egress.io/ports": "443/TLS"}},
+        "api": {"podAnnotations": {"helm-egress.io/hosts": "api.stripe.com", "helm-egress.io/ports": "443/HTTPS"}},
+    }, "helm3"),
+}
+
+
+def build(chart: str, values: dict[str, Any], shape: str) -> str:
+    rendered = render_chart(CHARTS / chart, values, release="demo", namespace="prod")
+    if shape == "helm4":
+        return helm4_stream(rendered)
+    text = helm3_stream(rendered)
+    return with_bom(with_crlf(text)) if shape == "helm3-crlf-bom" else text
+
+
+def main() -> None:
+    for name, (chart, values, shape) in CASES.items():
+        folder = HERE / name
+        folder.mkdir(exist_ok=True)
+        (folder / "input.yaml").write_bytes(build(chart, values, shape).encode("utf-8"))
+        print(f"wrote {folder.name}/input.yaml")
+
+
+if __name__ == "__main__":
+    main()
