@@ -136,6 +136,17 @@ def render(
         str, typer.Option(help="Prefix of the workload annotations that declare egress (<prefix>/hosts, ...).",
                           envvar=ENV + "ANNOTATION_PREFIX"),
     ] = "helm-egress.io",
+    global_allowlist: Annotated[
+        Optional[Path],
+        typer.Option(help="File with an istio.egress list of cluster-wide ServiceEntries: covered entries get no "
+                          "ServiceEntry, but policies still allow them.", exists=True, dir_okay=False,
+                     envvar=ENV + "GLOBAL_ALLOWLIST"),
+    ] = None,
+    normalize: Annotated[
+        bool, typer.Option("--normalize/--no-normalize",
+                           help="Repair the ServiceEntry and egress NetworkPolicy documents the chart renders itself.",
+                           envvar=ENV + "NORMALIZE"),
+    ] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print no notes; errors are always printed.")] = False,
     error_file: Annotated[
         Optional[Path],
@@ -169,13 +180,15 @@ def render(
         allow_broad_cidrs=allow_broad_cidrs,
         istio_api_version=istio_api_version,
         annotation_prefix=annotation_prefix,
+        normalize=normalize,
     )
     text = _read_stdin()
     from post_renderer.pipeline import render as run_render
 
     try:
         files = [_read_values(p) for p in values or ()]
-        result = run_render(text, files, settings)
+        allowlist = _read_values(global_allowlist) if global_allowlist else None
+        result = run_render(text, files, settings, allowlist=allowlist)
     except EgressError as e:
         _fail(e, error_file)
     if not quiet:

@@ -8,7 +8,7 @@ Helm 3, the ``postrender-filename`` annotation for Helm 4.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from post_renderer import yamlwriter
 from post_renderer.stream import HELM4_ANNOTATION, Stream, join
@@ -38,8 +38,17 @@ def render_document(stream: Stream, doc: Generated) -> str:
     return f"---{nl}# Source: {path}{nl}{text}"
 
 
-def emit(stream: Stream, generated: Sequence[Generated], *, drop: Collection[int], anchor: int | None) -> str:
-    """The output text; ``anchor`` is the index of the document to insert before."""
+def emit(
+    stream: Stream,
+    generated: Sequence[Generated],
+    *,
+    drop: Collection[int],
+    anchor: int | None,
+    replace: Mapping[int, str] | None = None,
+) -> str:
+    """The output text; ``anchor`` is the index of the document to insert before, and
+    ``replace`` maps a document index to its normalized text."""
+    replace = replace or {}
     rendered = [(render_document(stream, g), True) for g in generated]
     pieces: list[tuple[str, bool]] = []
     for doc in stream.documents:
@@ -47,6 +56,6 @@ def emit(stream: Stream, generated: Sequence[Generated], *, drop: Collection[int
             pieces.extend(rendered)
             rendered = []
         if doc.index not in drop:
-            pieces.append((doc.raw, doc.has_separator))
+            pieces.append((replace.get(doc.index, doc.raw), doc.has_separator))
     pieces.extend(rendered)
     return join(pieces, bom=stream.bom, newline=stream.newline)

@@ -60,3 +60,13 @@ class Workload:
     annotations: dict[str, tuple[Any, str]]
     location: Location
     hook: str | None = None  # the helm.sh/hook value; hooks get no policy
+
+
+@dataclass(frozen=True)
+class Existing:
+    """A ServiceEntry or NetworkPolicy the chart itself rendered, read with the safe loader."""
+
+    doc_index: int
+    kind: str
+    data: dict[str, Any]
+    location: Location

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -9,16 +10,19 @@ from post_renderer import annotations
 from post_renderer import stream as streams
 from post_renderer.emit import emit
 from post_renderer.errors import EgressError, Location, Problems
-from post_renderer.model import Workload
+from post_renderer.model import Existing, Workload
+from post_renderer.normalize import normalize
 from post_renderer.names import dns_label
 from post_renderer.settings import Settings
 from post_renderer.synth import (
+    Claim,
     Generated,
     Planned,
     Wanted,
     network_policy,
     plan,
     policy_names,
+    register,
     service_entries,
 )
 from post_renderer.validate import networkpolicy_problems, serviceentry_problems
@@ -33,15 +37,34 @@ class Result:
     generated: list[Generated] = field(default_factory=list)
 
 
-def render(text: str, values: Sequence[ValuesFile], settings: Settings) -> Result:
+def render(
+    text: str, values: Sequence[ValuesFile], settings: Settings, *, allowlist: ValuesFile | None = None
+) -> Result:
     stream = streams.split(text)
     problems = Problems()
     egress = load_egress(values, settings, problems)
+    allowed = load_egress([allowlist], settings, problems) if allowlist else None
     inventory = scan(stream, problems)
     if stream.is_empty:
         problems.raise_if_any()
         return Result(text, [*inventory.notes, "the input holds no documents; nothing to add"])
     notes = list(inventory.notes)
+    if settings.normalize:
+        normalized = normalize(stream, inventory.existing, settings, problems, notes)
+        serviceentries, replacements = normalized.serviceentries, normalized.replacements
+    else:
+        serviceentries = [e for e in inventory.existing if e.kind == "ServiceEntry"]
+        replacements = {}
+    # Where documents that name no namespace land: Helm's -n, which charts that do name one
+    # almost always write as {{ .Release.Namespace }}.
+    home = settings.namespace or _most_common_namespace(inventory.workloads)
+    claims: list[Claim] = []
+    for se in serviceentries:
+        register(claims, existing_claims(se, home), se.location, problems)
+    for entry in allowed.entries if allowed else ():
+        # The allowlist stands for cluster-wide ServiceEntries, exported everywhere.
+        register(claims, [Claim(d, p.number, p.protocol, None, f"the global allowlist ({entry.source})", entry.name)
+                          for d in entry.hosts or entry.addresses for p in entry.ports], entry.origin, problems)
 
     intents = {
         w.doc_index: annotations.read(w, stream.documents[w.doc_index], settings, problems)
@@ -83,7 +106,9 @@ def render(text: str, values: Sequence[ValuesFile], settings: Settings) -> Resul
         for p in own[w.doc_index]:
             name = p.entry.name if p.entry.name == dns_label(w.name) else dns_label(w.name, p.entry.name)
             wanted.append(Wanted(p, _namespace(w, settings), name))
-    generated = service_entries(wanted, release=release, settings=settings, problems=problems, notes=notes)
+    generated = service_entries(
+        wanted, claims=claims, home=home, release=release, settings=settings, problems=problems, notes=notes
+    )
     problems.raise_if_any()
 
     if settings.network_policy == "kubernetes":
@@ -98,8 +123,34 @@ def render(text: str, values: Sequence[ValuesFile], settings: Settings) -> Resul
             )
     _check_generated(generated)
     anchor = min((w.doc_index for w in inventory.workloads if w.hook is None), default=None)
-    output = emit(stream, generated, drop=inventory.generated, anchor=anchor)
+    output = emit(stream, generated, drop=inventory.generated, anchor=anchor, replace=replacements)
     return Result(output, notes, generated)
+
+
+def existing_claims(se: Existing, home: str | None) -> list[Claim]:
+    """What a ServiceEntry of the stream serves, in the namespaces it is exported to."""
+    metadata = se.data.get("metadata") or {}
+    spec = se.data.get("spec") or {}
+    namespace = metadata.get("namespace") or home
+    export_to = spec.get("exportTo")
+    scope: frozenset[str | None] | None
+    if not export_to or "*" in export_to:
+        scope = None  # absent means every namespace, unless the mesh says otherwise
+    else:
+        scope = frozenset(namespace if e == "." else e for e in export_to if e != "~")
+    dests = [str(d) for d in [*(spec.get("hosts") or []), *(spec.get("addresses") or [])]]
+    source = f"ServiceEntry {metadata.get('name')} (document {se.doc_index})"
+    return [
+        Claim(d, int(p["number"]), str(p.get("protocol") or "").upper(), scope, source, str(metadata.get("name")))
+        for d in dests
+        for p in spec.get("ports") or []
+        if isinstance(p, dict) and isinstance(p.get("number"), int)
+    ]
+
+
+def _most_common_namespace(workloads: Sequence[Workload]) -> str | None:
+    counts = Counter(w.namespace for w in workloads if w.namespace)
+    return min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0] if counts else None
 
 
 def _namespace(w: Workload, settings: Settings) -> str | None:

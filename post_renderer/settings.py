@@ -55,6 +55,7 @@ class Settings:
     allow_broad_cidrs: bool = False
     istio_api_version: str = "networking.istio.io/v1"
     annotation_prefix: str = "helm-egress.io"
+    normalize: bool = True
 
 
 def excepts_for(cidr: IPNetwork, extra: tuple[IPNetwork, ...] = ()) -> list[IPNetwork]:

@@ -103,46 +103,82 @@ class Wanted:
     name: str
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A host (or address) and port some ServiceEntry already serves, and where."""
+
+    dest: str
+    port: int
+    protocol: str  # upper-case; "" when unset
+    scope: frozenset[str | None] | None  # namespaces it is exported to; None: all
+    source: str
+    name: str
+
+    def reaches(self, namespace: str | None) -> bool:
+        return self.scope is None or namespace in self.scope
+
+    def overlaps(self, other: Claim) -> bool:
+        return self.scope is None or other.scope is None or bool(self.scope & other.scope)
+
+    def covers(self, dest: str, port: int, namespace: str | None) -> bool:
+        # Istio matches `*.example.com` against any name below example.com.
+        host_ok = dest == self.dest or (self.dest.startswith("*.") and dest.endswith(self.dest[1:]))
+        return host_ok and port == self.port and self.reaches(namespace)
+
+
+def register(claims: list[Claim], new: list[Claim], where: Location, problems: Problems) -> bool:
+    """Add ``new`` unless one disagrees on a protocol with an overlapping claim (IST0177)."""
+    for c in new:
+        for old in claims:
+            if old.dest == c.dest and old.port == c.port and old.protocol != c.protocol and old.overlaps(c):
+                problems.add(
+                    where,
+                    f"{c.dest}:{c.port} is declared as {c.protocol or 'unset'} here but as "
+                    f"{old.protocol or 'unset'} by {old.source}; Istio allows one protocol per host and "
+                    "port in a namespace scope (IST0177)",
+                )
+                return False
+    claims.extend(new)
+    return True
+
+
 def service_entries(
     wanted: Sequence[Wanted],
     *,
+    claims: list[Claim],
+    home: str | None,
     release: str | None,
     settings: Settings,
     problems: Problems,
     notes: list[str],
 ) -> list[Generated]:
-    """One ServiceEntry per wanted entry, minus those an earlier one already covers.
+    """One ServiceEntry per wanted entry, minus those an existing one already covers.
 
-    Istio resolves a host and port to one protocol per namespace scope; two declarations
-    that disagree are refused (Istio's IST0177), two that agree produce one object.
+    ``claims`` holds what ServiceEntries already in the stream, or cluster-wide ones on the
+    global allowlist, serve; it grows with every ServiceEntry written here. ``home`` is
+    the namespace documents without one land in, when it can be told. Declarations
+    that disagree on a protocol are refused; one that is covered produces no object.
     """
     out: list[Generated] = []
-    claimed: dict[tuple[str | None, str, int], tuple[str, str, str]] = {}  # -> (protocol, source, name)
     taken: set[tuple[str | None, str]] = set()
     for w in wanted:
         entry, resolution = w.planned.entry, w.planned.resolution
-        destinations = entry.hosts or entry.addresses
-        keys = [((w.namespace, d, port.number), port.protocol) for d in destinations for port in entry.ports]
-        clash = next(((k, proto) for k, proto in keys if k in claimed and claimed[k][0] != proto), None)
-        if clash is not None:
-            (_, dest, number), proto = clash
-            other, source, _ = claimed[clash[0]]
-            problems.add(
-                entry.origin,
-                f"{dest}:{number} is declared as {proto} here but as {other} by {source}; Istio allows one "
-                "protocol per host and port in a namespace (IST0177)",
-            )
-            continue
-        if keys and all(k in claimed for k, _ in keys):
-            first = claimed[keys[0][0]]
-            notes.append(f"{entry.source}: already covered by ServiceEntry {first[2]} ({first[1]}); not duplicated")
-            continue
+        pairs = [(d, port) for d in (entry.hosts or entry.addresses) for port in entry.ports]
         name = w.name
         if (w.namespace, name) in taken:
             name = dns_label(w.name, hashlib.sha256(entry.source.encode()).hexdigest()[:6])
+        scope = w.namespace or home  # an unnamed namespace is the release's
+        mine = [Claim(d, port.number, port.protocol, frozenset({scope}), f"ServiceEntry {name} ({entry.source})", name)
+                for d, port in pairs]
+        covering = [next((c for c in claims if c.covers(d, port.number, scope)), None) for d, port in pairs]
+        if pairs and all(c is not None and c.protocol == port.protocol for c, (_, port) in zip(covering, pairs)):
+            first = covering[0]
+            assert first is not None
+            notes.append(f"{entry.source}: already served by {first.source}; no second ServiceEntry")
+            continue
+        if not register(claims, mine, entry.origin, problems):
+            continue
         taken.add((w.namespace, name))
-        for k, proto in keys:
-            claimed.setdefault(k, (proto, entry.source, name))
         spec: dict[str, Any] = {"hosts": list(entry.hosts) or [name]}
         if entry.addresses:
             spec["addresses"] = list(entry.addresses)

@@ -14,7 +14,7 @@ from typing import Any
 
 from post_renderer import yamlio
 from post_renderer.errors import EgressError, Location, Problems
-from post_renderer.model import Workload
+from post_renderer.model import Existing, Workload
 from post_renderer.stream import Document, Stream
 
 GENERATED_BY = "helm-egress.io/generated-by"
@@ -35,6 +35,8 @@ WORKLOAD_KINDS: dict[str, frozenset[str]] = {
 }
 # Block or flow style; the first occurrence in a document is its metadata label in every
 # chart seen, and one vote per document keeps selectors from counting twice.
+# Egress documents a chart renders itself: kind -> API group.
+POLICY_KINDS = {"ServiceEntry": "networking.istio.io", "NetworkPolicy": "networking.k8s.io"}
 _INSTANCE = re.compile(r"""(?<![\w./-])["']?app\.kubernetes\.io/instance["']?:[ \t]*["']?([A-Za-z0-9][-A-Za-z0-9.]*)""")
 
 
@@ -42,6 +44,7 @@ _INSTANCE = re.compile(r"""(?<![\w./-])["']?app\.kubernetes\.io/instance["']?:[ 
 class Inventory:
     workloads: list[Workload] = field(default_factory=list)
     generated: set[int] = field(default_factory=set)  # indices of our own earlier output
+    existing: list[Existing] = field(default_factory=list)  # the chart's own egress documents
     notes: list[str] = field(default_factory=list)
 
 
@@ -50,7 +53,7 @@ def scan(stream: Stream, problems: Problems) -> Inventory:
     loader = yamlio.safe_loader()
     for doc in stream.documents:
         kind = doc.kind
-        if kind is not None and kind not in WORKLOAD_KINDS and GENERATED_BY not in doc.raw:
+        if kind is not None and kind not in WORKLOAD_KINDS and kind not in POLICY_KINDS and GENERATED_BY not in doc.raw:
             continue
         if kind is None and (not doc.has_content or "kind" not in doc.raw):
             continue
@@ -88,9 +91,13 @@ def _classify(doc: Document, data: dict[str, Any], inventory: Inventory, problem
     if GENERATED_BY in annotations:
         inventory.generated.add(doc.index)
         return
+    group = str(data.get("apiVersion", "")).rpartition("/")[0]
+    if isinstance(kind, str) and POLICY_KINDS.get(kind) == group:
+        where = Location(file="stdin", line=doc.start_line, doc_index=doc.index, kind=kind, name=str(name))
+        inventory.existing.append(Existing(doc.index, kind, data, where))
+        return
     if not isinstance(kind, str) or kind not in WORKLOAD_KINDS:
         return
-    group = str(data.get("apiVersion", "")).rpartition("/")[0]
     if group not in WORKLOAD_KINDS[kind]:
         return
     where = Location(file="stdin", line=doc.start_line, doc_index=doc.index, kind=kind, name=str(name))

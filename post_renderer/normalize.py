@@ -1,0 +1,312 @@
+"""Normalize the ServiceEntry and egress NetworkPolicy documents a chart already renders.
+
+Repair what has exactly one correct repair, refuse what has none, never change what a
+document means. A document that needs nothing keeps its bytes; one that is repaired is
+re-read comment-preserving and written back with its comments, key order and quoting,
+so only the repaired values differ.
+
+ServiceEntry (any ``networking.istio.io`` version):
+  apiVersion moved to the target version; port protocols upper-cased; missing, invalid
+  or duplicate port names replaced by ``<protocol>-<number>`` (endpoint port maps
+  follow); hosts lower-cased, trailing dots dropped, duplicates removed; wildcard hosts
+  with DNS resolution and no endpoints moved to NONE. Refused: a ``*`` host, IP literals
+  as hosts, CIDR addresses with a resolution other than NONE/STATIC, one port number
+  with two protocols.
+
+NetworkPolicy with egress rules:
+  bare IPs in ``ipBlock`` become /32 or /128, host bits are cleared, ``except`` entries
+  must lie strictly inside their ``cidr``; egress port protocols upper-cased with the
+  TCP default made explicit; an absent ``policyTypes`` written out with the meaning
+  Kubernetes gives it (Ingress, plus Egress since there are egress rules).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import ipaddress
+import re
+from collections.abc import MutableMapping, MutableSequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from post_renderer import yamlio
+from post_renderer.errors import EgressError, Location, Problems
+from post_renderer.model import PROTOCOLS, Existing
+from post_renderer.settings import Settings
+from post_renderer.stream import Document, Stream
+
+ISTIO_GROUP = "networking.istio.io"
+_PORT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+_PROTOCOLS = {p.upper(): p for p in PROTOCOLS}
+
+
+@dataclass
+class Normalized:
+    replacements: dict[int, str] = field(default_factory=dict)  # doc index -> new text
+    serviceentries: list[Existing] = field(default_factory=list)  # as they will be applied
+
+
+def normalize(stream: Stream, existing: list[Existing], settings: Settings, problems: Problems,
+              notes: list[str]) -> Normalized:
+    result = Normalized()
+    for item in existing:
+        repair = _repair_serviceentry if item.kind == "ServiceEntry" else _repair_networkpolicy
+        trial = copy.deepcopy(item.data)
+        local = Problems()
+        repairs = repair(trial, settings, local, item.location)
+        problems.extend(local.items)
+        if local:
+            continue
+        if item.kind == "ServiceEntry":
+            result.serviceentries.append(Existing(item.doc_index, item.kind, trial, item.location))
+        if not repairs:
+            continue
+        doc = stream.documents[item.doc_index]
+        try:
+            result.replacements[item.doc_index] = _rewrite(doc, stream, repair, settings, item.location)
+        except EgressError as e:  # pragma: no cover - the safe read succeeded, so should this
+            problems.extend(e.problems)
+            continue
+        for r in repairs:
+            notes.append(f"{item.location.render()}: repaired: {r}")
+    return result
+
+
+def _rewrite(doc: Document, stream: Stream, repair: Any, settings: Settings, where: Location) -> str:
+    """Re-read ``doc`` comment-preserving, apply ``repair`` again, and write it back."""
+    head, body = "", doc.raw
+    if doc.has_separator:
+        first, nl, rest = doc.raw.partition("\n")
+        after = first[3:].strip()
+        if not after or after.startswith("#"):
+            head, body = first + nl, rest  # the marker line stays exactly as it was
+        else:
+            head = "---" + stream.newline  # content on the marker line is re-written below it
+    crlf = "\r\n" in body
+    text = body.replace("\r\n", "\n") if crlf else body
+    parsed = Document.yaml_text_after_marker(text)
+    tail = text[len(parsed):]  # an end marker and what follows it, kept verbatim
+    yaml = yamlio.roundtrip_loader()
+    yaml.width = 4096
+    yaml.indent(**dict(zip(("mapping", "sequence", "offset"), _indentation(parsed, stream))))
+    data = yamlio.load(yaml, parsed, where, line_offset=doc.start_line - 1)
+    repair(data, settings, Problems(), where)
+    out = io.StringIO()
+    yaml.dump(data, out)
+    written = out.getvalue()
+    if written.startswith("---\n") and not parsed.startswith("---"):
+        written = written[4:]
+    written += tail
+    return head + (written.replace("\n", "\r\n") if crlf else written)
+
+
+def _indentation(body: str, stream: Stream) -> tuple[int, int, int]:
+    """(mapping, sequence, offset) as ruamel wants them, read off the document itself."""
+    lines = body.splitlines()
+    for prev, line in zip(lines, lines[1:]):
+        stripped = line.lstrip(" ")
+        if stripped.startswith("- ") and prev.rstrip().endswith(":"):
+            dash = len(line) - len(stripped)
+            key = len(prev) - len(prev.lstrip(" "))
+            return (2, 2, 0) if dash == key else (2, dash - key + 2, dash - key)
+    return (2, 2, 0) if stream.shape == "helm4" else (2, 4, 2)
+
+
+# --- ServiceEntry -------------------------------------------------------------------
+
+
+def _repair_serviceentry(doc: MutableMapping[str, Any], settings: Settings, problems: Problems,
+                         where: Location) -> list[str]:
+    repairs: list[str] = []
+    if doc.get("apiVersion") != settings.istio_api_version:
+        repairs.append(f"apiVersion {doc.get('apiVersion')} -> {settings.istio_api_version}")
+        doc["apiVersion"] = settings.istio_api_version
+    spec = doc.get("spec")
+    if not isinstance(spec, MutableMapping):
+        problems.add(where.at("spec"), "a ServiceEntry needs a spec")
+        return repairs
+    resolution = spec.get("resolution", "NONE")
+    endpoints = spec.get("endpoints")
+
+    hosts = spec.get("hosts")
+    if not isinstance(hosts, MutableSequence) or not hosts:
+        problems.add(where.at("spec.hosts"), "a ServiceEntry must have at least one host")
+        hosts = []
+    seen: set[str] = set()
+    i = 0
+    while i < len(hosts):
+        raw = str(hosts[i])
+        host = raw.strip().lower()
+        if len(host) > 1 and host.endswith("."):
+            host = host[:-1]
+        if host == "*":
+            problems.add(where.at(f"spec.hosts[{i}]"), "a bare '*' host matches every destination; Istio rejects it")
+        elif _is_ip(host):
+            problems.add(where.at(f"spec.hosts[{i}]"), f"{raw!r} is an IP address; it belongs in addresses")
+        if host in seen:
+            repairs.append(f"duplicate host {raw!r} removed")
+            del hosts[i]
+            continue
+        seen.add(host)
+        if host != raw:
+            repairs.append(f"host {raw!r} -> {host!r}")
+            hosts[i] = host
+        i += 1
+
+    for j, address in enumerate(spec.get("addresses") or []):
+        if "/" in str(address) and resolution not in ("NONE", "STATIC"):
+            problems.add(where.at(f"spec.addresses[{j}]"),
+                         f"CIDR address {address} needs resolution NONE or STATIC, not {resolution}")
+
+    if resolution in ("DNS", "DNS_ROUND_ROBIN") and not endpoints and any(str(h).startswith("*") for h in hosts):
+        # Istio's webhook rejects this; with no endpoints NONE is the only resolution
+        # that keeps the wildcard's meaning (traffic to any matching host).
+        repairs.append(f"resolution {resolution} -> NONE (wildcard hosts cannot be resolved by DNS)")
+        spec["resolution"] = "NONE"
+
+    _repair_ports(spec, repairs, problems, where)
+    return repairs
+
+
+def _repair_ports(spec: MutableMapping[str, Any], repairs: list[str], problems: Problems, where: Location) -> None:
+    ports = spec.get("ports")
+    if not isinstance(ports, MutableSequence):
+        return
+    by_number: dict[int, str] = {}
+    names: set[str] = set()
+    renames: dict[str, str] = {}
+    referenced = {
+        str(k)
+        for endpoint in spec.get("endpoints") or []
+        if isinstance(endpoint, MutableMapping) and isinstance(endpoint.get("ports"), MutableMapping)
+        for k in endpoint["ports"]
+    }
+    i = -1
+    while i + 1 < len(ports):
+        i += 1
+        port = ports[i]
+        if not isinstance(port, MutableMapping):
+            continue
+        protocol = port.get("protocol")
+        if isinstance(protocol, str) and protocol.upper() in _PROTOCOLS and protocol != protocol.upper():
+            repairs.append(f"ports[{i}].protocol {protocol} -> {protocol.upper()}")
+            port["protocol"] = protocol.upper()
+        canonical = str(port.get("protocol") or "").upper()
+        number = port.get("number")
+        if isinstance(number, int):
+            if number in by_number and by_number[number] != canonical:
+                problems.add(where.at(f"spec.ports[{i}]"),
+                             f"port {number} is declared as {by_number[number] or 'unset'} and as "
+                             f"{canonical or 'unset'}; Istio allows one protocol per port number")
+            elif number in by_number and port.get("name") not in referenced:
+                # The same port twice: Istio rejects the object, and dropping the copy
+                # changes nothing it would have meant.
+                repairs.append(f"ports[{i}] duplicates port {number} {canonical}: removed")
+                del ports[i]
+                i -= 1
+                continue
+            by_number.setdefault(number, canonical)
+        name = port.get("name")
+        if not isinstance(name, str) or not _PORT_NAME.match(name) or len(name) > 63 or name in names:
+            new = f"{canonical.lower().replace('_', '-') or 'port'}-{number}"
+            why = "missing" if name is None else ("duplicate" if name in names else "invalid")
+            repairs.append(f"ports[{i}].name {why} {name!r} -> {new!r}" if name is not None
+                           else f"ports[{i}].name missing -> {new!r}")
+            if isinstance(name, str) and why == "invalid":
+                renames[name] = new
+            _set_after(port, "name", new, "number")
+            name = new
+        names.add(name)
+    # Endpoints map ports by name: a renamed port keeps its endpoint mapping.
+    for endpoint in spec.get("endpoints") or []:
+        mapping = endpoint.get("ports") if isinstance(endpoint, MutableMapping) else None
+        if isinstance(mapping, MutableMapping):
+            for old, new in renames.items():
+                if old in mapping:
+                    mapping[new] = mapping.pop(old)
+
+
+def _set_after(mapping: MutableMapping[str, Any], key: str, value: Any, after: str | None) -> None:
+    """Add ``key`` after ``after`` (first when None), where a comment-preserving map allows it."""
+    if key in mapping or not hasattr(mapping, "insert"):
+        mapping[key] = value
+        return
+    keys = list(mapping)
+    position = 0 if after is None else (keys.index(after) + 1 if after in keys else len(keys))
+    mapping.insert(position, key, value)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+# --- NetworkPolicy ------------------------------------------------------------------
+
+
+def _repair_networkpolicy(doc: MutableMapping[str, Any], settings: Settings, problems: Problems,
+                          where: Location) -> list[str]:
+    repairs: list[str] = []
+    spec = doc.get("spec")
+    if not isinstance(spec, MutableMapping) or not spec.get("egress"):
+        return repairs  # no egress rules: not ours to touch
+    if spec.get("policyTypes") is None:
+        # Kubernetes reads an absent policyTypes as Ingress, plus Egress when egress rules
+        # exist: writing that out keeps ingress isolated, as it was.
+        types = ["Ingress", "Egress"]
+        if "policyTypes" in spec:
+            spec["policyTypes"] = types
+        else:
+            _set_after(spec, "policyTypes", types, "podSelector")
+        repairs.append("policyTypes made explicit: [Ingress, Egress]")
+    for r, rule in enumerate(spec.get("egress") or []):
+        if not isinstance(rule, MutableMapping):
+            continue
+        for p, port in enumerate(rule.get("ports") or []):
+            if not isinstance(port, MutableMapping):
+                continue
+            protocol = port.get("protocol")
+            if protocol is None:
+                _set_after(port, "protocol", "TCP", None)
+                repairs.append(f"egress[{r}].ports[{p}].protocol: TCP made explicit")
+            elif isinstance(protocol, str) and protocol.upper() in ("TCP", "UDP", "SCTP") and protocol != protocol.upper():
+                port["protocol"] = protocol.upper()
+                repairs.append(f"egress[{r}].ports[{p}].protocol {protocol} -> {protocol.upper()}")
+        for t, peer in enumerate(rule.get("to") or []):
+            block = peer.get("ipBlock") if isinstance(peer, MutableMapping) else None
+            if isinstance(block, MutableMapping):
+                _repair_ip_block(block, f"spec.egress[{r}].to[{t}].ipBlock", repairs, problems, where)
+    return repairs
+
+
+def _repair_ip_block(block: MutableMapping[str, Any], path: str, repairs: list[str], problems: Problems,
+                     where: Location) -> None:
+    cidr = _canonical(block.get("cidr"), f"{path}.cidr", repairs, problems, where)
+    if cidr is None:
+        return
+    block["cidr"] = str(cidr) if str(block.get("cidr")) != str(cidr) else block["cidr"]
+    excepts = block.get("except") or []
+    for e in range(len(excepts)):
+        net = _canonical(excepts[e], f"{path}.except[{e}]", repairs, problems, where)
+        if net is None:
+            continue
+        if str(excepts[e]) != str(net):
+            excepts[e] = str(net)
+        if net.version != cidr.version or not net.subnet_of(cidr) or net.prefixlen <= cidr.prefixlen:  # type: ignore[arg-type]
+            problems.add(where.at(f"{path}.except[{e}]"), f"{net} is not strictly inside {cidr}")
+
+
+def _canonical(value: Any, path: str, repairs: list[str], problems: Problems,
+               where: Location) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    try:
+        net = ipaddress.ip_network(str(value), strict=False)
+    except ValueError:
+        problems.add(where.at(path), f"{value!r} is not a CIDR")
+        return None
+    if str(net) != str(value):
+        repairs.append(f"{path.removeprefix('spec.')} {value} -> {net}")
+    return net
