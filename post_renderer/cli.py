@@ -6,18 +6,23 @@ Exit status: 0 success, 1 bad input (every problem printed, located, nothing on 
 
 from __future__ import annotations
 
+import functools
+import inspect
 import ipaddress
 import os
 import re
 import sys
 import time
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from post_renderer import __version__
-from post_renderer.errors import EgressError
+from post_renderer.errors import EgressError, Problem
 from post_renderer.settings import (
     FORBIDDEN,
     ISTIO_API_VERSIONS,
@@ -27,6 +32,9 @@ from post_renderer.settings import (
     Settings,
 )
 from post_renderer.values import ValuesFile
+
+if TYPE_CHECKING:
+    from post_renderer.pipeline import Result
 
 app = typer.Typer(
     add_completion=False,
@@ -81,8 +89,7 @@ def _port(value: int) -> int:
     return value
 
 
-@app.command()
-def render(
+def _shared_options(
     values: Annotated[
         Optional[list[Path]],
         typer.Option(
@@ -153,8 +160,8 @@ def render(
         typer.Option(help="Also write errors to this file. Helm 4 hides a post-renderer's stderr; as a Helm 4 plugin "
                           "the default is $XDG_STATE_HOME/helm-egress/last-error.log.", envvar=ENV + "ERROR_FILE"),
     ] = None,
-) -> None:
-    """Add ServiceEntry and egress NetworkPolicy documents to the rendered stream."""
+) -> Shared:
+    """The options every stream command takes; typer sees them through ``_with_shared``."""
     if network_policy not in ("kubernetes", "none"):
         raise typer.BadParameter(f"{network_policy!r} is not kubernetes or none", param_hint="--network-policy")
     if istio_api_version not in ISTIO_API_VERSIONS:
@@ -182,20 +189,163 @@ def render(
         annotation_prefix=annotation_prefix,
         normalize=normalize,
     )
-    text = _read_stdin()
-    from post_renderer.pipeline import render as run_render
+    return Shared(settings, list(values or ()), global_allowlist, quiet, error_file)
 
-    try:
-        files = [_read_values(p) for p in values or ()]
-        allowlist = _read_values(global_allowlist) if global_allowlist else None
-        result = run_render(text, files, settings, allowlist=allowlist)
-    except EgressError as e:
-        _fail(e, error_file)
-    if not quiet:
-        for note in result.notes:
-            typer.echo(f"note: {note}", err=True)
+
+@dataclass(frozen=True)
+class Shared:
+    settings: Settings
+    values: list[Path]
+    allowlist: Path | None
+    quiet: bool
+    error_file: Path | None
+
+    def inputs(self) -> tuple[list[ValuesFile], ValuesFile | None]:
+        return [_read_values(p) for p in self.values], _read_values(self.allowlist) if self.allowlist else None
+
+
+def _with_shared(command: Callable[..., None]) -> Callable[..., None]:
+    """Give ``command`` the shared options: typer reads the combined signature, the
+    command receives them built into one ``Shared`` as ``shared``."""
+    def resolved(fn: Callable[..., Any]) -> list[inspect.Parameter]:
+        # Annotations are strings here (postponed evaluation); typer needs the objects.
+        hints = typing.get_type_hints(fn, include_extras=True)
+        return [p.replace(annotation=hints[p.name], kind=inspect.Parameter.KEYWORD_ONLY)
+                for p in inspect.signature(fn).parameters.values() if p.name != "shared"]
+
+    own, common = resolved(command), resolved(_shared_options)
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> None:
+        shared = _shared_options(**{p.name: kwargs.pop(p.name) for p in common})
+        command(shared=shared, **kwargs)
+
+    wrapper.__signature__ = inspect.Signature([*own, *common])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in [*own, *common]}
+    return wrapper
+
+
+@app.command()
+@_with_shared
+def render(*, shared: Shared) -> None:
+    """Add ServiceEntry and egress NetworkPolicy documents to the rendered stream."""
+    result = _analyse(shared)
+    _print_notes(result.notes, shared.quiet)
     _write_stdout(result.output)
-    _clear_error_file(error_file)
+    _clear_error_file(shared.error_file)
+
+
+@app.command()
+@_with_shared
+def check(
+    files: Annotated[
+        Optional[list[Path]],
+        typer.Argument(help="More values files (as -f); with --no-stream each is checked on its own.",
+                       exists=True, dir_okay=False, show_default=False),
+    ] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail on warnings too.")] = False,
+    output_format: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+    no_stream: Annotated[
+        bool, typer.Option("--no-stream", help="Check values files only; read no manifests (pre-commit).")
+    ] = False,
+    *,
+    shared: Shared,
+) -> None:
+    """Every validation render does, plus warnings for a reviewer; prints findings, never manifests."""
+    if output_format not in ("text", "json"):
+        raise typer.BadParameter(f"{output_format!r} is not text or json", param_hint="--format")
+    from post_renderer import report
+
+    extra = list(files or ())
+    errors: list[Problem] = []
+    warnings: list[Problem] = []
+    notes: list[str] = []
+    if no_stream:
+        for path in [*shared.values, *extra]:
+            try:
+                report.check_values(_read_values(path), shared.settings)
+            except EgressError as e:
+                errors.extend(e.problems)
+    else:
+        shared = Shared(shared.settings, [*shared.values, *extra], shared.allowlist, shared.quiet, shared.error_file)
+        text = _read_stdin()
+        from post_renderer.pipeline import analyse
+
+        try:
+            values, allowlist = shared.inputs()
+            result = analyse(text, values, shared.settings, allowlist=allowlist)
+            warnings, notes = result.warnings, result.notes
+        except EgressError as e:
+            errors = e.problems
+    failed = bool(errors) or (strict and bool(warnings))
+    typer.echo(report.findings(errors, warnings, [] if shared.quiet else notes, output_format, failed), nl=False)
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+@_with_shared
+def diff(
+    color: Annotated[str, typer.Option(help="auto (on a terminal), always or never.")] = "auto",
+    *,
+    shared: Shared,
+) -> None:
+    """Show what render would change: a unified diff of the stream before and after.
+
+    Exit status as diff(1): 0 no change, 1 changes, 2 trouble (bad input or usage).
+    """
+    if color not in ("auto", "always", "never"):
+        raise typer.BadParameter(f"{color!r} is not auto, always or never", param_hint="--color")
+    from post_renderer import report
+
+    text = _read_stdin()
+    result = _analyse(shared, text=text, exit_code=2)
+    _print_notes(result.notes, shared.quiet)
+    colour = color == "always" or (color == "auto" and sys.stdout.isatty())
+    patch = report.unified_diff(text, result.output, colour=colour)
+    _write_stdout(patch)
+    raise typer.Exit(1 if patch else 0)
+
+
+@app.command()
+@_with_shared
+def explain(
+    output: Annotated[str, typer.Option("--output", "-o", help="table, json or yaml.")] = "table",
+    *,
+    shared: Shared,
+) -> None:
+    """For every workload: what it may reach, who declared it, which objects allow it."""
+    if output not in ("table", "json", "yaml"):
+        raise typer.BadParameter(f"{output!r} is not table, json or yaml", param_hint="--output")
+    from post_renderer import report
+
+    result = _analyse(shared)
+    _print_notes(result.notes, shared.quiet)
+    _write_stdout(report.explain(result.workloads, output))
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the istio.egress list (for a chart's values.schema.json)."""
+    from post_renderer.schema import schema_text
+
+    _write_stdout(schema_text())
+
+
+def _analyse(shared: Shared, *, text: str | None = None, exit_code: int = 1) -> Result:
+    from post_renderer.pipeline import analyse
+
+    text = _read_stdin() if text is None else text
+    try:
+        values, allowlist = shared.inputs()
+        return analyse(text, values, shared.settings, allowlist=allowlist)
+    except EgressError as e:
+        raise _fail(e, shared.error_file, exit_code) from None
+
+
+def _print_notes(notes: list[str], quiet: bool) -> None:
+    if not quiet:
+        for note in notes:
+            typer.echo(f"note: {note}", err=True)
 
 
 def _read_stdin() -> str:
@@ -238,7 +388,7 @@ def _default_error_file() -> Path | None:
     return Path(state) / "helm-egress" / "last-error.log"
 
 
-def _fail(error: EgressError, error_file: Path | None) -> typer.Exit:
+def _fail(error: EgressError, error_file: Path | None, exit_code: int = 1) -> typer.Exit:
     ordered = sorted(error.problems, key=lambda p: (p.location.file or "", p.location.doc_index or 0, p.location.line or 0))
     lines = [f"error: {p.render()}" for p in ordered]
     for line in lines:
@@ -252,7 +402,7 @@ def _fail(error: EgressError, error_file: Path | None) -> typer.Exit:
             typer.echo(f"helm-egress: errors written to {target}", err=True)
         except OSError:
             pass
-    raise typer.Exit(1)
+    return typer.Exit(exit_code)
 
 
 def _clear_error_file(error_file: Path | None) -> None:

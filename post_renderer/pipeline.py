@@ -1,7 +1,12 @@
-"""The ``render`` job: stream in, augmented stream out. Pure: no I/O, no printing."""
+"""The render job and what the operator commands learn from it. Pure: no I/O, no printing.
+
+``analyse`` runs every stage once and returns the output stream together with what
+``check`` warns about and what ``explain`` reports; ``render`` is its output.
+"""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -9,10 +14,10 @@ from dataclasses import dataclass, field
 from post_renderer import annotations
 from post_renderer import stream as streams
 from post_renderer.emit import emit
-from post_renderer.errors import EgressError, Location, Problems
-from post_renderer.model import Existing, Workload
-from post_renderer.normalize import normalize
+from post_renderer.errors import EgressError, Location, Problem, Problems
+from post_renderer.model import EgressEntry, Existing, Workload
 from post_renderer.names import dns_label
+from post_renderer.normalize import normalize
 from post_renderer.settings import Settings
 from post_renderer.synth import (
     Claim,
@@ -26,8 +31,31 @@ from post_renderer.synth import (
     service_entries,
 )
 from post_renderer.validate import networkpolicy_problems, serviceentry_problems
-from post_renderer.values import ValuesFile, load_egress
+from post_renderer.values import EgressValues, ValuesFile, load_egress
 from post_renderer.workloads import release_from_labels, scan
+
+ALLOWLIST_SOURCE = "the global allowlist"
+
+
+@dataclass(frozen=True)
+class Destination:
+    """One host or address and port a workload may reach, and why."""
+
+    destination: str
+    port: int
+    protocol: str
+    declared_in: str
+    served_by: str | None  # the ServiceEntry (or allowlist) that lets the mesh route it
+    allowed_by: str | None  # the NetworkPolicy that lets the packets out
+
+
+@dataclass(frozen=True)
+class WorkloadReport:
+    workload: str  # Kind/name
+    namespace: str | None
+    policy: str | None  # the generated NetworkPolicy's name
+    status: str  # why it has (no) policy
+    destinations: tuple[Destination, ...]
 
 
 @dataclass(frozen=True)
@@ -35,9 +63,17 @@ class Result:
     output: str
     notes: list[str] = field(default_factory=list)
     generated: list[Generated] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    workloads: list[WorkloadReport] = field(default_factory=list)
 
 
 def render(
+    text: str, values: Sequence[ValuesFile], settings: Settings, *, allowlist: ValuesFile | None = None
+) -> Result:
+    return analyse(text, values, settings, allowlist=allowlist)
+
+
+def analyse(
     text: str, values: Sequence[ValuesFile], settings: Settings, *, allowlist: ValuesFile | None = None
 ) -> Result:
     stream = streams.split(text)
@@ -49,21 +85,23 @@ def render(
         problems.raise_if_any()
         return Result(text, [*inventory.notes, "the input holds no documents; nothing to add"])
     notes = list(inventory.notes)
+    warnings: list[Problem] = []
+
     if settings.normalize:
         normalized = normalize(stream, inventory.existing, settings, problems, notes)
-        serviceentries, replacements = normalized.serviceentries, normalized.replacements
+        existing, replacements = normalized.serviceentries, normalized.replacements
     else:
-        serviceentries = [e for e in inventory.existing if e.kind == "ServiceEntry"]
-        replacements = {}
+        existing, replacements = [e for e in inventory.existing if e.kind == "ServiceEntry"], {}
     # Where documents that name no namespace land: Helm's -n, which charts that do name one
     # almost always write as {{ .Release.Namespace }}.
     home = settings.namespace or _most_common_namespace(inventory.workloads)
     claims: list[Claim] = []
-    for se in serviceentries:
+    for se in existing:
         register(claims, existing_claims(se, home), se.location, problems)
+        warnings.extend(_existing_warnings(se))
     for entry in allowed.entries if allowed else ():
         # The allowlist stands for cluster-wide ServiceEntries, exported everywhere.
-        register(claims, [Claim(d, p.number, p.protocol, None, f"the global allowlist ({entry.source})", entry.name)
+        register(claims, [Claim(d, p.number, p.protocol, None, f"{ALLOWLIST_SOURCE} ({entry.source})", entry.name)
                           for d in entry.hosts or entry.addresses for p in entry.ports], entry.origin, problems)
 
     intents = {
@@ -75,16 +113,27 @@ def render(
     problems.raise_if_any()
 
     served: list[Workload] = []
+    status: dict[int, str] = {}
     for w in inventory.workloads:
+        intent = intents[w.doc_index]
         if w.hook is not None:
-            if intents[w.doc_index].declared:
+            status[w.doc_index] = f"Helm hook ({w.hook}): no policy"
+            if intent.declared:
                 notes.append(f"{w.location.render()}: Helm hook ({w.hook}): egress annotations not applied")
-            continue
-        if intents[w.doc_index].ignore:
+        elif intent.ignore:
+            status[w.doc_index] = f"{settings.annotation_prefix}/ignore: no policy"
             notes.append(f"{w.location.render()}: {settings.annotation_prefix}/ignore: no egress policy")
-            continue
-        if egress.present or intents[w.doc_index].declared:
+            if egress.present:
+                warnings.append(Problem(w.location, "values apply to the release, but no policy selects this "
+                                                    f"workload ({settings.annotation_prefix}/ignore)"))
+        elif egress.present or intent.declared:
             served.append(w)
+            status[w.doc_index] = "policy" if settings.network_policy == "kubernetes" else "policies turned off"
+            if settings.network_policy == "none" and egress.present:
+                warnings.append(Problem(w.location, "values apply to the release, but no policy selects this "
+                                                    "workload (--network-policy none)"))
+        else:
+            status[w.doc_index] = "no egress declared: no policy"
 
     release = settings.release or release_from_labels(stream)
     if release is None and release_wide:
@@ -94,6 +143,51 @@ def render(
             "label; pass --release NAME",
         )
 
+    wanted = _wanted(release_wide, own, served, egress, release, settings)
+    skipped: list[tuple[Wanted, Claim]] = []
+    generated = service_entries(
+        wanted, claims=claims, home=home, release=release, settings=settings, problems=problems, skipped=skipped
+    )
+    problems.raise_if_any()
+    for w, claim in skipped:
+        notes.append(f"{w.planned.entry.source}: already served by {claim.source}; no second ServiceEntry")
+        if claim.source.startswith(ALLOWLIST_SOURCE):
+            warnings.append(Problem(w.planned.entry.origin, f"already covered by {claim.source}; the declaration "
+                                                            "only opens the NetworkPolicy"))
+    warnings.extend(_generated_warnings(generated))
+
+    policies: dict[int, str] = {}
+    if settings.network_policy == "kubernetes":
+        names = policy_names(served)
+        for w in served:
+            sources = ([f"values:{_basename(egress.file)}"] if egress.file else []) + (
+                [f"annotations:{w.kind}/{w.name}"] if intents[w.doc_index].declared else []
+            )
+            generated.append(network_policy(w, names[w.doc_index], _planned_for(w, release_wide, own, egress),
+                                            release=release, sources=sources, settings=settings))
+            policies[w.doc_index] = names[w.doc_index]
+    _check_generated(generated)
+    anchor = min((w.doc_index for w in inventory.workloads if w.hook is None), default=None)
+    output = emit(stream, generated, drop=inventory.generated, anchor=anchor, replace=replacements)
+
+    reports = [
+        _report(w, status[w.doc_index], policies.get(w.doc_index),
+                _planned_for(w, release_wide, own, egress) if w in served else [], claims, home, settings)
+        for w in inventory.workloads
+    ]
+    return Result(output, notes, generated, warnings, reports)
+
+
+def _wanted(
+    release_wide: list[Planned],
+    own: dict[int, list[Planned]],
+    served: list[Workload],
+    egress: EgressValues,
+    release: str | None,
+    settings: Settings,
+) -> list[Wanted]:
+    """The ServiceEntries to write: release-wide ones per namespace served, then each
+    workload's own, named after the release or the workload."""
     wanted: list[Wanted] = []
     if release_wide:
         namespaces = sorted(
@@ -106,25 +200,12 @@ def render(
         for p in own[w.doc_index]:
             name = p.entry.name if p.entry.name == dns_label(w.name) else dns_label(w.name, p.entry.name)
             wanted.append(Wanted(p, _namespace(w, settings), name))
-    generated = service_entries(
-        wanted, claims=claims, home=home, release=release, settings=settings, problems=problems, notes=notes
-    )
-    problems.raise_if_any()
+    return wanted
 
-    if settings.network_policy == "kubernetes":
-        names = policy_names(served)
-        for w in served:
-            planned: list[Planned] = (release_wide if egress.present else []) + own[w.doc_index]
-            sources = ([f"values:{_basename(egress.file)}"] if egress.file else []) + (
-                [f"annotations:{w.kind}/{w.name}"] if intents[w.doc_index].declared else []
-            )
-            generated.append(
-                network_policy(w, names[w.doc_index], planned, release=release, sources=sources, settings=settings)
-            )
-    _check_generated(generated)
-    anchor = min((w.doc_index for w in inventory.workloads if w.hook is None), default=None)
-    output = emit(stream, generated, drop=inventory.generated, anchor=anchor, replace=replacements)
-    return Result(output, notes, generated)
+
+def _planned_for(w: Workload, release_wide: list[Planned], own: dict[int, list[Planned]],
+                 egress: EgressValues) -> list[Planned]:
+    return (release_wide if egress.present else []) + own[w.doc_index]
 
 
 def existing_claims(se: Existing, home: str | None) -> list[Claim]:
@@ -146,6 +227,60 @@ def existing_claims(se: Existing, home: str | None) -> list[Claim]:
         for p in spec.get("ports") or []
         if isinstance(p, dict) and isinstance(p.get("number"), int)
     ]
+
+
+def _tcp_without_addresses(spec: dict) -> list[int]:  # type: ignore[type-arg]
+    # Istio's IST0134 compares the protocol literally: unset or "TCP".
+    if spec.get("addresses"):
+        return []
+    return [p.get("number") for p in spec.get("ports") or [] if isinstance(p, dict) and p.get("protocol") in (None, "", "TCP")]
+
+
+def _existing_warnings(se: Existing) -> list[Problem]:
+    spec = se.data.get("spec") or {}
+    out = []
+    export_to = spec.get("exportTo")
+    if not export_to or "*" in export_to:
+        out.append(Problem(se.location.at("spec.exportTo"), "exported to every namespace (exportTo absent or '*'); "
+                                                           "consider exportTo: [\".\"]"))
+    for number in _tcp_without_addresses(spec):
+        out.append(Problem(se.location.at("spec.ports"), f"TCP port {number} without addresses matches all traffic "
+                                                        "on that port (IST0134)"))
+    return out
+
+
+def _generated_warnings(generated: Sequence[Generated]) -> list[Problem]:
+    out = []
+    for g in generated:
+        for number in _tcp_without_addresses(g.body["spec"]):
+            out.append(Problem(g.origin, f"TCP port {number} on a hostname without addresses: ServiceEntry {g.name} "
+                                         "matches all traffic on that port (IST0134); add addresses or use TLS/HTTP"))
+    return out
+
+
+def _report(w: Workload, status: str, policy: str | None, planned: list[Planned], claims: list[Claim],
+            home: str | None, settings: Settings) -> WorkloadReport:
+    scope = _namespace(w, settings) or home
+    rows = []
+    for p in planned:
+        entry: EgressEntry = p.entry
+        for dest in entry.hosts or entry.addresses:
+            for port in entry.ports:
+                claim = next((c for c in claims if c.covers(dest, port.number, scope)), None)
+                rows.append(Destination(dest, port.number, port.protocol, _declared(entry),
+                                        claim.source if claim else None, policy))
+    return WorkloadReport(f"{w.kind}/{w.name}", w.namespace or settings.namespace, policy, status, tuple(rows))
+
+
+def _declared(entry: EgressEntry) -> str:
+    """Where an entry was written, short enough for a table: file:line and path, or the
+    annotation on the workload."""
+    where = entry.origin
+    m = re.search(r'annotations\["([^"]+)"\](?:: (.*))?', where.path or "")
+    if m:
+        rest = m.group(2) or ""
+        return f"annotation {m.group(1)}{rest if rest.startswith('[') else ''} ({where.file}:{where.line})"
+    return f"{where.file}:{where.line} {where.path}"
 
 
 def _most_common_namespace(workloads: Sequence[Workload]) -> str | None:

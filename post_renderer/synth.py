@@ -150,13 +150,14 @@ def service_entries(
     release: str | None,
     settings: Settings,
     problems: Problems,
-    notes: list[str],
+    skipped: list[tuple[Wanted, Claim]],
 ) -> list[Generated]:
     """One ServiceEntry per wanted entry, minus those an existing one already covers.
 
     ``claims`` holds what ServiceEntries already in the stream, or cluster-wide ones on the
     global allowlist, serve; it grows with every ServiceEntry written here. ``home`` is
-    the namespace documents without one land in, when it can be told. Declarations
+    the namespace documents without one land in, when it can be told. Entries left out
+    because a claim covers them are appended to ``skipped``. Declarations
     that disagree on a protocol are refused; one that is covered produces no object.
     """
     out: list[Generated] = []
@@ -174,7 +175,7 @@ def service_entries(
         if pairs and all(c is not None and c.protocol == port.protocol for c, (_, port) in zip(covering, pairs)):
             first = covering[0]
             assert first is not None
-            notes.append(f"{entry.source}: already served by {first.source}; no second ServiceEntry")
+            skipped.append((w, first))
             continue
         if not register(claims, mine, entry.origin, problems):
             continue
