@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 BOM = "\ufeff"
@@ -45,7 +46,7 @@ class Document:
     start_line: int  # 1-based line of ``raw``'s first character in the input
     has_separator: bool
 
-    @property
+    @cached_property
     def kind(self) -> str | None:
         m = _KIND.search(self.raw)
         return m.group(2) if m else None
@@ -61,7 +62,7 @@ class Document:
         m = _NAME.search(self.raw)
         return m.group(2) if m else None
 
-    @property
+    @cached_property
     def has_content(self) -> bool:
         body = self.raw
         if self.has_separator:

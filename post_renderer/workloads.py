@@ -33,11 +33,12 @@ WORKLOAD_KINDS: dict[str, frozenset[str]] = {
     "Pod": frozenset({""}),
     "Rollout": frozenset({"argoproj.io"}),
 }
-# Block or flow style; the first occurrence in a document is its metadata label in every
-# chart seen, and one vote per document keeps selectors from counting twice.
 # Egress documents a chart renders itself: kind -> API group.
 POLICY_KINDS = {"ServiceEntry": "networking.istio.io", "NetworkPolicy": "networking.k8s.io"}
-_INSTANCE = re.compile(r"""(?<![\w./-])["']?app\.kubernetes\.io/instance["']?:[ \t]*["']?([A-Za-z0-9][-A-Za-z0-9.]*)""")
+# Block or flow style; the first occurrence in a document is its metadata label in every
+# chart seen, and one vote per document keeps selectors from counting twice.
+_INSTANCE_KEY = "app.kubernetes.io/instance"
+_INSTANCE = re.compile(r"""app\.kubernetes\.io/instance["']?:[ \t]*["']?([A-Za-z0-9][-A-Za-z0-9.]*)""")
 
 
 @dataclass
@@ -74,9 +75,15 @@ def release_from_labels(stream: Stream) -> str | None:
     """The most common ``app.kubernetes.io/instance`` value, one vote per document."""
     votes: Counter[str] = Counter()
     for doc in stream.documents:
-        m = _INSTANCE.search(doc.raw)
-        if m:
-            votes[m.group(1)] += 1
+        # Substring search, then an anchored match: scanning whole CRDs with a regex is
+        # slow, and most documents carry the label near the top.
+        at = doc.raw.find(_INSTANCE_KEY)
+        while at >= 0:
+            m = _INSTANCE.match(doc.raw, at)
+            if m and doc.raw[at - 1 : at] in ('"', "'", " ", "\t", "{", ","):
+                votes[m.group(1)] += 1
+                break
+            at = doc.raw.find(_INSTANCE_KEY, at + 1)
     if not votes:
         return None
     # Ties break by name so the choice never depends on document order.
