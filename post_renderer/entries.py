@@ -7,6 +7,7 @@ here, each problem located where the user wrote it.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Sequence
@@ -49,16 +50,17 @@ def checked_entries(
                 problems.add(locate([i, "name"]), f"duplicate name {name!r} (also entry {seen[name]})")
                 ok = False
             seen.setdefault(name, i)
-        hosts = addresses = ()
+        hosts: tuple[str, ...] = ()
+        addresses: tuple[str, ...] = ()
         ports: tuple[Port, ...] = ()
         if (i, "hosts") not in broken:
-            hosts = _hosts(item.get("hosts") or [], lambda j, i=i: locate([i, "hosts", j]), problems)
+            hosts = _hosts(item.get("hosts") or [], functools.partial(_at, locate, i, "hosts"), problems)
         if (i, "addresses") not in broken:
             addresses = _addresses(
-                item.get("addresses") or [], lambda j, i=i: locate([i, "addresses", j]), settings, problems
+                item.get("addresses") or [], functools.partial(_at, locate, i, "addresses"), settings, problems
             )
         if (i, "ports") not in broken:
-            ports = _ports(item["ports"], lambda j, i=i: locate([i, "ports", j]), problems)
+            ports = _ports(item["ports"], functools.partial(_at, locate, i, "ports"), problems)
         resolution = item.get("resolution")
         if ok:
             entries.append(
@@ -74,6 +76,10 @@ def checked_entries(
                 )
             )
     return entries
+
+
+def _at(locate: Locate, index: int, field: str, item: int) -> Location:
+    return locate([index, field, item])
 
 
 def _entry_field(path: str | None) -> tuple[int | None, str | None]:

@@ -10,8 +10,9 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from post_renderer import annotations
+from post_renderer.annotations import read as read_intent
 from post_renderer import stream as streams
 from post_renderer.emit import emit
 from post_renderer.errors import EgressError, Location, Problem, Problems
@@ -105,7 +106,7 @@ def analyse(
                           for d in entry.hosts or entry.addresses for p in entry.ports], entry.origin, problems)
 
     intents = {
-        w.doc_index: annotations.read(w, stream.documents[w.doc_index], settings, problems)
+        w.doc_index: read_intent(w, stream.documents[w.doc_index], settings, problems)
         for w in inventory.workloads
     }
     release_wide = plan(egress.entries, problems)
@@ -149,10 +150,10 @@ def analyse(
         wanted, claims=claims, home=home, release=release, settings=settings, problems=problems, skipped=skipped
     )
     problems.raise_if_any()
-    for w, claim in skipped:
-        notes.append(f"{w.planned.entry.source}: already served by {claim.source}; no second ServiceEntry")
+    for want, claim in skipped:
+        notes.append(f"{want.planned.entry.source}: already served by {claim.source}; no second ServiceEntry")
         if claim.source.startswith(ALLOWLIST_SOURCE):
-            warnings.append(Problem(w.planned.entry.origin, f"already covered by {claim.source}; the declaration "
+            warnings.append(Problem(want.planned.entry.origin, f"already covered by {claim.source}; the declaration "
                                                             "only opens the NetworkPolicy"))
     warnings.extend(_generated_warnings(generated))
 
@@ -229,7 +230,7 @@ def existing_claims(se: Existing, home: str | None) -> list[Claim]:
     ]
 
 
-def _tcp_without_addresses(spec: dict) -> list[int]:  # type: ignore[type-arg]
+def _tcp_without_addresses(spec: dict[str, Any]) -> list[Any]:
     # Istio's IST0134 compares the protocol literally: unset or "TCP".
     if spec.get("addresses"):
         return []

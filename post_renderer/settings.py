@@ -68,7 +68,8 @@ def excepts_for(cidr: IPNetwork, extra: tuple[IPNetwork, ...] = ()) -> list[IPNe
         for net in FORBIDDEN + extra
         if net.version == cidr.version and net.subnet_of(cidr) and net.prefixlen > cidr.prefixlen  # type: ignore[arg-type]
     ]
-    return sorted(ipaddress.collapse_addresses(inside), key=lambda n: (n.network_address, n.prefixlen))  # type: ignore[arg-type]
+    collapsed: list[IPNetwork] = list(ipaddress.collapse_addresses(inside))  # type: ignore[type-var]
+    return sorted(collapsed, key=lambda n: (int(n.network_address), n.prefixlen))
 
 
 def overlaps_forbidden(net: IPNetwork) -> tuple[bool, bool]:

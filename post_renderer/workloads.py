@@ -92,9 +92,9 @@ def release_from_labels(stream: Stream) -> str | None:
 
 def _classify(doc: Document, data: dict[str, Any], inventory: Inventory, problems: Problems) -> None:
     kind = data.get("kind")
-    metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+    metadata = _mapping(data.get("metadata"))
     name = metadata.get("name")
-    annotations = metadata.get("annotations") if isinstance(metadata.get("annotations"), dict) else {}
+    annotations = _mapping(metadata.get("annotations"))
     if GENERATED_BY in annotations:
         inventory.generated.add(doc.index)
         return
@@ -111,7 +111,7 @@ def _classify(doc: Document, data: dict[str, Any], inventory: Inventory, problem
     if not isinstance(name, str) or not name:
         problems.add(where.at("metadata.name"), "a workload without a name")
         return
-    spec = data.get("spec") if isinstance(data.get("spec"), dict) else {}
+    spec = _mapping(data.get("spec"))
     template, template_path = _pod_template(kind, spec)
     if kind == "Rollout" and template is None:
         inventory.notes.append(
@@ -128,8 +128,8 @@ def _classify(doc: Document, data: dict[str, Any], inventory: Inventory, problem
         selector = _pod_selector(kind, data, spec, template, where, template_path, problems)
     if selector is None:
         return
-    template_meta = (template or {}).get("metadata") if isinstance((template or {}).get("metadata"), dict) else {}
-    pod_annotations = template_meta.get("annotations") if isinstance(template_meta.get("annotations"), dict) else {}
+    template_meta = _mapping((template or {}).get("metadata"))
+    pod_annotations = _mapping(template_meta.get("annotations"))
     merged: dict[str, tuple[Any, str]] = {str(k): (v, "metadata.annotations") for k, v in annotations.items()}
     for key, value in pod_annotations.items():
         merged.setdefault(str(key), (value, f"{template_path}.metadata.annotations"))
@@ -152,6 +152,11 @@ def _classify(doc: Document, data: dict[str, Any], inventory: Inventory, problem
             hook=hook,
         )
     )
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    """``value`` when it is a mapping, else an empty one: the API server reports bad shapes."""
+    return value if isinstance(value, dict) else {}
 
 
 def _pod_template(kind: str, spec: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:

@@ -80,9 +80,9 @@ def _parse(yaml: YAML, text: str, where: Location, line_offset: int, *, keep_nod
             data = yaml.load(io.StringIO(text))
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        line = mark.line + 1 + line_offset if mark is not None else None
+        at: int | None = mark.line + 1 + line_offset if mark is not None else None
         what = " ".join(str(x) for x in (e.context, e.problem) if x)
-        raise EgressError.one(where.at(line=line), f"invalid YAML: {what}") from e
+        raise EgressError.one(where.at(line=at), f"invalid YAML: {what}") from e
     except YAMLError as e:
         raise EgressError.one(where, f"invalid YAML: {e}") from e
     except RecursionError as e:
@@ -109,7 +109,7 @@ def node_line(root: Node | None, path: Sequence[str | int]) -> int | None:
         if child is None:
             break
         node = child
-    return line + 1
+    return int(line) + 1
 
 
 def _has_surrogate(text: str) -> bool:
