@@ -334,10 +334,11 @@ def schema() -> None:
 def _analyse(shared: Shared, *, text: str | None = None, exit_code: int = 1) -> Result:
     from post_renderer.pipeline import analyse
 
-    text = _read_stdin() if text is None else text
     try:
         values, allowlist = shared.inputs()
-        return analyse(text, values, shared.settings, allowlist=allowlist)
+        # No local keeps the input alive: analyse drops it once split, which matters for
+        # peak memory on multi-MB streams.
+        return analyse(_read_stdin() if text is None else text, values, shared.settings, allowlist=allowlist)
     except EgressError as e:
         raise _fail(e, shared.error_file, exit_code) from None
 
@@ -373,7 +374,9 @@ def _read_values(path: Path) -> ValuesFile:
 
 def _write_stdout(text: str) -> None:
     try:
-        sys.stdout.buffer.write(text.encode("utf-8", errors="surrogateescape"))
+        # In slices, so a multi-MB stream is never held twice (as text and as bytes).
+        for start in range(0, len(text), 1 << 20):
+            sys.stdout.buffer.write(text[start : start + (1 << 20)].encode("utf-8", errors="surrogateescape"))
         sys.stdout.buffer.flush()
     except BrokenPipeError:
         # The reader went away (e.g. `| head`); nothing useful is left to say.

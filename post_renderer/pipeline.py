@@ -1,7 +1,7 @@
 """The render job and what the operator commands learn from it. Pure: no I/O, no printing.
 
-``analyse`` runs every stage once and returns the output stream together with what
-``check`` warns about and what ``explain`` reports; ``render`` is its output.
+``analyse`` runs every stage once and returns the output stream (what ``render``
+writes) together with what ``check`` warns about and what ``explain`` reports.
 """
 
 from __future__ import annotations
@@ -68,12 +68,6 @@ class Result:
     workloads: list[WorkloadReport] = field(default_factory=list)
 
 
-def render(
-    text: str, values: Sequence[ValuesFile], settings: Settings, *, allowlist: ValuesFile | None = None
-) -> Result:
-    return analyse(text, values, settings, allowlist=allowlist)
-
-
 def analyse(
     text: str, values: Sequence[ValuesFile], settings: Settings, *, allowlist: ValuesFile | None = None
 ) -> Result:
@@ -85,6 +79,7 @@ def analyse(
     if stream.is_empty:
         problems.raise_if_any()
         return Result(text, [*inventory.notes, "the input holds no documents; nothing to add"])
+    del text  # the documents hold it now
     notes = list(inventory.notes)
     warnings: list[Problem] = []
 
