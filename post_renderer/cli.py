@@ -263,7 +263,7 @@ def check(
     if no_stream:
         for path in [*shared.values, *extra]:
             try:
-                report.check_values(_read_values(path), shared.settings)
+                warnings.extend(report.check_values(_read_values(path), shared.settings))
             except EgressError as e:
                 errors.extend(e.problems)
     else:

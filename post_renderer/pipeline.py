@@ -245,6 +245,18 @@ def _existing_warnings(se: Existing) -> list[Problem]:
     return out
 
 
+def entry_warnings(entries: Sequence[EgressEntry]) -> list[Problem]:
+    """IST0134 for declared entries, before any ServiceEntry exists (check --no-stream)."""
+    out = []
+    for entry in entries:
+        spec = {"addresses": list(entry.addresses), "ports": [{"number": p.number, "protocol": p.protocol}
+                                                              for p in entry.ports]}
+        for number in _tcp_without_addresses(spec) if entry.hosts else []:
+            out.append(Problem(entry.origin, f"TCP port {number} on a hostname without addresses matches all "
+                                             "traffic on that port (IST0134); add addresses or use TLS/HTTP"))
+    return out
+
+
 def _generated_warnings(generated: Sequence[Generated]) -> list[Problem]:
     out = []
     for g in generated:
@@ -260,7 +272,7 @@ def _report(w: Workload, status: str, policy: str | None, planned: list[Planned]
     rows = []
     for p in planned:
         entry: EgressEntry = p.entry
-        for dest in entry.hosts or entry.addresses:
+        for dest in [*entry.hosts, *entry.addresses]:
             for port in entry.ports:
                 claim = next((c for c in claims if c.covers(dest, port.number, scope)), None)
                 rows.append(Destination(dest, port.number, port.protocol, _declared(entry),

@@ -10,7 +10,7 @@ from typing import Any
 
 from post_renderer import yamlwriter
 from post_renderer.errors import Location, Problem, Problems
-from post_renderer.pipeline import WorkloadReport
+from post_renderer.pipeline import WorkloadReport, entry_warnings
 from post_renderer.settings import Settings
 from post_renderer.synth import plan
 from post_renderer.values import ValuesFile, load_egress
@@ -19,12 +19,14 @@ _COLOURS = {"+": "\033[32m", "-": "\033[31m", "@": "\033[36m"}
 _RESET = "\033[0m"
 
 
-def check_values(file: ValuesFile, settings: Settings) -> None:
-    """Everything render would refuse in one values file on its own."""
+def check_values(file: ValuesFile, settings: Settings) -> list[Problem]:
+    """Everything render would refuse in one values file on its own (raised), and the
+    warnings it would give (returned)."""
     problems = Problems()
     egress = load_egress([file], settings, problems)
     plan(egress.entries, problems)
     problems.raise_if_any()
+    return entry_warnings(egress.entries)
 
 
 def findings(errors: Sequence[Problem], warnings: Sequence[Problem], notes: Sequence[str], fmt: str,
@@ -56,17 +58,43 @@ def _problem(p: Problem) -> dict[str, Any]:
 
 
 def unified_diff(before: str, after: str, *, colour: bool) -> str:
-    lines = difflib.unified_diff(
-        before.splitlines(keepends=True), after.splitlines(keepends=True), "stdin", "helm-egress render"
-    )
-    out = []
-    for line in lines:
-        if not line.endswith("\n"):
-            line += "\n\\ No newline at end of file\n"
-        if colour and line[:1] in _COLOURS and not line.startswith(("+++", "---")):
-            line = f"{_COLOURS[line[0]]}{line.rstrip(chr(10))}{_RESET}\n"
-        out.append(line)
+    a, b = before.splitlines(keepends=True), after.splitlines(keepends=True)
+    if a == b:
+        return ""
+    # difflib's automatic junk heuristic treats lines as common as `---` as noise in long
+    # streams and then shows unchanged lines as removed and re-added.
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    out = ["--- stdin\n", "+++ helm-egress render\n"]
+    for group in matcher.get_grouped_opcodes(3):
+        (_, i1, _, j1, _), (_, _, i2, _, j2) = group[0], group[-1]
+        out.append(_paint(f"@@ -{_range(i1, i2)} +{_range(j1, j2)} @@\n", colour))
+        for tag, a1, a2, b1, b2 in group:
+            if tag == "equal":
+                out.extend(_line(" ", line, False) for line in a[a1:a2])
+                continue
+            out.extend(_line("-", line, colour) for line in a[a1:a2])
+            out.extend(_line("+", line, colour) for line in b[b1:b2])
     return "".join(out)
+
+
+def _range(start: int, stop: int) -> str:
+    """A hunk range as unified diff writes it (1-based start, length omitted when 1)."""
+    length = stop - start
+    if length == 1:
+        return str(start + 1)
+    return f"{start + 1 if length else start},{length}"
+
+
+def _line(prefix: str, line: str, colour: bool) -> str:
+    text = _paint(prefix + line.rstrip("\n"), colour) + "\n"
+    return text if line.endswith("\n") else text + "\\ No newline at end of file\n"
+
+
+def _paint(text: str, colour: bool) -> str:
+    if not colour:
+        return text
+    end = "\n" if text.endswith("\n") else ""
+    return f"{_COLOURS[text[0]]}{text.rstrip(chr(10))}{_RESET}{end}"
 
 
 def explain(workloads: Sequence[WorkloadReport], fmt: str) -> str:
