@@ -89,6 +89,9 @@ def _rewrite(doc: Document, stream: Stream, repair: Any, settings: Settings, whe
     tail = text[len(parsed):]  # an end marker and what follows it, kept verbatim
     yaml = yamlio.roundtrip_loader()
     yaml.width = 4096
+    # Keep `[{a: 1}]` as written; ruamel would otherwise drop the braces of a
+    # single-entry mapping inside a flow sequence.
+    yaml.brace_single_entry_mapping_in_flow_sequence = True
     yaml.indent(**dict(zip(("mapping", "sequence", "offset"), _indentation(parsed, stream))))
     data = yamlio.load(yaml, parsed, where, line_offset=doc.start_line - 1)
     repair(data, settings, Problems(), where)
@@ -101,16 +104,33 @@ def _rewrite(doc: Document, stream: Stream, repair: Any, settings: Settings, whe
     return head + (written.replace("\n", "\r\n") if crlf else written)
 
 
+def _is_key(item: str) -> bool:
+    return re.match(r"-\s+[\w./-]+:(\s|$)", item) is not None
+
+
 def _indentation(body: str, stream: Stream) -> tuple[int, int, int]:
     """(mapping, sequence, offset) as ruamel wants them, read off the document itself."""
-    lines = body.splitlines()
+    lines = [line for line in body.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    mapping = sequence = offset = None
     for prev, line in zip(lines, lines[1:]):
+        if not prev.rstrip().endswith(":"):
+            continue
+        key = len(prev) - len(prev.lstrip(" "))
         stripped = line.lstrip(" ")
-        if stripped.startswith("- ") and prev.rstrip().endswith(":"):
-            dash = len(line) - len(stripped)
-            key = len(prev) - len(prev.lstrip(" "))
-            return (2, 2, 0) if dash == key else (2, dash - key + 2, dash - key)
-    return (2, 2, 0) if stream.shape == "helm4" else (2, 4, 2)
+        indent = len(line) - len(stripped)
+        if stripped.startswith("- ") and (sequence is None or _is_key(stripped)):
+            # Items that are mappings show the style best: `-   key:` pads the dash.
+            content = indent + 1 + len(stripped[1:]) - len(stripped[1:].lstrip(" "))
+            offset, sequence = indent - key, content - key
+            if _is_key(stripped) and mapping is not None:
+                break
+        elif not stripped.startswith("-") and indent > key and mapping is None:
+            mapping = indent - key
+    default = (2, 2, 0) if stream.shape == "helm4" else (2, 4, 2)
+    mapping = mapping or default[0]
+    if sequence is None or offset is None or sequence < offset + 2:
+        sequence, offset = default[1], default[2]
+    return mapping, sequence, offset
 
 
 # --- ServiceEntry -------------------------------------------------------------------
@@ -164,6 +184,12 @@ def _repair_serviceentry(doc: MutableMapping[str, Any], settings: Settings, prob
         # that keeps the wildcard's meaning (traffic to any matching host).
         repairs.append(f"resolution {resolution} -> NONE (wildcard hosts cannot be resolved by DNS)")
         spec["resolution"] = "NONE"
+        resolution = "NONE"
+    if resolution == "NONE" and "endpoints" in spec and not endpoints:
+        # `endpoints: []` (a template rendering an empty list) means no endpoints, but the
+        # CRD's NONE rule rejects the key being there at all.
+        repairs.append("empty endpoints removed (NONE cannot set endpoints)")
+        del spec["endpoints"]
 
     _repair_ports(spec, repairs, problems, where)
     return repairs
@@ -173,51 +199,89 @@ def _repair_ports(spec: MutableMapping[str, Any], repairs: list[str], problems: 
     ports = spec.get("ports")
     if not isinstance(ports, MutableSequence):
         return
-    by_number: dict[int, str] = {}
-    names: set[str] = set()
-    renames: dict[str, str] = {}
     referenced = {
         str(k)
         for endpoint in spec.get("endpoints") or []
         if isinstance(endpoint, MutableMapping) and isinstance(endpoint.get("ports"), MutableMapping)
         for k in endpoint["ports"]
     }
-    i = -1
-    while i + 1 < len(ports):
-        i += 1
-        port = ports[i]
-        if not isinstance(port, MutableMapping):
-            continue
-        protocol = port.get("protocol")
+    for i, port in enumerate(ports):
+        protocol = port.get("protocol") if isinstance(port, MutableMapping) else None
         if isinstance(protocol, str) and protocol.upper() in _PROTOCOLS and protocol != protocol.upper():
             repairs.append(f"ports[{i}].protocol {protocol} -> {protocol.upper()}")
             port["protocol"] = protocol.upper()
-        canonical = str(port.get("protocol") or "").upper()
-        number = port.get("number")
-        if isinstance(number, int):
-            if number in by_number and by_number[number] != canonical:
-                problems.add(where.at(f"spec.ports[{i}]"),
-                             f"port {number} is declared as {by_number[number] or 'unset'} and as "
-                             f"{canonical or 'unset'}; Istio allows one protocol per port number")
-            elif number in by_number and port.get("name") not in referenced:
-                # The same port twice: Istio rejects the object, and dropping the copy
-                # changes nothing it would have meant.
-                repairs.append(f"ports[{i}] duplicates port {number} {canonical}: removed")
-                del ports[i]
-                i -= 1
-                continue
-            by_number.setdefault(number, canonical)
+    _drop_repeated_ports(ports, referenced, repairs, problems, where)
+    _name_ports(spec, ports, referenced, repairs)
+
+
+def _protocol(port: Any) -> str:
+    return str(port.get("protocol") or "").upper() if isinstance(port, MutableMapping) else ""
+
+
+def _drop_repeated_ports(ports: MutableSequence[Any], referenced: set[str], repairs: list[str],
+                         problems: Problems, where: Location) -> None:
+    """One port number, one port: Istio rejects repeats. Two protocols for one number have
+    no right repair; the same port twice keeps the copy endpoints refer to by name."""
+    groups: dict[int, list[int]] = {}
+    for i, port in enumerate(ports):
+        number = port.get("number") if isinstance(port, MutableMapping) else None
+        if isinstance(number, int) and not isinstance(number, bool):
+            groups.setdefault(number, []).append(i)
+    doomed: list[int] = []
+    for number, indices in groups.items():
+        if len(indices) < 2:
+            continue
+        protocols = [_protocol(ports[i]) for i in indices]
+        if len(set(protocols)) > 1:
+            problems.add(where.at(f"spec.ports[{indices[1]}]"),
+                         f"port {number} is declared as {' and as '.join(p or 'unset' for p in dict.fromkeys(protocols))}; "
+                         "Istio allows one protocol per port number")
+            continue
+        used = [i for i in indices if ports[i].get("name") in referenced]
+        if len(used) > 1:
+            problems.add(where.at(f"spec.ports[{used[1]}]"),
+                         f"port {number} is declared twice and endpoints map both names; keep one")
+            continue
+        keep = used[0] if used else indices[0]
+        for i in indices:
+            if i != keep:
+                repairs.append(f"ports[{i}] repeats port {number} {protocols[0]}: removed")
+                doomed.append(i)
+    for i in sorted(doomed, reverse=True):
+        del ports[i]
+
+
+def _name_ports(spec: MutableMapping[str, Any], ports: MutableSequence[Any], referenced: set[str],
+                repairs: list[str]) -> None:
+    """Give every port a valid, unique name without taking one another port keeps."""
+    def valid(name: Any) -> bool:
+        return isinstance(name, str) and _PORT_NAME.match(name) is not None and len(name) <= 63
+
+    kept: set[str] = set()
+    needs: list[int] = []
+    for i, port in enumerate(ports):
+        if not isinstance(port, MutableMapping):
+            continue
         name = port.get("name")
-        if not isinstance(name, str) or not _PORT_NAME.match(name) or len(name) > 63 or name in names:
-            new = f"{canonical.lower().replace('_', '-') or 'port'}-{number}"
-            why = "missing" if name is None else ("duplicate" if name in names else "invalid")
-            repairs.append(f"ports[{i}].name {why} {name!r} -> {new!r}" if name is not None
-                           else f"ports[{i}].name missing -> {new!r}")
-            if isinstance(name, str) and why == "invalid":
-                renames[name] = new
-            _set_after(port, "name", new, "number")
-            name = new
-        names.add(name)
+        if valid(name) and name not in kept:
+            kept.add(str(name))
+        else:
+            needs.append(i)
+    renames: dict[str, str] = {}
+    for i in needs:
+        port = ports[i]
+        name = port.get("name")
+        base = f"{_protocol(port).lower().replace('_', '-') or 'port'}-{port.get('number')}"
+        new, n = base, 1
+        while new in kept:
+            n += 1
+            new = f"{base}-{n}"
+        kept.add(new)
+        why = "missing" if name is None else ("invalid" if not valid(name) else "duplicate")
+        repairs.append(f"ports[{i}].name {why} -> {new!r}" if name is None else f"ports[{i}].name {why} {name!r} -> {new!r}")
+        if why == "invalid" and str(name) in referenced:
+            renames[str(name)] = new
+        _set_after(port, "name", new, "number")
     # Endpoints map ports by name: a renamed port keeps its endpoint mapping.
     for endpoint in spec.get("endpoints") or []:
         mapping = endpoint.get("ports") if isinstance(endpoint, MutableMapping) else None

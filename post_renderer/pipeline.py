@@ -142,7 +142,8 @@ def analyse(
     wanted = _wanted(release_wide, own, served, egress, release, settings)
     skipped: list[tuple[Wanted, Claim]] = []
     generated = service_entries(
-        wanted, claims=claims, home=home, release=release, settings=settings, problems=problems, skipped=skipped
+        wanted, claims=claims, reserved={_name_of(se, home) for se in existing}, home=home, release=release,
+        settings=settings, problems=problems, skipped=skipped,
     )
     problems.raise_if_any()
     for want, claim in skipped:
@@ -202,6 +203,11 @@ def _wanted(
 def _planned_for(w: Workload, release_wide: list[Planned], own: dict[int, list[Planned]],
                  egress: EgressValues) -> list[Planned]:
     return (release_wide if egress.present else []) + own[w.doc_index]
+
+
+def _name_of(se: Existing, home: str | None) -> tuple[str | None, str]:
+    metadata = se.data.get("metadata") or {}
+    return metadata.get("namespace") or home, str(metadata.get("name"))
 
 
 def existing_claims(se: Existing, home: str | None) -> list[Claim]:

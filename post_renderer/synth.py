@@ -146,6 +146,7 @@ def service_entries(
     wanted: Sequence[Wanted],
     *,
     claims: list[Claim],
+    reserved: set[tuple[str | None, str]],
     home: str | None,
     release: str | None,
     settings: Settings,
@@ -161,14 +162,15 @@ def service_entries(
     that disagree on a protocol are refused; one that is covered produces no object.
     """
     out: list[Generated] = []
-    taken: set[tuple[str | None, str]] = set()
+    taken = set(reserved)  # (namespace, name) of ServiceEntries already in the stream
     for w in wanted:
         entry, resolution = w.planned.entry, w.planned.resolution
         pairs = [(d, port) for d in (entry.hosts or entry.addresses) for port in entry.ports]
-        name = w.name
-        if (w.namespace, name) in taken:
-            name = dns_label(w.name, hashlib.sha256(entry.source.encode()).hexdigest()[:6])
         scope = w.namespace or home  # an unnamed namespace is the release's
+        name = w.name
+        if (scope, name) in taken:
+            # Two objects of one kind and name in a namespace: Helm would refuse the release.
+            name = dns_label(w.name, hashlib.sha256(entry.source.encode()).hexdigest()[:6])
         mine = [Claim(d, port.number, port.protocol, frozenset({scope}), f"ServiceEntry {name} ({entry.source})", name)
                 for d, port in pairs]
         covering = [next((c for c in claims if c.covers(d, port.number, scope)), None) for d, port in pairs]
@@ -179,7 +181,7 @@ def service_entries(
             continue
         if not register(claims, mine, entry.origin, problems):
             continue
-        taken.add((w.namespace, name))
+        taken.add((scope, name))
         spec: dict[str, Any] = {"hosts": list(entry.hosts) or [name]}
         if entry.addresses:
             spec["addresses"] = list(entry.addresses)

@@ -16,6 +16,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 from helmstream import helm3_stream, helm4_stream, render_chart, with_bom, with_crlf  # noqa: E402
+from ruamel.yaml import YAML  # noqa: E402
 
 CHARTS = HERE.parent.parent / "fixtures" / "charts"
 
@@ -33,6 +34,30 @@ FULL_API: dict[str, Any] = {
 }
 IGNORE_AGENT: dict[str, Any] = {"agent": {"podAnnotations": {"helm-egress.io/ignore": "true"}}}
 ALL_KINDS: dict[str, Any] = {"debug": {"enabled": True}, "canary": {"enabled": True}}
+
+# The seed-se chart templates its own ServiceEntries from istio.egress (see
+# fixtures/charts/README.md): these values feed the chart, not helm-egress.
+SEED_CI: dict[str, Any] = YAML(typ="safe").load((CHARTS / "seed-se" / "ci-values.yaml").read_text())
+SEED_VARIANTS: dict[str, Any] = {"istio": {"egress": [
+    # upper-case, trailing-dot and repeated hosts; the same port listed twice
+    {"name": "stripe", "hosts": ["API.Stripe.com", "api.stripe.com.", "api.stripe.com"],
+     "ports": [{"number": 443, "protocol": "tls"}, {"number": 443, "protocol": "TLS"}]},
+    # lower/mixed-case protocols; HTTP_PROXY gives the invalid port name "http_proxy-3128"
+    {"name": "proxy", "hosts": ["proxy.corp.example.com"],
+     "ports": [{"number": 3128, "protocol": "http_proxy"}, {"number": 8080, "protocol": "Http"}]},
+    # no protocol: the seed renders the port name "%!s(<nil>)-8443" and `protocol:` (null)
+    {"name": "legacy", "hosts": ["legacy.example.com"], "ports": [{"number": 8443}]},
+    # address only, with the one resolution Istio gives it a meaning with
+    {"name": "ledger-db", "addresses": ["10.40.0.15"], "ports": [{"number": 5432, "protocol": "tcp"}],
+     "resolution": "NONE"},
+]}}
+SEED_CIDR_DNS: dict[str, Any] = {"istio": {"egress": [
+    {"name": "slack", "hosts": ["hooks.slack.com"], "ports": [{"number": 443, "protocol": "TLS"}]},
+    {"name": "vpc", "addresses": ["10.0.0.0/8"], "ports": [{"number": 443, "protocol": "TLS"}], "resolution": "DNS"},
+]}}
+SEED_SLACK: dict[str, Any] = {"istio": {"egress": [
+    {"name": "slack", "hosts": ["hooks.slack.com"], "ports": [{"number": 443, "protocol": "TLS"}]},
+]}}
 
 CASES: dict[str, tuple[str, dict[str, Any], str]] = {
     "values-minimal-helm3": ("minimal", {}, "helm3"),
@@ -64,6 +89,18 @@ CASES: dict[str, tuple[str, dict[str, Any], str]] = {
         "web": {"podAnnotations": {"helm-egress.io/hosts": "api.stripe.com", "helm-egress.io/ports": "443/TLS"}},
         "api": {"podAnnotations": {"helm-egress.io/hosts": "api.stripe.com", "helm-egress.io/ports": "443/HTTPS"}},
     }, "helm3"),
+    # The chart's own ServiceEntries and NetworkPolicies, normalized.
+    "normalize-seed-ci-helm3": ("seed-se", SEED_CI, "helm3"),
+    "normalize-seed-ci-helm4": ("seed-se", SEED_CI, "helm4"),
+    "normalize-seed-variants-helm4": ("seed-se", SEED_VARIANTS, "helm4"),
+    "normalize-seed-variants-crlf-bom": ("seed-se", SEED_VARIANTS, "helm3-crlf-bom"),
+    "normalize-seed-quiet-helm4": ("seed-se", SEED_VARIANTS, "helm4"),
+    "normalize-seed-api-v1beta1": ("seed-se", SEED_CI, "helm3"),
+    "normalize-seed-no-normalize": ("seed-se", SEED_CI, "helm3"),
+    "normalize-seed-allowlist-helm3": ("seed-se", SEED_SLACK, "helm3"),
+    "normalize-error-seed-cidr-dns": ("seed-se", SEED_CIDR_DNS, "helm3"),
+    "normalize-error-seed-ist0177-annotation": ("seed-se", {**SEED_SLACK, "podAnnotations": {
+        "helm-egress.io/hosts": "hooks.slack.com", "helm-egress.io/ports": "443/HTTPS"}}, "helm4"),
 }
 
 
