@@ -25,6 +25,7 @@ from post_renderer.synth import (
     Generated,
     Planned,
     Wanted,
+    destination_key,
     network_policy,
     plan,
     policy_names,
@@ -97,7 +98,7 @@ def analyse(
         warnings.extend(_existing_warnings(se))
     for entry in allowed.entries if allowed else ():
         # The allowlist stands for cluster-wide ServiceEntries, exported everywhere.
-        register(claims, [Claim(d, p.number, p.protocol, None, f"{ALLOWLIST_SOURCE} ({entry.source})", entry.name)
+        register(claims, [Claim(destination_key(d), p.number, p.protocol, None, f"{ALLOWLIST_SOURCE} ({entry.source})", entry.name)
                           for d in entry.hosts or entry.addresses for p in entry.ports], entry.origin, problems)
 
     intents = {
@@ -221,7 +222,7 @@ def existing_claims(se: Existing, home: str | None) -> list[Claim]:
         scope = None  # absent means every namespace, unless the mesh says otherwise
     else:
         scope = frozenset(namespace if e == "." else e for e in export_to if e != "~")
-    dests = [str(d) for d in [*(spec.get("hosts") or []), *(spec.get("addresses") or [])]]
+    dests = [destination_key(str(d)) for d in [*(spec.get("hosts") or []), *(spec.get("addresses") or [])]]
     source = f"ServiceEntry {metadata.get('name')} (document {se.doc_index})"
     return [
         Claim(d, int(p["number"]), str(p.get("protocol") or "").upper(), scope, source, str(metadata.get("name")))
@@ -280,7 +281,7 @@ def _report(w: Workload, status: str, policy: str | None, planned: list[Planned]
         entry: EgressEntry = p.entry
         for dest in [*entry.hosts, *entry.addresses]:
             for port in entry.ports:
-                claim = next((c for c in claims if c.covers(dest, port.number, scope)), None)
+                claim = next((c for c in claims if c.covers(destination_key(dest), port.number, scope)), None)
                 rows.append(Destination(dest, port.number, port.protocol, _declared(entry),
                                         claim.source if claim else None, policy))
     return WorkloadReport(f"{w.kind}/{w.name}", w.namespace or settings.namespace, policy, status, tuple(rows))

@@ -126,6 +126,15 @@ class Claim:
         return host_ok and port == self.port and self.reaches(namespace)
 
 
+def destination_key(dest: str) -> str:
+    """Hosts as they are; addresses canonical, so `10.0.0.5` and `10.0.0.5/32` are one."""
+    try:
+        net = ipaddress.ip_network(dest, strict=False)
+    except ValueError:
+        return dest
+    return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
+
+
 def register(claims: list[Claim], new: list[Claim], where: Location, problems: Problems) -> bool:
     """Add ``new`` unless one disagrees on a protocol with an overlapping claim (IST0177)."""
     for c in new:
@@ -165,7 +174,7 @@ def service_entries(
     taken = set(reserved)  # (namespace, name) of ServiceEntries already in the stream
     for w in wanted:
         entry, resolution = w.planned.entry, w.planned.resolution
-        pairs = [(d, port) for d in (entry.hosts or entry.addresses) for port in entry.ports]
+        pairs = [(destination_key(d), port) for d in (entry.hosts or entry.addresses) for port in entry.ports]
         scope = w.namespace or home  # an unnamed namespace is the release's
         name = w.name
         if (scope, name) in taken:
