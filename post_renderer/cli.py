@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from post_renderer import __version__
-from post_renderer.errors import EgressError, Problem
+from post_renderer.errors import EgressError, Location, Problem
 from post_renderer.settings import (
     FORBIDDEN,
     ISTIO_API_VERSIONS,
@@ -359,8 +359,6 @@ def _read_stdin() -> str:
 
 
 def _read_values(path: Path) -> ValuesFile:
-    from post_renderer.errors import Location
-
     try:
         raw = path.read_bytes()
     except OSError as e:
