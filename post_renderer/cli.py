@@ -204,16 +204,18 @@ class Shared:
         return [_read_values(p) for p in self.values], _read_values(self.allowlist) if self.allowlist else None
 
 
+@functools.lru_cache(maxsize=None)
+def _resolved(fn: Callable[..., Any]) -> list[inspect.Parameter]:
+    # Annotations are strings here (postponed evaluation); typer needs the objects.
+    hints = typing.get_type_hints(fn, include_extras=True)
+    return [p.replace(annotation=hints[p.name], kind=inspect.Parameter.KEYWORD_ONLY)
+            for p in inspect.signature(fn).parameters.values() if p.name != "shared"]
+
+
 def _with_shared(command: Callable[..., None]) -> Callable[..., None]:
     """Give ``command`` the shared options: typer reads the combined signature, the
     command receives them built into one ``Shared`` as ``shared``."""
-    def resolved(fn: Callable[..., Any]) -> list[inspect.Parameter]:
-        # Annotations are strings here (postponed evaluation); typer needs the objects.
-        hints = typing.get_type_hints(fn, include_extras=True)
-        return [p.replace(annotation=hints[p.name], kind=inspect.Parameter.KEYWORD_ONLY)
-                for p in inspect.signature(fn).parameters.values() if p.name != "shared"]
-
-    own, common = resolved(command), resolved(_shared_options)
+    own, common = _resolved(command), _resolved(_shared_options)
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> None:
