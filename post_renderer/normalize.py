@@ -35,6 +35,7 @@ from post_renderer.errors import EgressError, Location, Problems
 from post_renderer.model import PROTOCOLS, Existing
 from post_renderer.settings import Settings
 from post_renderer.stream import Document, Stream
+from post_renderer.validate import is_ip_literal
 
 ISTIO_GROUP = "networking.istio.io"
 _PORT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
@@ -162,7 +163,7 @@ def _repair_serviceentry(doc: MutableMapping[str, Any], settings: Settings, prob
             host = host[:-1]
         if host == "*":
             problems.add(where.at(f"spec.hosts[{i}]"), "a bare '*' host matches every destination; Istio rejects it")
-        elif _is_ip(host):
+        elif is_ip_literal(host):
             problems.add(where.at(f"spec.hosts[{i}]"), f"{raw!r} is an IP address; it belongs in addresses")
         if host in seen:
             repairs.append(f"duplicate host {raw!r} removed")
@@ -299,14 +300,6 @@ def _set_after(mapping: MutableMapping[str, Any], key: str, value: Any, after: s
     keys = list(mapping)
     position = 0 if after is None else (keys.index(after) + 1 if after in keys else len(keys))
     mapping.insert(position, key, value)
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        return False
-    return True
 
 
 # --- NetworkPolicy ------------------------------------------------------------------

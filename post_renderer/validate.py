@@ -26,13 +26,22 @@ def wildcard_domain_problem(host: str) -> str | None:
         return "host must be 1 to 255 characters"
     labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
     if not _WILDCARD_FIRST.match(labels[0]) or len(labels[0]) > 63:
-        return f"invalid first label {labels[0]!r}"
+        return f"{labels[0]!r} is not a valid DNS label"
     for label in labels[1:]:
         if len(label) > 63 or not _HOST_LABEL.match(label):
-            return f"invalid label {label!r}"
+            return f"{label!r} is not a valid DNS label"
     if len(labels) > 1 and labels[-1].isdigit():
-        return "the top-level domain may not be all digits (IP addresses are not hosts)"
+        return "the last label may not be all digits (IP addresses are not hosts)"
     return None
+
+
+def is_ip_literal(text: str) -> bool:
+    """An IP address or CIDR (``[::1]`` included): something that belongs in addresses."""
+    try:
+        ipaddress.ip_network(text.strip("[]"), strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_fqdn(host: str) -> bool:
