@@ -15,7 +15,7 @@ import sys
 import time
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -34,6 +34,7 @@ from post_renderer.settings import (
 from post_renderer.values import ValuesFile
 
 if TYPE_CHECKING:
+    from post_renderer.destpolicy import Policy
     from post_renderer.pipeline import Result
 
 app = typer.Typer(
@@ -149,6 +150,12 @@ def _shared_options(
                           "ServiceEntry, but policies still allow them.", exists=True, dir_okay=False,
                      envvar=ENV + "GLOBAL_ALLOWLIST"),
     ] = None,
+    policy: Annotated[
+        Optional[Path],
+        typer.Option(help="The platform's destination policy: every host, address and port the output would open "
+                          "must be approved by one of its rules, or nothing is written.", exists=True,
+                     dir_okay=False, envvar=ENV + "POLICY"),
+    ] = None,
     normalize: Annotated[
         bool, typer.Option("--normalize/--no-normalize",
                            help="Repair the ServiceEntry and egress NetworkPolicy documents the chart renders itself.",
@@ -189,7 +196,7 @@ def _shared_options(
         annotation_prefix=annotation_prefix,
         normalize=normalize,
     )
-    return Shared(settings, list(values or ()), global_allowlist, quiet, error_file)
+    return Shared(settings, list(values or ()), global_allowlist, quiet, error_file, policy)
 
 
 @dataclass(frozen=True)
@@ -199,9 +206,19 @@ class Shared:
     allowlist: Path | None
     quiet: bool
     error_file: Path | None
+    policy: Path | None = None
 
     def inputs(self) -> tuple[list[ValuesFile], ValuesFile | None]:
         return [_read_values(p) for p in self.values], _read_values(self.allowlist) if self.allowlist else None
+
+    def destination_policy(self) -> Policy | None:
+        if self.policy is None:
+            return None
+        # Imported only here: checking the file needs jsonschema, which plain renders skip.
+        from post_renderer.destpolicy import load
+
+        file = _read_values(self.policy, "policy file")
+        return load(file.text, file.name)
 
 
 @functools.lru_cache(maxsize=None)
@@ -232,6 +249,8 @@ def _with_shared(command: Callable[..., None]) -> Callable[..., None]:
 def render(*, shared: Shared) -> None:
     """Add ServiceEntry and egress NetworkPolicy documents to the rendered stream."""
     result = _analyse(shared)
+    if result.violations:
+        raise _fail(EgressError(result.violations), shared.error_file)
     _print_notes(result.notes, shared.quiet)
     _write_stdout(result.output)
     _clear_error_file(shared.error_file)
@@ -262,21 +281,30 @@ def check(
     errors: list[Problem] = []
     warnings: list[Problem] = []
     notes: list[str] = []
-    if no_stream:
+    policy = None
+    try:
+        policy = shared.destination_policy()
+    except EgressError as e:
+        errors.extend(e.problems)
+    if errors:
+        pass  # without its policy, nothing can be judged
+    elif no_stream:
         for path in [*shared.values, *extra]:
             try:
-                warnings.extend(report.check_values(_read_values(path), shared.settings))
+                found, refused = report.check_values(_read_values(path), shared.settings, policy)
+                warnings.extend(found)
+                errors.extend(refused)
             except EgressError as e:
                 errors.extend(e.problems)
     else:
-        shared = Shared(shared.settings, [*shared.values, *extra], shared.allowlist, shared.quiet, shared.error_file)
+        shared = replace(shared, values=[*shared.values, *extra])
         text = _read_stdin()
         from post_renderer.pipeline import analyse
 
         try:
             values, allowlist = shared.inputs()
-            result = analyse(text, values, shared.settings, allowlist=allowlist)
-            warnings, notes = result.warnings, result.notes
+            result = analyse(text, values, shared.settings, allowlist=allowlist, policy=policy)
+            warnings, notes, errors = result.warnings, result.notes, result.violations
         except EgressError as e:
             errors = e.problems
     failed = bool(errors) or (strict and bool(warnings))
@@ -301,6 +329,8 @@ def diff(
 
     text = _read_stdin()
     result = _analyse(shared, text=text, exit_code=2)
+    if result.violations:
+        raise _fail(EgressError(result.violations), shared.error_file, 2)
     _print_notes(result.notes, shared.quiet)
     colour = color == "always" or (color == "auto" and sys.stdout.isatty())
     patch = report.unified_diff(text, result.output, colour=colour)
@@ -322,7 +352,8 @@ def explain(
 
     result = _analyse(shared)
     _print_notes(result.notes, shared.quiet)
-    _write_stdout(report.explain(result.workloads, output))
+    violations = result.violations if shared.policy is not None else None
+    _write_stdout(report.explain(result.workloads, output, violations))
 
 
 @app.command()
@@ -338,9 +369,11 @@ def _analyse(shared: Shared, *, text: str | None = None, exit_code: int = 1) -> 
 
     try:
         values, allowlist = shared.inputs()
+        policy = shared.destination_policy()
         # No local keeps the input alive: analyse drops it once split, which matters for
         # peak memory on multi-MB streams.
-        return analyse(_read_stdin() if text is None else text, values, shared.settings, allowlist=allowlist)
+        return analyse(_read_stdin() if text is None else text, values, shared.settings, allowlist=allowlist,
+                       policy=policy)
     except EgressError as e:
         raise _fail(e, shared.error_file, exit_code) from None
 
@@ -360,11 +393,11 @@ def _read_stdin() -> str:
     return data.decode("utf-8", errors="surrogateescape")
 
 
-def _read_values(path: Path) -> ValuesFile:
+def _read_values(path: Path, what: str = "values file") -> ValuesFile:
     try:
         raw = path.read_bytes()
     except OSError as e:
-        raise EgressError.one(Location(file=str(path)), f"cannot read values file: {e.strerror}") from e
+        raise EgressError.one(Location(file=str(path)), f"cannot read {what}: {e.strerror}") from e
     try:
         return ValuesFile(str(path), raw.decode("utf-8-sig"))
     except UnicodeDecodeError as e:

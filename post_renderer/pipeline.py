@@ -10,7 +10,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from post_renderer.annotations import read as read_intent
 from post_renderer import stream as streams
@@ -36,6 +36,9 @@ from post_renderer.validate import networkpolicy_problems, serviceentry_problems
 from post_renderer.values import EgressValues, ValuesFile, load_egress
 from post_renderer.workloads import release_from_labels, scan
 
+if TYPE_CHECKING:
+    from post_renderer.destpolicy import Policy
+
 ALLOWLIST_SOURCE = "the global allowlist"
 
 
@@ -49,6 +52,7 @@ class Destination:
     declared_in: str
     served_by: str | None  # the ServiceEntry (or allowlist) that lets the mesh route it
     allowed_by: str | None  # the NetworkPolicy that lets the packets out
+    approved: bool | None = None  # by the destination policy; None without one
 
 
 @dataclass(frozen=True)
@@ -67,10 +71,13 @@ class Result:
     generated: list[Generated] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
     workloads: list[WorkloadReport] = field(default_factory=list)
+    # What the destination policy does not approve; render refuses, explain shows them.
+    violations: list[Problem] = field(default_factory=list)
 
 
 def analyse(
-    text: str, values: Sequence[ValuesFile], settings: Settings, *, allowlist: ValuesFile | None = None
+    text: str, values: Sequence[ValuesFile], settings: Settings, *, allowlist: ValuesFile | None = None,
+    policy: Policy | None = None,
 ) -> Result:
     stream = streams.split(text)
     problems = Problems()
@@ -165,15 +172,32 @@ def analyse(
                                             release=release, sources=sources, settings=settings))
             policies[w.doc_index] = names[w.doc_index]
     _check_generated(generated)
+    violations: list[Problem] = []
+    if policy is not None:
+        from post_renderer import asked
+        from post_renderer.destpolicy import judge
+
+        # Where the release-wide ServiceEntries and policy rules land (as _wanted places them).
+        opened = sorted({_namespace(w, settings) or home for w in served} or {settings.namespace or home},
+                        key=lambda n: (n is not None, n or ""))
+        requests = asked.from_entries(egress.entries, opened)
+        requests += asked.from_entries(allowed.entries if allowed else (), opened)
+        for w in served:
+            requests += asked.from_entries(intents[w.doc_index].entries, [_namespace(w, settings) or home])
+        for se in existing:
+            requests += asked.from_serviceentry(se, home)
+        for np in (e for e in inventory.existing if e.kind == "NetworkPolicy"):
+            requests += asked.from_networkpolicy(np, home)
+        violations = judge(policy, requests)
     anchor = min((w.doc_index for w in inventory.workloads if w.hook is None), default=None)
     output = emit(stream, generated, drop=inventory.generated, anchor=anchor, replace=replacements)
 
     reports = [
         _report(w, status[w.doc_index], policies.get(w.doc_index),
-                _planned_for(w, release_wide, own, egress) if w in served else [], claims, home, settings)
+                _planned_for(w, release_wide, own, egress) if w in served else [], claims, home, settings, policy)
         for w in inventory.workloads
     ]
-    return Result(output, notes, generated, warnings, reports)
+    return Result(output, notes, generated, warnings, reports, violations)
 
 
 def _wanted(
@@ -274,7 +298,7 @@ def _generated_warnings(generated: Sequence[Generated]) -> list[Problem]:
 
 
 def _report(w: Workload, status: str, policy: str | None, planned: list[Planned], claims: list[Claim],
-            home: str | None, settings: Settings) -> WorkloadReport:
+            home: str | None, settings: Settings, approval: Policy | None = None) -> WorkloadReport:
     scope = _namespace(w, settings) or home
     rows = []
     for p in planned:
@@ -282,8 +306,14 @@ def _report(w: Workload, status: str, policy: str | None, planned: list[Planned]
         for dest in [*entry.hosts, *entry.addresses]:
             for port in entry.ports:
                 claim = next((c for c in claims if c.covers(destination_key(dest), port.number, scope)), None)
+                approved = None
+                if approval is not None:
+                    from post_renderer.destpolicy import Request
+
+                    approved = approval.approves(Request(dest, dest in entry.addresses, (port.number, port.number),
+                                                         scope, entry.origin))
                 rows.append(Destination(dest, port.number, port.protocol, _declared(entry),
-                                        claim.source if claim else None, policy))
+                                        claim.source if claim else None, policy, approved))
     return WorkloadReport(f"{w.kind}/{w.name}", w.namespace or settings.namespace, policy, status, tuple(rows))
 
 

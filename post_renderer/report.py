@@ -6,7 +6,7 @@ import difflib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from post_renderer import yamlwriter
 from post_renderer.errors import Location, Problem, Problems
@@ -15,18 +15,28 @@ from post_renderer.settings import Settings
 from post_renderer.synth import plan
 from post_renderer.values import ValuesFile, load_egress
 
+if TYPE_CHECKING:
+    from post_renderer.destpolicy import Policy
+
 _COLOURS = {"+": "\033[32m", "-": "\033[31m", "@": "\033[36m"}
 _RESET = "\033[0m"
 
 
-def check_values(file: ValuesFile, settings: Settings) -> list[Problem]:
-    """Everything render would refuse in one values file on its own (raised), and the
-    warnings it would give (returned)."""
+def check_values(file: ValuesFile, settings: Settings, policy: Policy | None = None) -> tuple[list[Problem], list[Problem]]:
+    """Everything render would refuse in one values file on its own (raised), the warnings
+    it would give, and what the destination policy does not approve (returned)."""
     problems = Problems()
     egress = load_egress([file], settings, problems)
     plan(egress.entries, problems)
     problems.raise_if_any()
-    return entry_warnings(egress.entries)
+    refused: list[Problem] = []
+    if policy is not None:
+        from post_renderer.asked import from_entries
+        from post_renderer.destpolicy import judge
+
+        # Without a stream, the namespace is --namespace's, or not known.
+        refused = judge(policy, from_entries(egress.entries, [settings.namespace]))
+    return entry_warnings(egress.entries), refused
 
 
 def findings(errors: Sequence[Problem], warnings: Sequence[Problem], notes: Sequence[str], fmt: str,
@@ -97,20 +107,37 @@ def _paint(text: str, colour: bool) -> str:
     return f"{_COLOURS[text[0]]}{text.rstrip(chr(10))}{_RESET}{end}"
 
 
-def explain(workloads: Sequence[WorkloadReport], fmt: str) -> str:
+def explain(workloads: Sequence[WorkloadReport], fmt: str, violations: Sequence[Problem] | None = None) -> str:
+    """``violations`` is None without a destination policy; with one, each destination is
+    marked approved or not, and everything the policy refuses is listed with its origin."""
     # Through JSON once: tuples become lists, so both writers see plain data.
     data = json.loads(json.dumps([asdict(w) for w in workloads]))
+    judged = violations is not None
+    if not judged:
+        for w in data:
+            for d in w["destinations"]:
+                del d["approved"]
+    doc: dict[str, Any] = {"workloads": data}
+    if violations is not None:
+        doc["violations"] = [_problem(p) for p in _ordered(violations)]
     if fmt == "json":
-        return json.dumps({"workloads": data}, indent=2) + "\n"
+        return json.dumps(doc, indent=2) + "\n"
     if fmt == "yaml":
-        return yamlwriter.write({"workloads": data}, indent_sequences=True)
-    header = ("WORKLOAD", "NAMESPACE", "POLICY", "DESTINATION", "PORT", "PROTOCOL", "DECLARED IN", "SERVICEENTRY")
+        return yamlwriter.write(doc, indent_sequences=True)
+    header: tuple[str, ...] = ("WORKLOAD", "NAMESPACE", "POLICY", "DESTINATION", "PORT", "PROTOCOL", "DECLARED IN",
+                               "SERVICEENTRY")
+    header += ("APPROVED",) if judged else ()
     rows: list[tuple[str, ...]] = []
     for w in workloads:
         if not w.destinations:
-            rows.append((w.workload, w.namespace or "-", w.policy or "-", f"({w.status})", "", "", "", ""))
+            rows.append((w.workload, w.namespace or "-", w.policy or "-", f"({w.status})", "", "", "", "")
+                        + (("",) if judged else ()))
         for d in w.destinations:
             rows.append((w.workload, w.namespace or "-", w.policy or "-", d.destination, str(d.port), d.protocol,
-                         d.declared_in, d.served_by or "-"))
+                         d.declared_in, d.served_by or "-") + (("yes" if d.approved else "NO",) if judged else ()))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    return "".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n" for r in [header, *rows])
+    table = "".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n" for r in [header, *rows])
+    if violations:
+        table += "\nnot approved by the destination policy:\n"
+        table += "".join(f"  {p.render()}\n" for p in _ordered(violations))
+    return table

@@ -15,16 +15,16 @@ PathItem = str | int
 Locate = Callable[[Sequence[PathItem]], Location]
 
 
-def schema_text() -> str:
-    return resources.files("post_renderer").joinpath("schemas", SCHEMA_FILE).read_text(encoding="utf-8")
+def schema_text(name: str = SCHEMA_FILE) -> str:
+    return resources.files("post_renderer").joinpath("schemas", name).read_text(encoding="utf-8")
 
 
-@lru_cache(maxsize=1)
-def _validator() -> Any:
+@lru_cache(maxsize=None)
+def _validator(name: str) -> Any:
     # jsonschema costs ~100 ms to import; inputs without an egress block never pay it.
     import jsonschema
 
-    schema = json.loads(schema_text())
+    schema = json.loads(schema_text(name))
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
     return cls(schema)
@@ -37,10 +37,10 @@ def render_path(base: str, path: Sequence[PathItem]) -> str:
     return out
 
 
-def validate(data: Any, locate: Locate) -> list[Problem]:
-    """Every schema violation in ``data``, each located by ``locate(path)``."""
+def validate(data: Any, locate: Locate, schema_file: str = SCHEMA_FILE) -> list[Problem]:
+    """Every violation of a shipped schema in ``data``, each located by ``locate(path)``."""
     problems: list[Problem] = []
-    for error in _validator().iter_errors(data):
+    for error in _validator(schema_file).iter_errors(data):
         path = list(error.absolute_path)
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             # Point at the unexpected key itself, and name the ones that are allowed.

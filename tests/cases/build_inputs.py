@@ -1,6 +1,7 @@
 """Regenerate the golden cases' ``input.yaml`` from the fixture charts (Helm's own engine).
 
     python tests/cases/build_inputs.py          # rewrite every input built from a chart
+    python tests/cases/build_inputs.py policy-  # only the cases whose names start so
     UPDATE_GOLDEN=1 python -m pytest tests/test_golden.py   # then re-record outputs, and review the diff
 
 Each case below names a chart, its values and the Helm generation whose stdin to build.
@@ -59,6 +60,10 @@ SEED_SLACK: dict[str, Any] = {"istio": {"egress": [
     {"name": "slack", "hosts": ["hooks.slack.com"], "ports": [{"number": 443, "protocol": "TLS"}]},
 ]}}
 
+# Destination policy cases: the shop chart with both annotation styles (values.yaml,
+# allowlist.yaml and policy.yaml in each folder say what is declared and approved).
+POLICY_SHOP: dict[str, Any] = {**COMPACT_WEB, **FULL_API}
+
 CASES: dict[str, tuple[str, dict[str, Any], str]] = {
     "values-minimal-helm3": ("minimal", {}, "helm3"),
     "values-minimal-helm4": ("minimal", {}, "helm4"),
@@ -101,6 +106,19 @@ CASES: dict[str, tuple[str, dict[str, Any], str]] = {
     "normalize-error-seed-cidr-dns": ("seed-se", SEED_CIDR_DNS, "helm3"),
     "normalize-error-seed-ist0177-annotation": ("seed-se", {**SEED_SLACK, "podAnnotations": {
         "helm-egress.io/hosts": "hooks.slack.com", "helm-egress.io/ports": "443/HTTPS"}}, "helm4"),
+    "policy-approved-helm3": ("shop", POLICY_SHOP, "helm3"),
+    "policy-approved-helm4": ("shop", POLICY_SHOP, "helm4"),
+    "policy-error-host-helm3": ("shop", POLICY_SHOP, "helm3"),
+    "policy-error-port-helm4": ("shop", POLICY_SHOP, "helm4"),
+    "policy-error-wildcard-narrowed-helm3": ("shop", POLICY_SHOP, "helm3"),
+    "policy-error-address-range-helm4": ("shop", POLICY_SHOP, "helm4"),
+    "policy-error-namespace-helm3": ("shop", POLICY_SHOP, "helm3"),
+    "policy-error-annotations-helm4": ("shop", POLICY_SHOP, "helm4"),
+    "policy-error-allowlist-helm3": ("shop", POLICY_SHOP, "helm3"),
+    "policy-chart-serviceentries-approved-helm4": ("seed-se", SEED_CI, "helm4"),
+    "policy-error-chart-serviceentry-helm3": ("seed-se", SEED_CI, "helm3"),
+    "policy-error-bad-file": ("minimal", {}, "helm3"),
+    "policy-error-approves-everything": ("minimal", {}, "helm4"),
 }
 
 
@@ -113,7 +131,11 @@ def build(chart: str, values: dict[str, Any], shape: str) -> str:
 
 
 def main() -> None:
+    # Optional arguments: build only the cases whose names start with one of them.
+    wanted = sys.argv[1:]
     for name, (chart, values, shape) in CASES.items():
+        if wanted and not any(name.startswith(w) for w in wanted):
+            continue
         folder = HERE / name
         folder.mkdir(exist_ok=True)
         (folder / "input.yaml").write_bytes(build(chart, values, shape).encode("utf-8"))

@@ -1,0 +1,341 @@
+"""A platform's destination policy (``--policy FILE``): what a release may open at all.
+
+Annotations and values let a chart declare its own egress; a policy is how a platform
+team bounds that, for charts it does not own. The file lists allow rules, each naming
+hosts and/or addresses, optionally ports and namespaces::
+
+    allow:
+      - hosts: [github.com, "*.githubusercontent.com"]
+        ports: [443, 22]
+      - addresses: [10.50.0.0/16]
+        ports: [8200]
+        namespaces: [prod]
+
+Everything here is pure: ``load`` takes the file's text (the CLI reads it), ``judge``
+takes the requests the pipeline collected (``asked``) and returns one located problem per
+request no rule covers.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from post_renderer import schema, yamlio
+from post_renderer.entries import host_problem
+from post_renderer.errors import EgressError, Location, Problem, Problems
+from post_renderer.settings import IPNetwork
+
+SCHEMA_FILE = "destination-policy.schema.json"
+MAX_PORT = 65535
+PortRange = tuple[int, int]  # inclusive
+_RANGE = re.compile(r"[0-9]{1,5}-[0-9]{1,5}\Z")
+
+_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
+# A rule containing one of these approves every address there is (of one family, or all
+# of IPv4 written as IPv6): no policy may say that.
+_EVERYTHING: tuple[tuple[IPNetwork, str], ...] = (
+    (ipaddress.ip_network("0.0.0.0/0"), "every IPv4 address"),
+    (ipaddress.ip_network("::/0"), "every IPv6 address"),
+    (ipaddress.ip_network("::/96"), "every IPv4 address (as IPv4-compatible IPv6, ::/96)"),
+    (ipaddress.ip_network("64:ff9b::/96"), "every IPv4 address (through NAT64, 64:ff9b::/96)"),
+)
+
+
+@dataclass(frozen=True)
+class Rule:
+    label: str  # "allow[2]", or "allow[2] (github)" when named
+    hosts: tuple[str, ...]
+    networks: tuple[IPNetwork, ...]
+    ports: tuple[PortRange, ...] | None  # None: every port
+    namespaces: frozenset[str] | None  # None: every namespace
+
+    def applies_in(self, namespace: str | None) -> bool:
+        # A request opened in every namespace (or in one nobody named) is only covered by a
+        # rule that holds everywhere.
+        return self.namespaces is None or (namespace is not None and namespace in self.namespaces)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One destination and port range the output would open, and who asked for it."""
+
+    destination: str  # a host ("*.example.com": every name below) or an address/CIDR
+    address: bool
+    ports: PortRange | None  # None: every port
+    namespace: str | None  # where it is opened; None: every namespace, or not known
+    origin: Location
+    who: str = ""  # what the location does not say, e.g. "entry stripe"
+
+
+@dataclass(frozen=True)
+class Policy:
+    file: str
+    rules: tuple[Rule, ...]
+
+    @property
+    def per_namespace(self) -> bool:
+        return any(r.namespaces is not None for r in self.rules)
+
+    def refusal(self, request: Request) -> str | None:
+        """Why ``request`` is not approved, or None when it is."""
+        net: IPNetwork | None = None
+        if request.address:
+            net = _network(request.destination)
+            if net is None:
+                return "not an IP address or CIDR, so no rule can approve it"
+        host = _host(request.destination)
+
+        def covers(rule: Rule) -> bool:
+            if net is not None:
+                return any(_inside(net, n) for n in rule.networks)
+            return any(host_covers(h, host) for h in rule.hosts)
+
+        anywhere = [r for r in self.rules if covers(r)]
+        covering = [r for r in anywhere if r.applies_in(request.namespace)]
+        if not covering:
+            if anywhere:
+                where = f"in namespace {request.namespace}" if request.namespace else \
+                    "in every namespace, or in one not known (pass --namespace)"
+                limits = sorted({ns for r in anywhere for ns in r.namespaces or ()})
+                return f"{_labels(anywhere)} {_verb(anywhere)} it only in namespace(s) {', '.join(limits)}, and it is opened {where}"
+            return _uncovered_destination(request, net, host, self.rules)
+        missing = _uncovered_ports(request.ports, [r.ports for r in covering])
+        if not missing:
+            return None
+        approved = sorted({p for r in covering for p in r.ports or ()})
+        return f"{_labels(covering)} {_verb(covering)} it only on port(s) {', '.join(_range_text(p) for p in approved)}"
+
+    def approves(self, request: Request) -> bool:
+        return self.refusal(request) is None
+
+
+def judge(policy: Policy, requests: Iterable[Request]) -> list[Problem]:
+    """One problem per request the policy does not approve, each where it was asked for."""
+    out: list[Problem] = []
+    seen: set[tuple[Location, str]] = set()
+    for request in requests:
+        why = policy.refusal(request)
+        if why is None:
+            continue
+        opened = ""
+        if policy.per_namespace and request.namespace:
+            opened = f" in namespace {request.namespace}"
+        who = f"{request.who}: " if request.who else ""
+        message = (f"{who}{request.destination} on {_ports_text(request.ports)}{opened} is not approved by the "
+                   f"destination policy {policy.file}: {why}")
+        if (request.origin, message) not in seen:
+            seen.add((request.origin, message))
+            out.append(Problem(request.origin, message))
+    return out
+
+
+def host_covers(rule: str, host: str) -> bool:
+    """Whether rule host ``rule`` covers every name ``host`` stands for (both canonical).
+
+    ``*.x`` covers every name below ``x`` at any depth, so it covers ``a.x``, ``*.x`` and
+    ``*.a.x``; an exact name covers only itself, never a wildcard.
+    """
+    if rule == host:
+        return True
+    if not rule.startswith("*."):
+        return False
+    below = host[2:] if host.startswith("*.") else host
+    return below.endswith(rule[1:])
+
+
+# --- the file ---------------------------------------------------------------------
+
+
+def load(text: str, name: str) -> Policy:
+    """The policy in ``text`` (the file ``name``); every problem located and raised at once."""
+    data, root = yamlio.load_with_nodes(text, Location(file=name, line=1))
+
+    def locate(path: Sequence[str | int]) -> Location:
+        return Location(file=name, line=yamlio.node_line(root, path) or 1,
+                        path=schema.render_path("", path) or None)
+
+    if data is None:
+        raise EgressError.one(locate([]), "the policy file is empty; it needs an allow list "
+                                          "(`allow: []` approves nothing)")
+    if not isinstance(data, dict):
+        raise EgressError.one(locate([]), "a policy file is a mapping with an allow list of rules")
+    problems = Problems()
+    problems.extend(schema.validate(data, locate, SCHEMA_FILE))
+    rules: list[Rule] = []
+    raw = data.get("allow")
+    for i, item in enumerate(raw if isinstance(raw, list) else []):
+        if isinstance(item, dict):
+            rule = _rule(i, item, locate, problems)
+            if rule is not None:
+                rules.append(rule)
+    problems.items.sort(key=lambda p: (p.location.line or 0, p.location.path or ""))
+    problems.raise_if_any()
+    return Policy(name, tuple(rules))
+
+
+def _rule(i: int, item: dict[str, Any], locate: Any, problems: Problems) -> Rule | None:
+    before = len(problems.items)
+    hosts: list[str] = []
+    for j, value in enumerate(_strings(item.get("hosts"))):
+        host = _host(value)
+        if host.lstrip("*.") == "":
+            problems.add(locate(["allow", i, "hosts", j]), f"{value!r} would approve every host; list the hosts "
+                                                           "(or '*.domain') you approve")
+            continue
+        why = host_problem(host)
+        if why:
+            problems.add(locate(["allow", i, "hosts", j]), f"{value!r}: {why}")
+        else:
+            hosts.append(host)
+    networks: list[IPNetwork] = []
+    for j, value in enumerate(_strings(item.get("addresses"))):
+        net = _address(value, locate(["allow", i, "addresses", j]), problems)
+        if net is not None:
+            networks.append(net)
+    ports: list[PortRange] | None = None
+    if isinstance(item.get("ports"), list):
+        ports = []
+        for j, value in enumerate(item["ports"]):
+            port = _port(value)
+            if port is None:
+                if isinstance(value, str) and _RANGE.match(value):  # other shapes are the schema's to report
+                    problems.add(locate(["allow", i, "ports", j]),
+                                 f"{value!r} is not a range FIRST-LAST with 1 <= FIRST <= LAST <= {MAX_PORT}")
+            else:
+                ports.append(port)
+    namespaces = item.get("namespaces")
+    if len(problems.items) > before:
+        return None
+    name = item.get("name")
+    return Rule(
+        label=f"allow[{i}]" + (f" ({name})" if isinstance(name, str) else ""),
+        hosts=tuple(hosts),
+        networks=tuple(networks),
+        ports=tuple(ports) if ports is not None else None,
+        namespaces=frozenset(str(n) for n in namespaces) if isinstance(namespaces, list) else None,
+    )
+
+
+def _strings(value: Any) -> list[str]:
+    # Non-strings are the schema's to report; the guardrails look at the rest.
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _address(value: str, where: Location, problems: Problems) -> IPNetwork | None:
+    text = value.strip()
+    try:
+        net = ipaddress.ip_network(text, strict=True)
+    except ValueError:
+        try:
+            loose = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            problems.add(where, f"{value!r} is not an IP address or CIDR")
+            return None
+        # In a policy a stray host bit is more likely a typo than a wish: ask.
+        problems.add(where, f"{value!r} has host bits set; write {str(loose)!r} if that range is meant")
+        return None
+    for candidate in (net, _unmap(net)):
+        for everything, what in _EVERYTHING:
+            if candidate.version == everything.version and everything.subnet_of(candidate):  # type: ignore[arg-type]
+                problems.add(where, f"{value!r} would approve {what}; list the ranges you approve")
+                return None
+    return _unmap(net)
+
+
+def _port(value: Any) -> PortRange | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return (value, value) if 1 <= value <= MAX_PORT else None
+    if isinstance(value, str):
+        first, sep, last = value.partition("-")
+        if sep and first.isdigit() and last.isdigit() and 1 <= int(first) <= int(last) <= MAX_PORT:
+            return int(first), int(last)
+    return None
+
+
+# --- matching ---------------------------------------------------------------------
+
+
+def _host(text: str) -> str:
+    host = text.strip().lower()
+    return host[:-1] if len(host) > 1 and host.endswith(".") else host
+
+
+def _network(text: str) -> IPNetwork | None:
+    try:
+        return _unmap(ipaddress.ip_network(text.strip(), strict=False))
+    except ValueError:
+        return None
+
+
+def _unmap(net: IPNetwork) -> IPNetwork:
+    """An IPv4-mapped IPv6 range as the IPv4 range it is: the same destinations."""
+    if net.version == 6 and net.prefixlen >= 96 and net.subnet_of(_MAPPED):  # type: ignore[arg-type]
+        return ipaddress.IPv4Network((int(net.network_address) & 0xFFFFFFFF, net.prefixlen - 96))
+    return net
+
+
+def _inside(net: IPNetwork, rule: IPNetwork) -> bool:
+    return net.version == rule.version and net.subnet_of(rule)  # type: ignore[arg-type]
+
+
+def _uncovered_ports(wanted: PortRange | None, granted: Sequence[tuple[PortRange, ...] | None]) -> list[PortRange]:
+    """The parts of ``wanted`` that no granted port list covers (all of them together)."""
+    if any(g is None for g in granted):
+        return []
+    if wanted is None:
+        return [(1, MAX_PORT)]
+    missing: list[PortRange] = []
+    first, last = wanted
+    for lo, hi in sorted(p for g in granted for p in g or ()):
+        if hi < first:
+            continue
+        if lo > last:
+            break
+        if lo > first:
+            missing.append((first, lo - 1))
+        first = max(first, hi + 1)
+        if first > last:
+            return missing
+    missing.append((first, last))
+    return missing
+
+
+def _uncovered_destination(request: Request, net: IPNetwork | None, host: str, rules: Sequence[Rule]) -> str:
+    if net is not None:
+        if net.prefixlen == 0:
+            return "a policy can never approve every address"
+        parts = [r for r in rules if any(n.version == net.version and n.subnet_of(net) for n in r.networks)]  # type: ignore[arg-type]
+        if parts:
+            return f"{_labels(parts)} {_verb(parts)} only part of it"
+        return "no rule approves this address"
+    if host.startswith("*"):
+        parts = [r for r in rules if any(host_covers(host, h) for h in r.hosts)]
+        if parts:
+            some = sorted({h for r in parts for h in r.hosts if host_covers(host, h)})
+            return (f"a wildcard needs a rule approving every host it matches; {_labels(parts)} {_verb(parts)} only "
+                    f"{', '.join(some)}")
+    return "no rule approves this host"
+
+
+def _labels(rules: Sequence[Rule]) -> str:
+    return " and ".join(r.label for r in rules)
+
+
+def _verb(rules: Sequence[Rule]) -> str:
+    return "approves" if len(rules) == 1 else "approve"
+
+
+def _range_text(p: PortRange) -> str:
+    return str(p[0]) if p[0] == p[1] else f"{p[0]}-{p[1]}"
+
+
+def _ports_text(p: PortRange | None) -> str:
+    if p is None:
+        return "every port"
+    return f"port {p[0]}" if p[0] == p[1] else f"ports {p[0]}-{p[1]}"
