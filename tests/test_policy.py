@@ -1,0 +1,506 @@
+"""The platform's destination policy (``--policy``): charts may only open what it approves.
+
+Charts are rendered by Helm's engine in both shapes Helm hands a post-renderer. The
+policies are derived from what the inputs declare (the values file and the annotations,
+read here independently of helm-egress), so every approval can be taken away one at a time
+and the refusal checked: exit 1, nothing on stdout, the destination, its port and who
+asked for it named.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+from typer.testing import CliRunner, Result
+
+from helmstream import helm3_stream, helm4_stream, render_chart
+from post_renderer.asked import from_networkpolicy, from_serviceentry
+from post_renderer.cli import app
+from post_renderer.destpolicy import Policy, Request, host_covers, load
+from post_renderer.errors import EgressError, Location
+from post_renderer.model import Existing
+
+ROOT = Path(__file__).resolve().parent.parent
+CHARTS = ROOT / "fixtures" / "charts"
+VALUES = ROOT / "fixtures" / "values" / "egress-values.yaml"  # the seed's example values
+CASES = ROOT / "tests" / "cases"
+SHAPES = {"helm3": helm3_stream, "helm4": helm4_stream}
+PREFIX = "helm-egress.io"
+_YAML = YAML(typ="safe")
+
+# Egress declared on the shop chart's workloads: a compact pair on a pod template, an
+# `egress` list on a workload, an opted-out workload, and a hook (whose annotations are
+# never applied, so a policy need not approve them).
+ANNOTATIONS = {
+    "web": {"podAnnotations": {f"{PREFIX}/hosts": "api.stripe.com", f"{PREFIX}/ports": "443/TLS 8443/TLS"}},
+    "api": {"annotations": {f"{PREFIX}/egress": (
+        "- name: search\n  hosts: [search.example.com]\n  ports: [{number: 9200, protocol: HTTPS}]\n"
+        "- name: cache\n  addresses: [10.1.2.3]\n  ports: [{number: 6379, protocol: Redis}]\n")}},
+    "db": {"podAnnotations": {f"{PREFIX}/ignore": "true"}},
+    "preUpgrade": {"podAnnotations": {f"{PREFIX}/hosts": "hook.example.com", f"{PREFIX}/ports": "443/TLS"}},
+}
+# Who declared each destination in ANNOTATIONS: the workload and the annotation key.
+ANNOTATED = {
+    "api.stripe.com": ("Deployment/demo-shop-web", f"{PREFIX}/hosts"),
+    "search.example.com": ("Deployment/demo-shop-api", f"{PREFIX}/egress"),
+    "10.1.2.3": ("Deployment/demo-shop-api", f"{PREFIX}/egress"),
+}
+
+
+@dataclass(frozen=True)
+class Declared:
+    destination: str
+    address: bool
+    ports: tuple[int, ...]
+    who: str  # what a refusal must name: "file:line" or the workload
+    key: str  # and the entry name or annotation
+
+
+def declared() -> list[Declared]:
+    """Every destination the values file and the annotations declare, read here directly."""
+    text = VALUES.read_text(encoding="utf-8")
+    out: list[Declared] = []
+    for entry in _YAML.load(text)["istio"]["egress"]:
+        line = next(n for n, s in enumerate(text.splitlines(), 1) if re.search(rf"name: {entry['name']}\b", s))
+        ports = tuple(sorted(p["number"] for p in entry["ports"]))
+        out += [Declared(h, False, ports, f"{VALUES.name}:{line}", entry["name"]) for h in entry.get("hosts", [])]
+        out += [Declared(a, True, ports, f"{VALUES.name}:{line}", entry["name"]) for a in entry.get("addresses", [])]
+    web = ANNOTATIONS["web"]["podAnnotations"]
+    out.append(Declared(web[f"{PREFIX}/hosts"], False,
+                        tuple(sorted(int(p.split("/")[0]) for p in web[f"{PREFIX}/ports"].split())),
+                        *ANNOTATED["api.stripe.com"]))
+    for entry in _YAML.load(ANNOTATIONS["api"]["annotations"][f"{PREFIX}/egress"]):
+        ports = tuple(p["number"] for p in entry["ports"])
+        for dest in entry.get("hosts", []) + entry.get("addresses", []):
+            out.append(Declared(dest, "hosts" not in entry, ports, *ANNOTATED[dest]))
+    return out
+
+
+def rule(d: Declared, ports: Sequence[int | str] | None = None) -> dict[str, Any]:
+    return {"addresses" if d.address else "hosts": [d.destination], "ports": list(d.ports if ports is None else ports)}
+
+
+def policy_text(rules: Sequence[dict[str, Any]]) -> str:
+    return json.dumps({"allow": list(rules)}, indent=1)  # JSON is YAML
+
+
+@cache
+def shop(shape: str) -> str:
+    rendered = render_chart(CHARTS / "shop", ANNOTATIONS, release="demo", namespace="prod")
+    return SHAPES[shape](rendered)
+
+
+def clean_env() -> dict[str, str | None]:
+    return {k: None for k in os.environ if k.startswith("HELM_EGRESS_") or k.startswith("HELM_PLUGIN")}
+
+
+def invoke(args: Sequence[str], stream: str | None, env: Mapping[str, str | None] | None = None) -> Result:
+    return CliRunner().invoke(app, list(args), input=stream, env={**clean_env(), **(env or {})},
+                              catch_exceptions=False)
+
+
+@pytest.fixture(params=sorted(SHAPES))
+def shape(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def policy_file(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path / "policy.yaml"
+
+
+def render(stream: str, policy: Path | None = None, *extra: str) -> Result:
+    return invoke(["render", "-f", str(VALUES), *(["--policy", str(policy)] if policy else []), *extra], stream)
+
+
+def assert_refused(result: Result, d: Declared, port: int) -> None:
+    assert result.exit_code == 1, result.stdout
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if f" {d.destination} on port {port} " in line]
+    assert lines, result.stderr
+    assert all(d.who in line and d.key in line and "not approved" in line for line in lines), lines
+
+
+# ------------------------------------------------------------------- the whole story
+
+
+def test_a_policy_approving_everything_declared_changes_nothing(shape: str, policy_file: Path) -> None:
+    stream = shop(shape)
+    policy_file.write_text(policy_text([rule(d) for d in declared()]))
+    plain, judged = render(stream), render(stream, policy_file)
+    assert plain.exit_code == 0 and judged.exit_code == 0, judged.stderr
+    assert judged.stdout_bytes == plain.stdout_bytes
+    assert judged.stderr == plain.stderr
+
+
+def test_taking_away_any_one_approval_refuses_the_render(shape: str, policy_file: Path) -> None:
+    stream = shop(shape)
+    everything = declared()
+    for d in everything:
+        policy_file.write_text(policy_text([rule(o) for o in everything if o != d]))
+        result = render(stream, policy_file)
+        for port in d.ports:
+            assert_refused(result, d, port)
+        # Only what was taken away is refused.
+        assert len(result.stderr.splitlines()) == len(d.ports), result.stderr
+
+
+def test_taking_away_one_port_refuses_that_port(shape: str, policy_file: Path) -> None:
+    stream = shop(shape)
+    everything = declared()
+    for d in (d for d in everything if len(d.ports) > 1):
+        kept, dropped = d.ports[:-1], d.ports[-1]
+        policy_file.write_text(policy_text([rule(o, kept if o == d else None) for o in everything]))
+        result = render(stream, policy_file)
+        assert_refused(result, d, dropped)
+        assert len(result.stderr.splitlines()) == 1, result.stderr
+        assert f"only on port(s) {', '.join(map(str, kept))}" in result.stderr
+
+
+@pytest.mark.parametrize(("approved", "ok"), [
+    ("*.s3.amazonaws.com", True),
+    ("*.amazonaws.com", True),  # a wildcard covers wildcards below it
+    ("*.S3.amazonaws.com.", True),  # case and a trailing dot do not matter
+    ("bucket.s3.amazonaws.com", False),  # one host it matches is not all of them
+    ("s3.amazonaws.com", False),
+    ("*.bucket.s3.amazonaws.com", False),  # a narrower wildcard
+])
+def test_a_wildcard_request_needs_a_rule_covering_every_host_it_matches(
+        shape: str, policy_file: Path, approved: str, ok: bool) -> None:
+    everything = declared()
+    (wildcard,) = [d for d in everything if d.destination.startswith("*.")]
+    rules = [rule(d) for d in everything if d != wildcard]
+    policy_file.write_text(policy_text([*rules, {"hosts": [approved], "ports": list(wildcard.ports)}]))
+    result = render(shop(shape), policy_file)
+    if ok:
+        assert result.exit_code == 0, result.stderr
+    else:
+        assert_refused(result, wildcard, wildcard.ports[0])
+
+
+@pytest.mark.parametrize(("approved", "ok"), [
+    ("10.40.0.15", True),
+    ("10.40.0.15/32", True),
+    ("10.40.0.0/24", True),
+    ("::ffff:10.40.0.0/120", True),  # the same range written as IPv4-mapped IPv6
+    ("10.40.1.0/24", False),
+    ("10.41.0.0/16", False),
+    ("2001:db8::/32", False),
+])
+def test_an_address_is_approved_when_it_lies_inside_a_rule(
+        shape: str, policy_file: Path, approved: str, ok: bool) -> None:
+    everything = declared()
+    (db,) = [d for d in everything if d.destination == "10.40.0.15"]
+    rules = [rule(d) for d in everything if d != db]
+    policy_file.write_text(policy_text([*rules, {"addresses": [approved], "ports": list(db.ports)}]))
+    result = render(shop(shape), policy_file)
+    if ok:
+        assert result.exit_code == 0, result.stderr
+    else:
+        assert_refused(result, db, db.ports[0])
+
+
+@pytest.mark.parametrize(("namespaces", "ok"), [(["prod"], True), (["prod", "staging"], True), (["staging"], False)])
+def test_a_rule_for_some_namespaces_approves_only_there(
+        shape: str, policy_file: Path, namespaces: list[str], ok: bool) -> None:
+    everything = declared()
+    rules = [{**rule(d), "namespaces": namespaces} for d in everything]
+    policy_file.write_text(policy_text(rules))
+    result = render(shop(shape), policy_file)
+    if ok:
+        assert result.exit_code == 0, result.stderr
+    else:
+        for d in everything:
+            assert_refused(result, d, d.ports[0])
+        assert "in namespace prod" in result.stderr and "only in namespace(s) staging" in result.stderr
+
+
+def test_the_environment_names_the_policy(shape: str, policy_file: Path) -> None:
+    policy_file.write_text(policy_text([]))
+    result = invoke(["render", "-f", str(VALUES)], shop(shape), env={"HELM_EGRESS_POLICY": str(policy_file)})
+    assert result.exit_code == 1 and result.stdout == ""
+    assert len(result.stderr.splitlines()) == sum(len(d.ports) for d in declared())
+
+
+def test_a_bad_policy_is_a_located_error_everywhere(shape: str, policy_file: Path) -> None:
+    policy_file.write_text("allow:\n  - hosts: [github.com]\n    port: [443]\n")
+    for command in ("render", "diff", "explain"):
+        result = invoke([command, "--policy", str(policy_file)], shop(shape))
+        assert result.exit_code == (2 if command == "diff" else 1)
+        assert result.stdout == ""
+        assert result.stderr == f"error: {policy_file}:3: allow[0].port: unknown key 'port' " \
+                                "(allowed: addresses, hosts, name, namespaces, ports)\n"
+    result = invoke(["check", "--policy", str(policy_file)], shop(shape))
+    assert result.exit_code == 1
+    assert f"error: {policy_file}:3: allow[0].port: unknown key 'port'" in result.stdout
+
+
+# ------------------------------------------------------------------ operator commands
+
+
+def test_check_lists_every_request_the_policy_refuses(shape: str, policy_file: Path) -> None:
+    everything = declared()
+    kept = everything[::2]
+    policy_file.write_text(policy_text([rule(d) for d in kept]))
+    result = invoke(["check", "-f", str(VALUES), "--policy", str(policy_file), "--format", "json"], shop(shape))
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert report["ok"] is False
+    refused = {(d.destination, p) for d in everything if d not in kept for p in d.ports}
+    got = {re.search(r"(\S+) on port (\d+) ", e["message"]).groups() for e in report["errors"]}  # type: ignore[union-attr]
+    assert got == {(dest, str(p)) for dest, p in refused}
+
+    policy_file.write_text(policy_text([rule(d) for d in everything]))
+    result = invoke(["check", "-f", str(VALUES), "--policy", str(policy_file)], shop(shape))
+    assert result.exit_code == 0, result.stdout
+    assert "0 error(s)" in result.stdout
+
+
+def test_check_without_a_stream_judges_the_values_files(policy_file: Path) -> None:
+    from_values = [d for d in declared() if d.who.startswith(VALUES.name)]
+    policy_file.write_text(policy_text([rule(d) for d in from_values[1:]]))
+    result = invoke(["check", "--no-stream", "-f", str(VALUES), "--policy", str(policy_file)], None)
+    assert result.exit_code == 1
+    errors = [line for line in result.stdout.splitlines() if line.startswith("error: ")]
+    assert len(errors) == len(from_values[0].ports)
+    assert all(from_values[0].destination in e and from_values[0].who in e for e in errors)
+
+
+def test_explain_marks_each_destination(shape: str, policy_file: Path) -> None:
+    everything = declared()
+    kept = everything[1::2]
+    policy_file.write_text(policy_text([rule(d) for d in kept]))
+    args = ["-f", str(VALUES), "--policy", str(policy_file)]
+    approved = {(d.destination, p) for d in kept for p in d.ports}
+    out = invoke(["explain", "-o", "json", *args], shop(shape))
+    assert out.exit_code == 0, out.stderr
+    report = json.loads(out.stdout)
+    rows = [d for w in report["workloads"] for d in w["destinations"]]
+    assert rows
+    for d in rows:
+        assert d["approved"] == ((d["destination"], d["port"]) in approved), d
+    refused = {(d.destination, p) for d in everything if d not in kept for p in d.ports}
+    assert len(report["violations"]) == len(refused)
+
+    table = invoke(["explain", *args], shop(shape)).stdout.splitlines()
+    assert table[0].split()[-1] == "APPROVED"
+    body = table[1:table.index("")]
+    marks = [line.split()[-1] for line in body if line.split()[-1] in ("yes", "NO")]
+    assert marks == ["yes" if r["approved"] else "NO" for r in rows]
+    assert len(body) == len(rows) + sum(1 for w in report["workloads"] if not w["destinations"])
+    assert any(line.startswith("not approved by the destination policy") for line in table)
+
+    # Without a policy, nothing is judged and nothing says so.
+    plain = json.loads(invoke(["explain", "-o", "json", "-f", str(VALUES)], shop(shape)).stdout)
+    assert "violations" not in plain
+    assert all("approved" not in d for w in plain["workloads"] for d in w["destinations"])
+
+
+def test_diff_refuses_like_render(shape: str, policy_file: Path) -> None:
+    policy_file.write_text(policy_text([]))
+    result = invoke(["diff", "-f", str(VALUES), "--policy", str(policy_file)], shop(shape))
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "not approved by the destination policy" in result.stderr
+
+
+def test_a_helm4_plugin_run_writes_the_refusal_to_the_error_file(policy_file: Path, tmp_path: Path) -> None:
+    policy_file.write_text(policy_text([]))
+    result = invoke(["render", "-f", str(VALUES), "--policy", str(policy_file)], shop("helm4"),
+                    env={"HELM_PLUGIN_NAME": "helm-egress", "XDG_STATE_HOME": str(tmp_path)})
+    assert result.exit_code == 1
+    log = (tmp_path / "helm-egress" / "last-error.log").read_text()
+    assert "hooks.slack.com on port 443" in log
+
+
+def test_golden_policies_approving_everything_render_as_without_a_policy() -> None:
+    cases = [c for c in CASES.iterdir() if (c / "expected.yaml").exists() and "--policy" in (c / "args").read_text()]
+    assert len(cases) >= 4
+    for case in cases:
+        args = (case / "args").read_text().splitlines()
+        at = args.index("--policy")
+        cwd = os.getcwd()
+        os.chdir(case)
+        try:
+            plain = invoke(args[:at] + args[at + 2:], (case / "input.yaml").read_text())
+        finally:
+            os.chdir(cwd)
+        assert plain.exit_code == 0
+        assert plain.stdout_bytes == (case / "expected.yaml").read_bytes(), case.name
+
+
+def test_a_render_without_a_policy_never_loads_the_policy_machinery() -> None:
+    stream = helm3_stream(render_chart(CHARTS / "minimal", {}, release="demo", namespace="prod"))
+    code = (
+        "import sys\nfrom post_renderer.cli import main\nsys.argv = ['helm-egress', 'render']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "sys.stderr.write('loaded: ' + ' '.join(m for m in ('jsonschema', 'post_renderer.destpolicy',"
+        " 'post_renderer.asked') if m in sys.modules))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HELM_EGRESS_")}
+    result = subprocess.run([sys.executable, "-c", code], input=stream, capture_output=True, text=True,
+                            env=env, timeout=60, check=False)
+    assert result.stderr.endswith("loaded: "), result.stderr
+    assert result.stdout
+
+
+# ------------------------------------------------------------------------- the rules
+
+
+@pytest.mark.parametrize(("rule_host", "host", "covered"), [
+    ("github.com", "github.com", True),
+    ("github.com", "api.github.com", False),
+    ("*.githubusercontent.com", "raw.githubusercontent.com", True),
+    ("*.githubusercontent.com", "a.b.githubusercontent.com", True),  # any depth
+    ("*.githubusercontent.com", "githubusercontent.com", False),  # not the domain itself
+    ("*.githubusercontent.com", "evilgithubusercontent.com", False),
+    ("*.githubusercontent.com", "*.githubusercontent.com", True),
+    ("*.x.com", "*.a.x.com", True),
+    ("*.a.x.com", "*.x.com", False),
+    ("raw.githubusercontent.com", "*.githubusercontent.com", False),
+    ("*.com", "*", False),
+])
+def test_host_coverage(rule_host: str, host: str, covered: bool) -> None:
+    assert host_covers(rule_host, host) is covered
+
+
+def judge_one(policy_yaml: str, destination: str, ports: tuple[int, int] | None = (443, 443),
+              namespace: str | None = "prod") -> str | None:
+    policy = load(policy_yaml, "policy.yaml")
+    address = destination[:1].isdigit() or ":" in destination
+    return policy.refusal(Request(destination, address, ports, namespace, Location()))
+
+
+@pytest.mark.parametrize(("rule_text", "dest", "ports", "ok"), [
+    ("addresses: [10.50.0.0/16]", "10.50.3.4", (8200, 8200), True),
+    ("addresses: [10.50.0.0/16]", "10.50.0.0/16", (8200, 8200), True),
+    ("addresses: [10.50.0.0/16]", "10.50.0.0/15", (8200, 8200), False),
+    ("addresses: [10.50.0.0/16]", "::ffff:10.50.0.9", (8200, 8200), True),
+    ("addresses: ['::ffff:10.50.0.0/112']", "10.50.1.9", (8200, 8200), True),
+    ("addresses: ['2001:db8::/32']", "2001:db8:1::/48", (8200, 8200), True),
+    ("addresses: ['2001:db8::/32']", "2001:db9::1", (8200, 8200), False),
+    ("addresses: ['2001:db8::/32']", "10.0.0.1", (8200, 8200), False),
+    ("addresses: [10.50.0.0/16], ports: ['8000-8999']", "10.50.0.1", (8200, 8210), True),
+    ("addresses: [10.50.0.0/16], ports: ['8000-8199']", "10.50.0.1", (8190, 8210), False),
+    ("addresses: [10.50.0.0/16], ports: [8200]", "10.50.0.1", None, False),  # every port needs a rule without ports
+    ("addresses: [10.50.0.0/16]", "10.50.0.1", None, True),
+])
+def test_address_and_port_coverage(rule_text: str, dest: str, ports: tuple[int, int] | None, ok: bool) -> None:
+    assert (judge_one(f"allow: [{{{rule_text}}}]", dest, ports) is None) is ok
+
+
+def test_ports_of_several_rules_for_one_destination_add_up() -> None:
+    text = "allow:\n  - {hosts: [a.example.com], ports: ['8000-8099']}\n  - {hosts: ['*.example.com'], ports: ['8100-8199']}\n"
+    assert judge_one(text, "a.example.com", (8050, 8150)) is None
+    assert judge_one(text, "b.example.com", (8050, 8150)) is not None
+
+
+def test_a_request_in_every_or_an_unknown_namespace_needs_a_rule_for_all_namespaces() -> None:
+    text = "allow:\n  - {hosts: [a.example.com], namespaces: [prod]}\n"
+    assert judge_one(text, "a.example.com", namespace="prod") is None
+    why = judge_one(text, "a.example.com", namespace=None)
+    assert why is not None and "--namespace" in why
+
+
+@pytest.mark.parametrize("text", [
+    "allow: [{hosts: ['*']}]",
+    "allow: [{hosts: ['*.']}]",
+    "allow: [{hosts: ['*.*.com']}]",
+    "allow: [{addresses: [0.0.0.0/0]}]",
+    "allow: [{addresses: ['::/0']}]",
+    "allow: [{addresses: ['::ffff:0:0/96']}]",
+    "allow: [{addresses: ['64:ff9b::/96']}]",
+    "allow: [{addresses: [10.1.2.3/16]}]",
+    "allow: [{ports: [443]}]",
+    "allow: [{hosts: [a.example.com], ports: ['2-1']}]",
+    "allow: [{hosts: [a.example.com], ports: [70000]}]",
+    "allow: [{hosts: [a.example.com], namespace: [prod]}]",
+    "allow: {hosts: [a.example.com]}",
+    "allowed: []",
+    "[]",
+    "",
+    "allow: [",
+    "allow: []\nallow: []\n",
+])
+def test_bad_policies_are_refused_with_the_file_named(text: str) -> None:
+    with pytest.raises(EgressError) as caught:
+        load(text, "platform.yaml")
+    assert caught.value.problems
+    assert all(p.location.file == "platform.yaml" and p.location.line for p in caught.value.problems)
+
+
+def test_an_empty_allow_list_approves_nothing() -> None:
+    policy = load("allow: []\n", "p.yaml")
+    assert isinstance(policy, Policy) and policy.rules == ()
+    assert judge_one("allow: []\n", "a.example.com") == "no rule approves this host"
+
+
+# ----------------------------------------------------------- the chart's own documents
+
+
+def existing(kind: str, body: str) -> Existing:
+    return Existing(3, kind, _YAML.load(body), Location(file="stdin", line=10, doc_index=3, kind=kind, name="x"))
+
+
+def test_what_a_chart_serviceentry_opens() -> None:
+    se = existing("ServiceEntry", """\
+metadata: {name: ledger, namespace: prod}
+spec:
+  hosts: [ledger, db.example.com]
+  addresses: [10.0.0.5]
+  ports: [{number: 5432, name: tcp, protocol: TCP, targetPort: 6432}]
+  resolution: STATIC
+  endpoints:
+    - {address: 10.0.0.7, ports: {tcp: 7432}}
+    - {address: 10.0.0.8}
+    - {address: "unix:///var/run/sock"}
+  exportTo: [".", staging]
+""")
+    got = {(r.destination, r.ports, r.namespace, r.origin.path) for r in from_serviceentry(se, None)}
+    expected = set()
+    for ns in ("prod", "staging"):
+        for dest, path in (("db.example.com", "spec.hosts[1]"), ("10.0.0.5", "spec.addresses[0]")):
+            expected |= {(dest, (5432, 5432), ns, path), (dest, (6432, 6432), ns, path)}
+        expected |= {("10.0.0.7", (7432, 7432), ns, "spec.endpoints[0].address"),
+                     ("10.0.0.8", (6432, 6432), ns, "spec.endpoints[1].address")}
+    # The placeholder host "ledger" (the entry's own name, STATIC) is never dialled.
+    assert got == expected
+
+
+def test_a_chart_serviceentry_exported_everywhere_opens_in_every_namespace() -> None:
+    se = existing("ServiceEntry", "metadata: {name: a}\nspec: {hosts: [a.example.com], ports: [{number: 443}]}\n")
+    assert [(r.destination, r.namespace) for r in from_serviceentry(se, "prod")] == [("a.example.com", None)]
+
+
+def test_what_a_chart_networkpolicy_opens() -> None:
+    np = existing("NetworkPolicy", """\
+metadata: {name: x, namespace: prod}
+spec:
+  podSelector: {}
+  egress:
+    - to: [{ipBlock: {cidr: 10.0.0.0/8, except: [10.1.0.0/16]}}, {podSelector: {}}]
+      ports: [{port: 443}, {port: 8000, endPort: 8080}, {port: https}]
+    - to: [{namespaceSelector: {}}]
+    - ports: [{port: 53, protocol: UDP}]
+""")
+    got = [(r.destination, r.ports, r.origin.path) for r in from_networkpolicy(np, None)]
+    assert got == [
+        ("10.0.0.0/8", (443, 443), "spec.egress[0].to[0].ipBlock.cidr"),
+        ("10.0.0.0/8", (8000, 8080), "spec.egress[0].to[0].ipBlock.cidr"),
+        ("10.0.0.0/8", None, "spec.egress[0].to[0].ipBlock.cidr"),  # a named port could be any
+        ("0.0.0.0/0", (53, 53), "spec.egress[2]"),  # no `to`: every destination
+        ("::/0", (53, 53), "spec.egress[2]"),
+    ]
+    ingress_only = existing("NetworkPolicy", "spec: {policyTypes: [Ingress], egress: [{}]}\n")
+    assert from_networkpolicy(ingress_only, "prod") == []
