@@ -126,7 +126,7 @@ def judge(policy: Policy, requests: Iterable[Request]) -> list[Problem]:
             opened = f" in namespace {request.namespace}"
         who = f"{request.who}: " if request.who else ""
         message = (f"{who}{request.destination} on {_ports_text(request.ports)}{opened} is not approved by the "
-                   f"destination policy {policy.file}: {why}")
+                   f"policy {policy.file}: {why}")
         if (request.origin, message) not in seen:
             seen.add((request.origin, message))
             out.append(Problem(request.origin, message))

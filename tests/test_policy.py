@@ -300,7 +300,7 @@ def test_diff_refuses_like_render(shape: str, policy_file: Path) -> None:
     policy_file.write_text(policy_text([]))
     result = invoke(["diff", "-f", str(VALUES), "--policy", str(policy_file)], shop(shape))
     assert result.exit_code == 2 and result.stdout == ""
-    assert "not approved by the destination policy" in result.stderr
+    assert "not approved by the policy" in result.stderr
 
 
 def test_a_helm4_plugin_run_writes_the_refusal_to_the_error_file(policy_file: Path, tmp_path: Path) -> None:
@@ -312,18 +312,14 @@ def test_a_helm4_plugin_run_writes_the_refusal_to_the_error_file(policy_file: Pa
     assert "hooks.slack.com on port 443" in log
 
 
-def test_golden_policies_approving_everything_render_as_without_a_policy() -> None:
+def test_golden_policies_approving_everything_render_as_without_a_policy(monkeypatch: pytest.MonkeyPatch) -> None:
     cases = [c for c in CASES.iterdir() if (c / "expected.yaml").exists() and "--policy" in (c / "args").read_text()]
     assert len(cases) >= 4
     for case in cases:
         args = (case / "args").read_text().splitlines()
         at = args.index("--policy")
-        cwd = os.getcwd()
-        os.chdir(case)
-        try:
-            plain = invoke(args[:at] + args[at + 2:], (case / "input.yaml").read_text())
-        finally:
-            os.chdir(cwd)
+        monkeypatch.chdir(case)
+        plain = invoke(args[:at] + args[at + 2:], (case / "input.yaml").read_text())
         assert plain.exit_code == 0
         assert plain.stdout_bytes == (case / "expected.yaml").read_bytes(), case.name
 
@@ -492,3 +488,35 @@ spec:
     ]
     ingress_only = existing("NetworkPolicy", "spec: {policyTypes: [Ingress], egress: [{}]}\n")
     assert from_networkpolicy(ingress_only, "prod") == []
+
+
+# ------------------------------------------------------------------------ helmfile
+
+
+def test_the_helmfile_example_passes_the_policy_to_every_release(shape: str, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    examples = ROOT / "examples"
+    helmfile = _YAML.load((examples / "helmfile.yaml").read_text())
+    defaults = helmfile["helmDefaults"].get("postRendererArgs", [])
+    for release in helmfile["releases"]:
+        args = list(release.get("postRendererArgs", defaults))
+        (policy,) = [a.split("=", 1)[1] for a in args if a.startswith("--policy=")]
+        chart_values: dict[str, Any] = {}
+        for v in release.get("values", []):
+            chart_values.update(_YAML.load((examples / v).read_text()))
+        stream = SHAPES[shape](render_chart((examples / release["chart"]).resolve(), chart_values,
+                                            release=release["name"], namespace=release["namespace"]))
+        monkeypatch.chdir(examples)
+        assert invoke(args, stream).exit_code == 0, release["name"]
+        # The policy does the work: a policy approving nothing refuses the release.
+        (tmp_path / "nothing.yaml").write_text("allow: []\n")
+        refused = invoke([a if a != f"--policy={policy}" else f"--policy={tmp_path / 'nothing.yaml'}" for a in args],
+                         stream)
+        assert refused.exit_code == 1 and refused.stdout == "", release["name"]
+
+
+def test_the_readme_policy_example_is_a_valid_policy() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("# platform-egress-policy.yaml")
+    policy = load(readme[start:readme.index("```", start)], "README.md")
+    assert policy.rules and policy.per_namespace
