@@ -9,7 +9,10 @@ Sources, each located where the user (or the chart) wrote it:
   wins), in every namespace the entry is exported to;
 - the chart's own egress NetworkPolicies: each ``ipBlock.cidr`` (its ``except`` narrows
   nothing the policy has to approve), on the rule's ports; a rule without ``to`` opens
-  every address, one without ports every port.
+  every address, one without ports every port;
+- the chart's own CiliumNetworkPolicies (and clusterwide ones): ``toFQDNs`` names and
+  patterns, ``toCIDR``/``toCIDRSet`` ranges and the ``world`` entities, on the rule's
+  ``toPorts``.
 
 Not requests: what helm-egress adds around a declaration (DNS, istiod, the workload's
 namespace, the hostname CIDRs standing in for a declared hostname: the hostname itself is
@@ -22,9 +25,12 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from post_renderer import yamlio
 from post_renderer.destpolicy import PortRange, Request
+from post_renderer.errors import EgressError, Location, Problems
 from post_renderer.model import EgressEntry, Existing
 from post_renderer.names import dns_label
+from post_renderer.stream import Document
 
 _EVERY_ADDRESS = ("0.0.0.0/0", "::/0")
 
@@ -106,6 +112,92 @@ def from_networkpolicy(np: Existing, home: str | None) -> list[Request]:
             where = np.location.at(f"spec.egress[{r}].to[{t}].ipBlock.cidr")
             out += [Request(str(cidr), True, p, namespace, where) for p in ports]
     return out
+
+
+CILIUM_KINDS = ("CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy")
+# Entities outside the cluster; the others (cluster, host, kube-apiserver, ...) are inside.
+_WORLD = {"world": _EVERY_ADDRESS, "all": _EVERY_ADDRESS, "world-ipv4": ("0.0.0.0/0",), "world-ipv6": ("::/0",)}
+
+
+def from_cilium(doc: Document, home: str | None, problems: Problems) -> list[Request]:
+    """What a chart's own Cilium policy opens. It is read only here, when a policy judges it,
+    and passes through untouched either way."""
+    where = Location(file="stdin", line=doc.start_line, doc_index=doc.index, kind=doc.kind, name=doc.name)
+    try:
+        data = yamlio.load(yamlio.safe_loader(), doc.parse_text, where, line_offset=doc.start_line - 1)
+    except EgressError as e:
+        problems.extend(e.problems)
+        return []
+    data = _mapping(data)
+    if str(data.get("apiVersion", "")).rpartition("/")[0] != "cilium.io":
+        return []
+    metadata = _mapping(data.get("metadata"))
+    namespace = None if doc.kind == "CiliumClusterwideNetworkPolicy" else (metadata.get("namespace") or home)
+    specs = [("spec", data.get("spec"))] if data.get("spec") is not None else []
+    specs += [(f"specs[{k}]", s) for k, s in enumerate(_list(data.get("specs")))]
+    out: list[Request] = []
+    for base, spec in specs:
+        for r, rule in enumerate(_list(_mapping(spec).get("egress"))):
+            out += _cilium_rule(_mapping(rule), f"{base}.egress[{r}]", where, namespace)
+    return out
+
+
+def _cilium_rule(rule: dict[str, Any], path: str, where: Location, namespace: str | None) -> list[Request]:
+    ports = _cilium_ports(rule.get("toPorts"))
+    dests: list[tuple[str, bool, str, str]] = []  # destination, address, path, who
+    for i, fqdn in enumerate(_list(rule.get("toFQDNs"))):
+        fqdn = _mapping(fqdn)
+        if isinstance(fqdn.get("matchName"), str):
+            dests.append((fqdn["matchName"], False, f"{path}.toFQDNs[{i}].matchName", ""))
+        pattern = fqdn.get("matchPattern")
+        if isinstance(pattern, str):
+            host = _pattern(pattern)
+            same = host == pattern.strip().lower().rstrip(".")
+            dests.append((host, False, f"{path}.toFQDNs[{i}].matchPattern", "" if same else f"matchPattern {pattern!r}"))
+    for i, cidr in enumerate(_list(rule.get("toCIDR"))):
+        dests.append((str(cidr), True, f"{path}.toCIDR[{i}]", ""))
+    for i, item in enumerate(_list(rule.get("toCIDRSet"))):
+        item = _mapping(item)
+        if "cidr" in item:
+            dests.append((str(item["cidr"]), True, f"{path}.toCIDRSet[{i}].cidr", ""))
+        else:  # a CiliumCIDRGroup is another object: what it holds cannot be judged here
+            dests += [(a, True, f"{path}.toCIDRSet[{i}]", "a CIDR group reference") for a in _EVERY_ADDRESS]
+    for i, entity in enumerate(_list(rule.get("toEntities"))):
+        for a in _WORLD.get(str(entity), ()):
+            dests.append((a, True, f"{path}.toEntities[{i}]", f"entity {entity}"))
+    if "toGroups" in rule:
+        dests += [(a, True, f"{path}.toGroups", "cloud provider groups") for a in _EVERY_ADDRESS]
+    l3 = ("toFQDNs", "toCIDR", "toCIDRSet", "toEntities", "toGroups", "toEndpoints", "toServices", "toNodes",
+          "toRequires")
+    if not any(rule.get(k) for k in l3):
+        # Ports alone: Cilium allows them to every destination.
+        dests += [(a, True, path, "a rule without destinations opens every one") for a in _EVERY_ADDRESS]
+    return [Request(d, address, p, namespace, where.at(at), who) for d, address, at, who in dests for p in ports]
+
+
+def _cilium_ports(to_ports: Any) -> list[PortRange | None]:
+    out: list[PortRange | None] = []
+    for item in _list(to_ports):
+        for port in _list(_mapping(item).get("ports")):
+            first = _single(_mapping(port).get("port"))
+            end = _single(_mapping(port).get("endPort"))
+            if first is None:
+                out.append(None)  # port 0, absent or named: every port
+            else:
+                out.append((first[0], end[0]) if end and end[0] > first[0] else first)
+    return list(dict.fromkeys(out)) or [None]
+
+
+def _pattern(pattern: str) -> str:
+    """A Cilium matchPattern as the wildcard host covering every name it can match:
+    ``*.example.com``, ``**.example.com`` and ``api-*.example.com`` all ask for
+    ``*.example.com``; a ``*`` in the last label asks for everything."""
+    labels = pattern.strip().lower().rstrip(".").split(".")
+    starred = [i for i, label in enumerate(labels) if "*" in label]
+    if not starred:
+        return ".".join(labels)
+    rest = labels[starred[-1] + 1:]
+    return "*." + ".".join(rest) if rest else "*"
 
 
 def _export_scopes(export_to: Any, namespace: str | None) -> list[str | None]:

@@ -188,6 +188,10 @@ def analyse(
             requests += asked.from_serviceentry(se, home)
         for np in (e for e in inventory.existing if e.kind == "NetworkPolicy"):
             requests += asked.from_networkpolicy(np, home)
+        for doc in stream.documents:
+            if doc.kind in asked.CILIUM_KINDS and doc.index not in inventory.generated:
+                requests += asked.from_cilium(doc, home, problems)
+        problems.raise_if_any()
         violations = judge(policy, requests)
     anchor = min((w.doc_index for w in inventory.workloads if w.hook is None), default=None)
     output = emit(stream, generated, drop=inventory.generated, anchor=anchor, replace=replacements)

@@ -25,11 +25,12 @@ from ruamel.yaml import YAML
 from typer.testing import CliRunner, Result
 
 from helmstream import helm3_stream, helm4_stream, render_chart
-from post_renderer.asked import from_networkpolicy, from_serviceentry
+from post_renderer.asked import from_cilium, from_networkpolicy, from_serviceentry
 from post_renderer.cli import app
 from post_renderer.destpolicy import Policy, Request, host_covers, load
-from post_renderer.errors import EgressError, Location
+from post_renderer.errors import EgressError, Location, Problems
 from post_renderer.model import Existing
+from post_renderer.stream import split
 
 ROOT = Path(__file__).resolve().parent.parent
 CHARTS = ROOT / "fixtures" / "charts"
@@ -520,3 +521,44 @@ def test_the_readme_policy_example_is_a_valid_policy() -> None:
     start = readme.index("# platform-egress-policy.yaml")
     policy = load(readme[start:readme.index("```", start)], "README.md")
     assert policy.rules and policy.per_namespace
+
+
+@pytest.mark.parametrize(("pattern", "asks_for"), [
+    ("*.example.com", "*.example.com"),
+    ("**.example.com", "*.example.com"),
+    ("api-*.example.com", "*.example.com"),  # no rule names a partial wildcard: the domain it lies in
+    ("a.*.example.com", "*.example.com"),
+    ("*", "*"),
+    ("api.example.com.", "api.example.com"),
+])
+def test_a_cilium_match_pattern_asks_for_every_name_it_can_match(pattern: str, asks_for: str) -> None:
+    doc = split(CILIUM.format(rule=f"toFQDNs: [{{matchPattern: '{pattern}'}}]")).documents[0]
+    (request,) = from_cilium(doc, None, Problems())
+    assert (request.destination, request.ports, request.namespace) == (asks_for, None, "crawl")
+
+
+CILIUM = """\
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {{name: c, namespace: crawl}}
+spec:
+  endpointSelector: {{}}
+  egress:
+  - {rule}
+"""
+
+
+@pytest.mark.parametrize("rule", ["5", "toFQDNs: 7", "toFQDNs: [1, {matchName: 3}]", "toPorts: [{ports: [{port: x}]}]",
+                                  "toCIDRSet: [{cidrGroupRef: g}]", "toEntities: [cluster, host]"])
+def test_odd_cilium_rules_never_break_the_judging(rule: str) -> None:
+    doc = split(CILIUM.format(rule=rule)).documents[0]
+    requests = from_cilium(doc, None, Problems())
+    policy = load("allow: [{hosts: [a.example.com]}]", "p.yaml")
+    assert all(isinstance(policy.refusal(r), str) for r in requests)
+
+
+def test_a_cilium_policy_that_is_not_yaml_is_a_located_error() -> None:
+    problems = Problems()
+    doc = split("---\n" + CILIUM.format(rule="toFQDNs: [")).documents[0]
+    assert from_cilium(doc, None, problems) == []
+    assert problems.items and problems.items[0].location.doc_index == 0
