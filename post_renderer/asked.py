@@ -153,7 +153,8 @@ def _cilium_rule(rule: dict[str, Any], path: str, where: Location, namespace: st
         if isinstance(pattern, str):
             host = _pattern(pattern)
             same = host == pattern.strip().lower().rstrip(".")
-            dests.append((host, False, f"{path}.toFQDNs[{i}].matchPattern", "" if same else f"matchPattern {pattern!r}"))
+            who = "" if same else f"matchPattern {pattern!r}"
+            dests.append((host, False, f"{path}.toFQDNs[{i}].matchPattern", who))
     for i, cidr in enumerate(_list(rule.get("toCIDR"))):
         dests.append((str(cidr), True, f"{path}.toCIDR[{i}]", ""))
     for i, item in enumerate(_list(rule.get("toCIDRSet"))):

@@ -101,7 +101,8 @@ class Policy:
                 where = f"in namespace {request.namespace}" if request.namespace else \
                     "in every namespace, or in one not known (pass --namespace)"
                 limits = sorted({ns for r in anywhere for ns in r.namespaces or ()})
-                return f"{_labels(anywhere)} {_verb(anywhere)} it only in namespace(s) {', '.join(limits)}, and it is opened {where}"
+                return (f"{_labels(anywhere)} {_verb(anywhere)} it only in namespace(s) {', '.join(limits)}, "
+                        f"and it is opened {where}")
             return _uncovered_destination(request, net, host, self.rules)
         missing = _uncovered_ports(request.ports, [r.ports for r in covering])
         if not missing:
@@ -310,7 +311,7 @@ def _uncovered_destination(request: Request, net: IPNetwork | None, host: str, r
     if net is not None:
         if net.prefixlen == 0:
             return "a policy can never approve every address"
-        parts = [r for r in rules if any(n.version == net.version and n.subnet_of(net) for n in r.networks)]  # type: ignore[arg-type]
+        parts = [r for r in rules if any(_inside(n, net) for n in r.networks)]
         if parts:
             return f"{_labels(parts)} {_verb(parts)} only part of it"
         return "no rule approves this address"

@@ -22,7 +22,8 @@ _COLOURS = {"+": "\033[32m", "-": "\033[31m", "@": "\033[36m"}
 _RESET = "\033[0m"
 
 
-def check_values(file: ValuesFile, settings: Settings, policy: Policy | None = None) -> tuple[list[Problem], list[Problem]]:
+def check_values(file: ValuesFile, settings: Settings,
+                 policy: Policy | None = None) -> tuple[list[Problem], list[Problem]]:
     """Everything render would refuse in one values file on its own (raised), the warnings
     it would give, and what the destination policy does not approve (returned)."""
     problems = Problems()

@@ -248,7 +248,9 @@ def test_check_lists_every_request_the_policy_refuses(shape: str, policy_file: P
     report = json.loads(result.stdout)
     assert report["ok"] is False
     refused = {(d.destination, p) for d in everything if d not in kept for p in d.ports}
-    got = {re.search(r"(\S+) on port (\d+) ", e["message"]).groups() for e in report["errors"]}  # type: ignore[union-attr]
+    found = [re.search(r"(\S+) on port (\d+) ", e["message"]) for e in report["errors"]]
+    assert all(found), report["errors"]
+    got = {m.groups() for m in found if m}
     assert got == {(dest, str(p)) for dest, p in refused}
 
     policy_file.write_text(policy_text([rule(d) for d in everything]))
@@ -386,7 +388,8 @@ def test_address_and_port_coverage(rule_text: str, dest: str, ports: tuple[int, 
 
 
 def test_ports_of_several_rules_for_one_destination_add_up() -> None:
-    text = "allow:\n  - {hosts: [a.example.com], ports: ['8000-8099']}\n  - {hosts: ['*.example.com'], ports: ['8100-8199']}\n"
+    text = ("allow:\n  - {hosts: [a.example.com], ports: ['8000-8099']}\n"
+            "  - {hosts: ['*.example.com'], ports: ['8100-8199']}\n")
     assert judge_one(text, "a.example.com", (8050, 8150)) is None
     assert judge_one(text, "b.example.com", (8050, 8150)) is not None
 
