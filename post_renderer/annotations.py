@@ -7,7 +7,9 @@ pod template's (``podAnnotations`` in most charts), merged:
   the workload, values separated by commas and/or white space, ports ``NUMBER[/PROTOCOL]``
   (a bare number is ``TCP``);
 - ``<prefix>/egress``: a YAML or JSON list of entries in the ``istio.egress`` schema;
-- ``<prefix>/ignore``: ``"true"`` gives the workload no policy at all.
+- ``<prefix>/ignore``: ``"true"`` gives the workload no policy at all;
+- ``<prefix>/sidecar``: ``"false"`` gives it no Istio Sidecar under ``--sidecar``;
+- ``<prefix>/sidecar-hosts``: in-mesh hosts its Sidecar imports, ``namespace/dnsName``.
 
 Any other key under the prefix is an error: a typo must never silently open or close
 egress. Entries pass the same schema and guardrails as values.
@@ -23,13 +25,14 @@ from typing import Any
 from post_renderer import yamlio
 from post_renderer.entries import checked_entries
 from post_renderer.errors import EgressError, Location, Problems
-from post_renderer.model import EgressEntry, Workload
+from post_renderer.model import EgressEntry, SidecarHost, Workload
 from post_renderer.names import dns_label
 from post_renderer.settings import Settings
 from post_renderer.stream import Document
+from post_renderer.validate import sidecar_host_problem
 
 COMPACT = ("hosts", "addresses", "ports")
-KEYS = (*COMPACT, "egress", "ignore")
+KEYS = (*COMPACT, "egress", "ignore", "sidecar", "sidecar-hosts")
 DEFAULT_PROTOCOL = "TCP"
 _SPLIT = re.compile(r"[\s,]+")
 
@@ -39,6 +42,8 @@ class Intent:
     ignore: bool
     entries: tuple[EgressEntry, ...]
     declared: bool  # any egress key present (an empty declaration still asks for a policy)
+    sidecar: bool = True  # false: no Istio Sidecar for this workload
+    sidecar_hosts: tuple[SidecarHost, ...] = ()
 
 
 def read(workload: Workload, doc: Document, settings: Settings, problems: Problems) -> Intent:
@@ -68,12 +73,22 @@ def read(workload: Workload, doc: Document, settings: Settings, problems: Proble
         else:
             text[key] = value
 
-    ignore = False
-    if "ignore" in text:
-        flag = text["ignore"].strip().lower()
-        if flag not in ("true", "false"):
-            problems.add(where("ignore"), f"{text['ignore']!r} is not \"true\" or \"false\"")
-        ignore = flag == "true"
+    flags: dict[str, bool] = {}
+    for key, default in (("ignore", False), ("sidecar", True)):
+        flags[key] = default
+        if key in text:
+            flag = text[key].strip().lower()
+            if flag not in ("true", "false"):
+                problems.add(where(key), f"{text[key]!r} is not \"true\" or \"false\"")
+            flags[key] = flag == "true" if flag in ("true", "false") else default
+    ignore, sidecar = flags["ignore"], flags["sidecar"]
+    sidecar_hosts: list[SidecarHost] = []
+    for host in _SPLIT.split(text.get("sidecar-hosts", "").strip()) if "sidecar-hosts" in text else ():
+        why = sidecar_host_problem(host)
+        if why:
+            problems.add(where("sidecar-hosts"), f"{host}: {why}")
+        else:
+            sidecar_hosts.append(SidecarHost(host, where("sidecar-hosts")))
 
     raw: list[Any] = []
     origins: list[tuple[str, str]] = []  # per raw entry: (annotation key, path prefix)
@@ -93,7 +108,8 @@ def read(workload: Workload, doc: Document, settings: Settings, problems: Proble
                 origins.append(("egress", f"[{i}]"))
             raw.extend(full)
     if not raw:
-        return Intent(ignore=ignore, entries=(), declared=any(k in ours for k in (*COMPACT, "egress")))
+        return Intent(ignore=ignore, entries=(), declared=any(k in ours for k in (*COMPACT, "egress")),
+                      sidecar=sidecar, sidecar_hosts=tuple(sidecar_hosts))
 
     def locate(path: Sequence[str | int]) -> Location:
         index = path[0] if path and isinstance(path[0], int) else None
@@ -109,7 +125,8 @@ def read(workload: Workload, doc: Document, settings: Settings, problems: Proble
 
     source = f"annotations:{workload.kind}/{workload.name}"
     entries = checked_entries(raw, locate, source=source, settings=settings, problems=problems)
-    return Intent(ignore=ignore, entries=tuple(entries), declared=True)
+    return Intent(ignore=ignore, entries=tuple(entries), declared=True, sidecar=sidecar,
+                  sidecar_hosts=tuple(sidecar_hosts))
 
 
 def _compact_entry(workload: Workload, text: dict[str, str], where: Any, problems: Problems) -> dict[str, Any] | None:

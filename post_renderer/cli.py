@@ -26,6 +26,7 @@ from post_renderer.errors import EgressError, Location, Problem
 from post_renderer.settings import (
     FORBIDDEN,
     ISTIO_API_VERSIONS,
+    NETWORK_POLICY_FLAVOURS,
     IPNetwork,
     NetworkPolicyFlavour,
     PeerSelector,
@@ -110,9 +111,31 @@ def _shared_options(
     ] = None,
     network_policy: Annotated[
         str,
-        typer.Option(help="Egress NetworkPolicy flavour: kubernetes, or none to write none.",
+        typer.Option(help="Egress policy flavour: kubernetes (NetworkPolicy; hostnames as CIDRs), cilium "
+                          "(CiliumNetworkPolicy; hostnames by name, toFQDNs), or none.",
                      envvar=ENV + "NETWORK_POLICY"),
     ] = "kubernetes",
+    cilium_wildcard_depth: Annotated[
+        int,
+        typer.Option(help="cilium: 0 writes **.example.com for *.example.com (Cilium >= 1.19); N writes the "
+                          "ladder *.example.com ... N labels deep, for older Cilium.",
+                     envvar=ENV + "CILIUM_WILDCARD_DEPTH"),
+    ] = 0,
+    sidecar: Annotated[
+        bool,
+        typer.Option("--sidecar/--no-sidecar", help="Also write one Istio Sidecar per workload, importing only "
+                                                    "what it declared and the release's Services.",
+                     envvar=ENV + "SIDECAR"),
+    ] = False,
+    sidecar_host: Annotated[
+        Optional[list[str]],
+        typer.Option(help="In-mesh host every Sidecar imports, NAMESPACE/FQDN (e.g. "
+                          "payments/api.payments.svc.cluster.local); repeatable.", envvar=ENV + "SIDECAR_HOST"),
+    ] = None,
+    cluster_domain: Annotated[
+        str, typer.Option(help="The cluster's DNS domain, for the release's Services in Sidecars.",
+                          envvar=ENV + "CLUSTER_DOMAIN"),
+    ] = "cluster.local",
     dns_namespace: Annotated[str, typer.Option(help="Namespace of the cluster DNS pods.", envvar=ENV + "DNS_NAMESPACE")] = "kube-system",
     dns_selector: Annotated[str, typer.Option(help="Labels of the cluster DNS pods, k=v[,k=v].", envvar=ENV + "DNS_SELECTOR")] = "k8s-app=kube-dns",
     dns_port: Annotated[int, typer.Option(help="DNS pod port, allowed over UDP and TCP (OpenShift: 5353).", envvar=ENV + "DNS_PORT")] = 53,
@@ -169,8 +192,19 @@ def _shared_options(
     ] = None,
 ) -> Shared:
     """The options every stream command takes; typer sees them through ``_with_shared``."""
-    if network_policy not in ("kubernetes", "none"):
-        raise typer.BadParameter(f"{network_policy!r} is not kubernetes or none", param_hint="--network-policy")
+    if network_policy not in NETWORK_POLICY_FLAVOURS:
+        raise typer.BadParameter(f"{network_policy!r} is not kubernetes, cilium or none", param_hint="--network-policy")
+    if not 0 <= cilium_wildcard_depth <= 16:
+        raise typer.BadParameter(f"{cilium_wildcard_depth} is not 0 (Cilium >= 1.19: any depth) or a depth 1..16",
+                                 param_hint="--cilium-wildcard-depth")
+    for host in sidecar_host or ():
+        from post_renderer.validate import sidecar_host_problem
+
+        why = sidecar_host_problem(host)
+        if why:
+            raise typer.BadParameter(f"{host!r}: {why}", param_hint="--sidecar-host")
+    if not _DNS_SUBDOMAIN.match(cluster_domain) or len(cluster_domain) > 253:
+        raise typer.BadParameter(f"{cluster_domain!r} is not a DNS domain", param_hint="--cluster-domain")
     if istio_api_version not in ISTIO_API_VERSIONS:
         raise typer.BadParameter(f"{istio_api_version!r} is not one of {', '.join(ISTIO_API_VERSIONS)}",
                                  param_hint="--istio-api-version")
@@ -181,7 +215,7 @@ def _shared_options(
     if not _DNS_SUBDOMAIN.match(annotation_prefix) or len(annotation_prefix) > 253:
         raise typer.BadParameter(f"{annotation_prefix!r} is not a DNS subdomain (e.g. egress.example.com)",
                                  param_hint="--annotation-prefix")
-    flavour: NetworkPolicyFlavour = "kubernetes" if network_policy == "kubernetes" else "none"
+    flavour: NetworkPolicyFlavour = next(f for f in NETWORK_POLICY_FLAVOURS if f == network_policy)
     settings = Settings(
         release=release,
         namespace=namespace,
@@ -195,6 +229,10 @@ def _shared_options(
         istio_api_version=istio_api_version,
         annotation_prefix=annotation_prefix,
         normalize=normalize,
+        cilium_wildcard_depth=cilium_wildcard_depth,
+        sidecar=sidecar,
+        sidecar_hosts=tuple(dict.fromkeys(sidecar_host or ())),
+        cluster_domain=cluster_domain,
     )
     return Shared(settings, list(values or ()), global_allowlist, quiet, error_file, policy)
 
@@ -247,7 +285,7 @@ def _with_shared(command: Callable[..., None]) -> Callable[..., None]:
 @app.command()
 @_with_shared
 def render(*, shared: Shared) -> None:
-    """Add ServiceEntry and egress NetworkPolicy documents to the rendered stream."""
+    """Add ServiceEntry and egress policy (NetworkPolicy or CiliumNetworkPolicy, Sidecar) documents to the stream."""
     result = _analyse(shared)
     if result.violations:
         raise _fail(EgressError(result.violations), shared.error_file)

@@ -12,13 +12,10 @@ from collections.abc import Collection, Mapping, Sequence
 
 from post_renderer import yamlwriter
 from post_renderer.stream import HELM4_ANNOTATION, Stream, join
+from post_renderer.kinds import TEMPLATE_FILES
 from post_renderer.synth import Generated
 
 FALLBACK_CHART = "helm-egress"
-TEMPLATE_FILES = {
-    "ServiceEntry": "templates/helm-egress-serviceentries.yaml",
-    "NetworkPolicy": "templates/helm-egress-networkpolicies.yaml",
-}
 
 
 def template_path(stream: Stream, kind: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from post_renderer.errors import Location
@@ -60,6 +60,9 @@ class Workload:
     annotations: dict[str, tuple[Any, str]]
     location: Location
     hook: str | None = None  # the helm.sh/hook value; hooks get no policy
+    # The labels its pods carry (pod template, or a bare Pod's own): what label-only
+    # selectors (Istio Sidecar, CiliumNetworkPolicy endpointSelector) select it by.
+    pod_labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -70,3 +73,11 @@ class Existing:
     kind: str
     data: dict[str, Any]
     location: Location
+
+
+@dataclass(frozen=True)
+class SidecarHost:
+    """An in-mesh host a user adds to a workload's Sidecar, `namespace/dnsName`."""
+
+    host: str
+    origin: Location

@@ -6,6 +6,7 @@ writes) together with what ``check`` warns about and what ``explain`` reports.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -20,19 +21,23 @@ from post_renderer.model import EgressEntry, Existing, Workload
 from post_renderer.names import dns_label
 from post_renderer.normalize import normalize
 from post_renderer.settings import Settings
+from post_renderer import kinds
+from post_renderer.access import Access, Context
+from post_renderer.inmesh import InMesh
+from post_renderer.inmesh import scan as scan_inmesh
+from post_renderer.kinds import serviceentry
+from post_renderer.kinds.cilium import fqdn_selectors
 from post_renderer.synth import (
     Claim,
     Generated,
     Planned,
     Wanted,
+    by_name,
     destination_key,
-    network_policy,
     plan,
     policy_names,
     register,
-    service_entries,
 )
-from post_renderer.validate import networkpolicy_problems, serviceentry_problems
 from post_renderer.values import EgressValues, ValuesFile, load_egress
 from post_renderer.workloads import release_from_labels, scan
 
@@ -51,17 +56,19 @@ class Destination:
     protocol: str
     declared_in: str
     served_by: str | None  # the ServiceEntry (or allowlist) that lets the mesh route it
-    allowed_by: str | None  # the NetworkPolicy that lets the packets out
+    allowed_by: str | None  # the NetworkPolicy or CiliumNetworkPolicy that lets the packets out
     approved: bool | None = None  # by the destination policy; None without one
+    layers: tuple[str, ...] = ()  # every generated object that enforces it, and what each opens
 
 
 @dataclass(frozen=True)
 class WorkloadReport:
     workload: str  # Kind/name
     namespace: str | None
-    policy: str | None  # the generated NetworkPolicy's name
+    policy: str | None  # the generated NetworkPolicy's (or CiliumNetworkPolicy's) name
     status: str  # why it has (no) policy
     destinations: tuple[Destination, ...]
+    sidecar: str | None = None  # the generated Istio Sidecar's name
 
 
 @dataclass(frozen=True)
@@ -105,7 +112,8 @@ def analyse(
         warnings.extend(_existing_warnings(se))
     for entry in allowed.entries if allowed else ():
         # The allowlist stands for cluster-wide ServiceEntries, exported everywhere.
-        register(claims, [Claim(destination_key(d), p.number, p.protocol, None, f"{ALLOWLIST_SOURCE} ({entry.source})", entry.name)
+        register(claims, [Claim(destination_key(d), p.number, p.protocol, None, f"{ALLOWLIST_SOURCE} ({entry.source})",
+                                entry.name, "*", tuple(entry.hosts))
                           for d in entry.hosts or entry.addresses for p in entry.ports], entry.origin, problems)
 
     intents = {
@@ -132,7 +140,7 @@ def analyse(
                                                     f"workload ({settings.annotation_prefix}/ignore)"))
         elif egress.present or intent.declared:
             served.append(w)
-            status[w.doc_index] = "policy" if settings.network_policy == "kubernetes" else "policies turned off"
+            status[w.doc_index] = "policy" if settings.network_policy != "none" else "policies turned off"
             if settings.network_policy == "none" and egress.present:
                 warnings.append(Problem(w.location, "values apply to the release, but no policy selects this "
                                                     "workload (--network-policy none)"))
@@ -147,30 +155,48 @@ def analyse(
             "label; pass --release NAME",
         )
 
-    wanted = _wanted(release_wide, own, served, egress, release, settings)
-    skipped: list[tuple[Wanted, Claim]] = []
-    generated = service_entries(
-        wanted, claims=claims, reserved={_name_of(se, home) for se in existing}, home=home, release=release,
-        settings=settings, problems=problems, skipped=skipped,
+    names = policy_names(served)
+    access = [
+        Access(
+            workload=w,
+            namespace=_namespace(w, settings),
+            policy_name=names[w.doc_index],
+            planned=tuple(_planned_for(w, release_wide, own, egress)),
+            sources=tuple(([f"values:{_basename(egress.file)}"] if egress.file else [])
+                          + ([f"annotations:{w.kind}/{w.name}"] if intents[w.doc_index].declared else [])),
+            sidecar=settings.sidecar and intents[w.doc_index].sidecar,
+            sidecar_hosts=intents[w.doc_index].sidecar_hosts,
+        )
+        for w in served
+    ]
+    needs_mesh = settings.sidecar or settings.network_policy == "cilium"
+    ctx = Context(
+        settings=settings, release=release, home=home, problems=problems, access=access,
+        wanted=_wanted(release_wide, own, served, egress, release, settings), claims=claims,
+        reserved={_name_of(se, home) for se in existing},
+        inmesh=scan_inmesh(stream, inventory.generated, problems) if needs_mesh else InMesh(),
     )
+    if needs_mesh:
+        for a in access:
+            if not a.workload.pod_labels and (a.sidecar or settings.network_policy == "cilium"):
+                problems.add(a.workload.location, "the workload's pods have no labels, so no Sidecar or "
+                                                  "CiliumNetworkPolicy can select them alone; add labels, or exclude it")
+    generated = serviceentry.build(ctx)
     problems.raise_if_any()
-    for want, claim in skipped:
+    problems.extend(kinds.errors(ctx))
+    problems.raise_if_any()
+    for want, claim in ctx.skipped:
         notes.append(f"{want.planned.entry.source}: already served by {claim.source}; no second ServiceEntry")
         if claim.source.startswith(ALLOWLIST_SOURCE):
             warnings.append(Problem(want.planned.entry.origin, f"already covered by {claim.source}; the declaration "
                                                             "only opens the NetworkPolicy"))
     warnings.extend(_generated_warnings(generated))
-
-    policies: dict[int, str] = {}
-    if settings.network_policy == "kubernetes":
-        names = policy_names(served)
-        for w in served:
-            sources = ([f"values:{_basename(egress.file)}"] if egress.file else []) + (
-                [f"annotations:{w.kind}/{w.name}"] if intents[w.doc_index].declared else []
-            )
-            generated.append(network_policy(w, names[w.doc_index], _planned_for(w, release_wide, own, egress),
-                                            release=release, sources=sources, settings=settings))
-            policies[w.doc_index] = names[w.doc_index]
+    for kind in kinds.KINDS:
+        if kind is not serviceentry:
+            generated.extend(kind.build(ctx))
+    warnings.extend(kinds.warnings(ctx))
+    warnings.extend(_registry_only_warnings(ctx))
+    notes.extend(kinds.notes(ctx))
     _check_generated(generated)
     violations: list[Problem] = []
     if policy is not None:
@@ -196,11 +222,9 @@ def analyse(
     anchor = min((w.doc_index for w in inventory.workloads if w.hook is None), default=None)
     output = emit(stream, generated, drop=inventory.generated, anchor=anchor, replace=replacements)
 
-    reports = [
-        _report(w, status[w.doc_index], policies.get(w.doc_index),
-                _planned_for(w, release_wide, own, egress) if w in served else [], claims, home, settings, policy)
-        for w in inventory.workloads
-    ]
+    by_index = {a.workload.doc_index: a for a in access}
+    reports = [_report(w, status[w.doc_index], by_index.get(w.doc_index), ctx, generated, policy)
+               for w in inventory.workloads]
     return Result(output, notes, generated, warnings, reports, violations)
 
 
@@ -252,8 +276,10 @@ def existing_claims(se: Existing, home: str | None) -> list[Claim]:
         scope = frozenset(namespace if e == "." else e for e in export_to if e != "~")
     dests = [destination_key(str(d)) for d in [*(spec.get("hosts") or []), *(spec.get("addresses") or [])]]
     source = f"ServiceEntry {metadata.get('name')} (document {se.doc_index})"
+    hosts = tuple(str(h) for h in spec.get("hosts") or [])
     return [
-        Claim(d, int(p["number"]), str(p.get("protocol") or "").upper(), scope, source, str(metadata.get("name")))
+        Claim(d, int(p["number"]), str(p.get("protocol") or "").upper(), scope, source, str(metadata.get("name")),
+              metadata.get("namespace") or home, hosts)
         for d in dests
         for p in spec.get("ports") or []
         if isinstance(p, dict) and isinstance(p.get("number"), int)
@@ -301,24 +327,78 @@ def _generated_warnings(generated: Sequence[Generated]) -> list[Problem]:
     return out
 
 
-def _report(w: Workload, status: str, policy: str | None, planned: list[Planned], claims: list[Claim],
-            home: str | None, settings: Settings, approval: Policy | None = None) -> WorkloadReport:
-    scope = _namespace(w, settings) or home
+def _report(w: Workload, status: str, access: Access | None, ctx: Context,
+            generated: Sequence[Generated], approval: Policy | None = None) -> WorkloadReport:
+    settings = ctx.settings
+    written = {(g.kind, g.namespace, g.name) for g in generated}
+    policy = sidecar = None
+    if access is not None:
+        kind = {"kubernetes": "NetworkPolicy", "cilium": "CiliumNetworkPolicy"}.get(settings.network_policy)
+        if kind and (kind, access.namespace, access.policy_name) in written:
+            policy = access.policy_name
+        if ("Sidecar", access.namespace, access.policy_name) in written:
+            sidecar = access.policy_name
     rows = []
-    for p in planned:
+    for p in access.planned if access else ():
         entry: EgressEntry = p.entry
         for dest in [*entry.hosts, *entry.addresses]:
             for port in entry.ports:
-                claim = next((c for c in claims if c.covers(destination_key(dest), port.number, scope)), None)
+                claim = ctx.serving(access, dest, port.number) if access else None
+                network = _network(p, dest, port.number, settings)
+                layers = [f"ServiceEntry {claim.name}" if claim and claim.namespace != "*" else
+                          "ServiceEntry (global allowlist)" if claim else ""]
+                if sidecar:
+                    layers.append(f"Sidecar {sidecar}")
+                if policy:
+                    layers.append(f"{'CiliumNetworkPolicy' if settings.network_policy == 'cilium' else 'NetworkPolicy'} "
+                                  f"{policy}: {network}")
                 approved = None
                 if approval is not None:
                     from post_renderer.destpolicy import Request
 
                     approved = approval.approves(Request(dest, dest in entry.addresses, (port.number, port.number),
-                                                         scope, entry.origin))
+                                                         ctx.scope(access) if access else ctx.home, entry.origin))
                 rows.append(Destination(dest, port.number, port.protocol, _declared(entry),
-                                        claim.source if claim else None, policy, approved))
-    return WorkloadReport(f"{w.kind}/{w.name}", w.namespace or settings.namespace, policy, status, tuple(rows))
+                                        claim.source if claim else None, policy, approved,
+                                        tuple(x for x in layers if x)))
+    return WorkloadReport(f"{w.kind}/{w.name}", w.namespace or settings.namespace, policy, status, tuple(rows),
+                          sidecar)
+
+
+def _registry_only_warnings(ctx: Context) -> list[Problem]:
+    """Once per workload whose hostnames no network layer names: only the mesh holds them."""
+    flavour = ctx.settings.network_policy
+    if flavour == "cilium":
+        return []
+    out = []
+    if flavour == "kubernetes" and not any(c.prefixlen == 0 for c in ctx.settings.hostname_cidrs):
+        return []  # --hostname-cidr narrowed the names to known ranges (a proxy, a NAT)
+    for a in ctx.access:
+        hosts = list(dict.fromkeys(h for p in a.planned if by_name(p) for h in p.entry.hosts))
+        if not hosts:
+            continue
+        ports = sorted({port.number for p in a.planned if by_name(p) for port in p.entry.ports})
+        layer = (f"its NetworkPolicy opens port(s) {', '.join(map(str, ports))} to any host" if flavour == "kubernetes"
+                 else "no network policy is written (--network-policy none)")
+        out.append(Problem(a.workload.location, (
+            f"hostname egress ({', '.join(hosts[:3])}{', ...' if len(hosts) > 3 else ''}) rests on Istio's "
+            f"REGISTRY_ONLY alone: {layer}, and a pod that bypasses its proxy reaches any host; "
+            "--network-policy cilium enforces the names (toFQDNs)")))
+    return out
+
+
+def _network(p: Planned, dest: str, port: int, settings: Settings) -> str:
+    """What the network layer opens for one destination of an entry."""
+    is_host = dest in p.entry.hosts
+    if settings.network_policy == "cilium":
+        if is_host and by_name(p):
+            selectors = fqdn_selectors(dest, settings.cilium_wildcard_depth)
+            return "toFQDNs " + ", ".join(next(iter(sel.values())) for sel in selectors) + f" on port {port}"
+    elif is_host and by_name(p):
+        cidrs = ", ".join(str(c) for c in settings.hostname_cidrs)
+        return f"any host on port {port} ({cidrs}; hostnames cannot be named in a NetworkPolicy)"
+    nets = ", ".join(str(ipaddress.ip_network(a, strict=False)) for a in p.entry.addresses)
+    return f"{nets} on port {port}" if not is_host else f"only its addresses {nets} on port {port}"
 
 
 def _declared(entry: EgressEntry) -> str:
@@ -354,7 +434,6 @@ def _check_generated(generated: Sequence[Generated]) -> None:
     """
     problems = Problems()
     for g in generated:
-        check = serviceentry_problems if g.kind == "ServiceEntry" else networkpolicy_problems
-        for message in check(g.body["spec"]):
+        for message in kinds.CHECKS[g.kind](g.body["spec"]):
             problems.add(g.origin, f"generated {g.kind} {g.name} would be rejected: {message}")
     problems.raise_if_any()

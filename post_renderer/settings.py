@@ -23,7 +23,8 @@ LINK_LOCAL: tuple[IPNetwork, ...] = (
 FORBIDDEN: tuple[IPNetwork, ...] = METADATA_ENDPOINTS + LINK_LOCAL
 
 ISTIO_API_VERSIONS = ("networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3")
-NetworkPolicyFlavour = Literal["kubernetes", "none"]
+NetworkPolicyFlavour = Literal["kubernetes", "cilium", "none"]
+NETWORK_POLICY_FLAVOURS: tuple[NetworkPolicyFlavour, ...] = ("kubernetes", "cilium", "none")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,12 @@ class Settings:
     istio_api_version: str = "networking.istio.io/v1"
     annotation_prefix: str = "helm-egress.io"
     normalize: bool = True
+    # Cilium: 0 writes `**.example.com` for Istio's `*.example.com` (Cilium >= 1.19); N >= 1
+    # writes the per-depth ladder `*.example.com` ... N labels deep, for older Cilium.
+    cilium_wildcard_depth: int = 0
+    sidecar: bool = False
+    sidecar_hosts: tuple[str, ...] = ()  # in-mesh hosts every Sidecar imports, `namespace/dnsName`
+    cluster_domain: str = "cluster.local"
 
 
 def excepts_for(cidr: IPNetwork, extra: tuple[IPNetwork, ...] = ()) -> list[IPNetwork]:

@@ -1,6 +1,7 @@
-"""Synthesize ServiceEntry and egress NetworkPolicy documents from entries and workloads.
+"""What every output kind shares: planned entries, the claims ServiceEntries make on
+destinations, generated documents and their metadata.
 
-Builds plain data in the key order Kubernetes users read; ``emit`` writes it out.
+The kinds themselves live in ``post_renderer.kinds``; ``emit`` writes what they build.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from post_renderer.errors import Location, Problems
 from post_renderer.model import HTTP_FAMILY, TLS_FAMILY, EgressEntry, Workload
 from post_renderer.names import dns_label
-from post_renderer.settings import IPNetwork, PeerSelector, Settings, excepts_for
+from post_renderer.settings import IPNetwork, Settings
 from post_renderer.workloads import GENERATED_BY
 
 SOURCE_ANNOTATION = "helm-egress.io/source"
@@ -113,6 +114,10 @@ class Claim:
     scope: frozenset[str | None] | None  # namespaces it is exported to; None: all
     source: str
     name: str
+    # The namespace the serving ServiceEntry lives in, what an Istio Sidecar imports it
+    # from: None for the release's (Helm's -n), "*" when unknown (the global allowlist).
+    namespace: str | None = None
+    hosts: tuple[str, ...] = ()  # its ServiceEntry's hosts: how a Sidecar imports an address
 
     def reaches(self, namespace: str | None) -> bool:
         return self.scope is None or namespace in self.scope
@@ -151,98 +156,6 @@ def register(claims: list[Claim], new: list[Claim], where: Location, problems: P
     return True
 
 
-def service_entries(
-    wanted: Sequence[Wanted],
-    *,
-    claims: list[Claim],
-    reserved: set[tuple[str | None, str]],
-    home: str | None,
-    release: str | None,
-    settings: Settings,
-    problems: Problems,
-    skipped: list[tuple[Wanted, Claim]],
-) -> list[Generated]:
-    """One ServiceEntry per wanted entry, minus those an existing one already covers.
-
-    ``claims`` holds what ServiceEntries already in the stream, or cluster-wide ones on the
-    global allowlist, serve; it grows with every ServiceEntry written here. ``home`` is
-    the namespace documents without one land in, when it can be told. Entries left out
-    because a claim covers them are appended to ``skipped``. Declarations
-    that disagree on a protocol are refused; one that is covered produces no object.
-    """
-    out: list[Generated] = []
-    taken = set(reserved)  # (namespace, name) of ServiceEntries already in the stream
-    for w in wanted:
-        entry, resolution = w.planned.entry, w.planned.resolution
-        pairs = [(destination_key(d), port) for d in (entry.hosts or entry.addresses) for port in entry.ports]
-        scope = w.namespace or home  # an unnamed namespace is the release's
-        name = w.name
-        if (scope, name) in taken:
-            # Two objects of one kind and name in a namespace: Helm would refuse the release.
-            name = dns_label(w.name, hashlib.sha256(entry.source.encode()).hexdigest()[:6])
-        mine = [Claim(d, port.number, port.protocol, frozenset({scope}), f"ServiceEntry {name} ({entry.source})", name)
-                for d, port in pairs]
-        covering = [next((c for c in claims if c.covers(d, port.number, scope)), None) for d, port in pairs]
-        if pairs and all(c is not None and c.protocol == port.protocol for c, (_, port) in zip(covering, pairs)):
-            first = covering[0]
-            assert first is not None
-            skipped.append((w, first))
-            continue
-        if not register(claims, mine, entry.origin, problems):
-            continue
-        taken.add((scope, name))
-        spec: dict[str, Any] = {"hosts": list(entry.hosts) or [name]}
-        if entry.addresses:
-            spec["addresses"] = list(entry.addresses)
-        spec["ports"] = [{"number": p.number, "name": p.name, "protocol": p.protocol} for p in entry.ports]
-        spec["location"] = "MESH_EXTERNAL"
-        spec["resolution"] = resolution.value
-        spec["exportTo"] = ["."]
-        body = {
-            "apiVersion": settings.istio_api_version,
-            "kind": "ServiceEntry",
-            "metadata": _metadata(name, w.namespace, release, {SOURCE_ANNOTATION: entry.source}),
-            "spec": spec,
-        }
-        out.append(Generated("ServiceEntry", name, w.namespace, body, entry.origin))
-    return out
-
-
-def network_policy(
-    workload: Workload,
-    name: str,
-    planned: Sequence[Planned],
-    *,
-    release: str | None,
-    sources: Sequence[str],
-    settings: Settings,
-) -> Generated:
-    rules: list[dict[str, Any]] = [
-        _peer_rule(settings.dns),
-        _peer_rule(settings.istiod),
-    ]
-    if settings.allow_same_namespace:
-        # Any pod of the workload's own namespace, on any port: in-mesh calls stay open.
-        rules.append({"to": [{"podSelector": {}}]})
-    rules.extend(_destination_rules(planned, settings))
-    namespace = workload.namespace or settings.namespace
-    annotations = {
-        WORKLOAD_ANNOTATION: f"{workload.kind}/{workload.name}",
-        SOURCE_ANNOTATION: ",".join(sources) if sources else "defaults",
-    }
-    body = {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": _metadata(name, namespace, release, annotations),
-        "spec": {
-            "podSelector": workload.pod_selector,
-            "policyTypes": ["Egress"],
-            "egress": rules,
-        },
-    }
-    return Generated("NetworkPolicy", name, namespace, body, workload.location)
-
-
 def policy_names(workloads: Sequence[Workload]) -> dict[int, str]:
     """``<workload>-egress``, with the kind added where two workloads share a name."""
     taken: dict[tuple[str | None, str], int] = {}
@@ -256,7 +169,7 @@ def policy_names(workloads: Sequence[Workload]) -> dict[int, str]:
     return names
 
 
-def _metadata(name: str, namespace: str | None, release: str | None, annotations: dict[str, str]) -> dict[str, Any]:
+def metadata(name: str, namespace: str | None, release: str | None, annotations: dict[str, str]) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name}
     if namespace:
         meta["namespace"] = namespace
@@ -268,57 +181,25 @@ def _metadata(name: str, namespace: str | None, release: str | None, annotations
     return meta
 
 
-def _peer_rule(peer: PeerSelector) -> dict[str, Any]:
-    # Namespace and pod selector in ONE peer: both must match. As two peers they would
-    # open the port to every pod of the namespace and to any pod anywhere.
-    return {
-        "to": [
-            {
-                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": peer.namespace}},
-                "podSelector": {"matchLabels": dict(peer.labels)},
-            }
-        ],
-        "ports": [{"protocol": proto, "port": port} for proto, port in peer.ports],
-    }
+
+
+def by_name(p: Planned) -> bool:
+    """Whether the sidecar dials what the entry's hostnames resolve to.
+
+    With NONE or STATIC, Envoy forwards to the original destination (or the endpoints), so
+    addresses suffice when given; otherwise the upstream is whatever a name resolves to.
+    """
+    return bool(p.entry.hosts) and not (p.entry.addresses and p.resolution.value in ("NONE", "STATIC"))
+
+
+def addresses(p: Planned) -> list[IPNetwork]:
+    return [ipaddress.ip_network(a, strict=False) for a in p.entry.addresses]
 
 
 def destinations(p: Planned, settings: Settings) -> list[IPNetwork]:
-    """The IP ranges the sidecar actually dials for an entry.
-
-    With NONE or STATIC, Envoy forwards to the original destination (or the endpoints), so
-    addresses suffice when given; with DNS the upstream is whatever the name resolves to,
-    which a NetworkPolicy cannot name: the configured hostname CIDRs stand in for it.
-    """
-    entry = p.entry
-    nets = [ipaddress.ip_network(a, strict=False) for a in entry.addresses]
-    if entry.hosts and not (entry.addresses and p.resolution.value in ("NONE", "STATIC")):
+    """The IP ranges a Kubernetes NetworkPolicy must open for an entry: its addresses,
+    and for a name, which a NetworkPolicy cannot express, the hostname CIDRs."""
+    nets = addresses(p)
+    if by_name(p):
         nets = list(settings.hostname_cidrs) + [n for n in nets if n not in settings.hostname_cidrs]
     return nets
-
-
-def _destination_rules(planned: Sequence[Planned], settings: Settings) -> list[dict[str, Any]]:
-    # Entries that reach the same ranges share one rule; different ranges never do, or
-    # one entry's ports would open on another's addresses.
-    grouped: dict[tuple[IPNetwork, ...], set[tuple[int, str]]] = {}
-    for p in planned:
-        nets = tuple(destinations(p, settings))
-        if not nets:
-            continue
-        ports = grouped.setdefault(nets, set())
-        ports.update((port.number, port.transport) for port in p.entry.ports)
-    rules = []
-    for nets, ports in grouped.items():
-        peers = []
-        for net in nets:
-            block: dict[str, Any] = {"cidr": str(net)}
-            excepts = excepts_for(net, settings.hostname_excepts if net in settings.hostname_cidrs else ())
-            if excepts:
-                block["except"] = [str(e) for e in excepts]
-            peers.append({"ipBlock": block})
-        rules.append(
-            {
-                "to": peers,
-                "ports": [{"protocol": proto, "port": number} for number, proto in sorted(ports)],
-            }
-        )
-    return rules

@@ -221,3 +221,106 @@ def _peer_problems(peer: Any) -> list[str]:
         if net.version != cidr.version or not net.subnet_of(cidr) or net.prefixlen <= cidr.prefixlen:  # type: ignore[arg-type]
             out.append(f".ipBlock.except[{e}]: {text} must be a strict subset of {cidr}")
     return out
+
+
+def sidecar_host_problem(host: str) -> str | None:
+    """Istio's ``ValidateNamespaceSlashWildcardHostname`` for a Sidecar egress host, plus
+    what helm-egress never writes: a whole namespace (`ns/*`), or `~` (imports nothing)."""
+    namespace, sep, dns_name = host.partition("/")
+    if not sep:
+        return "must be namespace/dnsName (e.g. payments/api.payments.svc.cluster.local)"
+    if not namespace or not dns_name:
+        return "namespace and dnsName cannot be empty"
+    if namespace not in ("*", ".") and not _DNS1123_LABEL.match(namespace):
+        return f"invalid namespace {namespace!r}: '.', '*' or a namespace name"
+    if dns_name == "*" or "/" in dns_name:
+        return "imports every host of a namespace; name the hosts (least privilege)"
+    if "." not in dns_name:
+        return "short names are not allowed; use the FQDN (e.g. api.payments.svc.cluster.local)"
+    if "*" in dns_name and not dns_name.startswith("*."):
+        return f"partial wildcard {dns_name!r} not allowed"
+    why = wildcard_domain_problem(dns_name)
+    return f"{dns_name!r}: {why}" if why else None
+
+
+def sidecar_problems(spec: Any) -> list[str]:
+    """Istio's ``ValidateSidecar`` for the fields helm-egress writes."""
+    if not isinstance(spec, dict):
+        return ["spec: must be a mapping"]
+    out: list[str] = []
+    labels = (spec.get("workloadSelector") or {}).get("labels")
+    if not labels:
+        out.append("spec.workloadSelector.labels: a Sidecar without labels applies to the whole namespace")
+    for key, value in (labels or {}).items():
+        if not key or "*" in str(key) or "*" in str(value):
+            out.append(f"spec.workloadSelector.labels: {key}={value} is not a valid selector")
+    egress = spec.get("egress") or []
+    if len(egress) != 1 or "port" in egress[0]:
+        out.append("spec.egress: one listener without a port")
+    for i, listener in enumerate(egress):
+        hosts = listener.get("hosts") or []
+        if not hosts:
+            out.append(f"spec.egress[{i}].hosts: an egress listener must contain at least one host")
+        for j, host in enumerate(hosts):
+            if host == "~/*":
+                continue
+            why = sidecar_host_problem(str(host))
+            if why:
+                out.append(f"spec.egress[{i}].hosts[{j}]: {host}: {why}")
+        if len(set(hosts)) != len(hosts):
+            out.append(f"spec.egress[{i}].hosts: duplicated egress host")
+    if (spec.get("outboundTrafficPolicy") or {}).get("mode") not in ("REGISTRY_ONLY", "ALLOW_ANY"):
+        out.append("spec.outboundTrafficPolicy.mode: REGISTRY_ONLY or ALLOW_ANY")
+    return out
+
+
+_CILIUM_NAME = re.compile(r"[-a-zA-Z0-9_]+(?:\.[-a-zA-Z0-9_]+)*\.?\Z")
+_CILIUM_PATTERN = re.compile(r"[-a-zA-Z0-9_*]+(?:\.[-a-zA-Z0-9_*]+)*\.?\Z")
+_L3 = ("toEndpoints", "toCIDR", "toCIDRSet", "toEntities", "toServices", "toGroups", "toNodes", "toRequires")
+
+
+def ciliumnetworkpolicy_problems(spec: Any) -> list[str]:
+    """The CiliumNetworkPolicy rules the CRD schema and Cilium's own ``Sanitize`` enforce on
+    what helm-egress writes, and the ones it promises: no world, no bare `*` name."""
+    if not isinstance(spec, dict):
+        return ["spec: must be a mapping"]
+    out: list[str] = []
+    selector = spec.get("endpointSelector") or {}
+    if not selector.get("matchLabels"):
+        out.append("spec.endpointSelector: an empty selector selects every pod of the namespace")
+    for r, rule in enumerate(spec.get("egress") or []):
+        base = f"spec.egress[{r}]"
+        if rule.get("toFQDNs") and any(rule.get(k) for k in _L3):
+            out.append(f"{base}: toFQDNs cannot share a rule with other L3 selectors")
+        if rule.get("toEntities"):
+            out.append(f"{base}.toEntities: helm-egress never opens entities")
+        for i, selector in enumerate(rule.get("toFQDNs") or []):
+            name, pattern = selector.get("matchName"), selector.get("matchPattern")
+            if (name is None) == (pattern is None):
+                out.append(f"{base}.toFQDNs[{i}]: exactly one of matchName and matchPattern")
+            elif name is not None and (len(name) > 255 or not _CILIUM_NAME.match(name)):
+                out.append(f"{base}.toFQDNs[{i}].matchName: {name!r} is not a DNS name")
+            elif pattern is not None and (len(pattern) > 255 or not _CILIUM_PATTERN.match(pattern)
+                                          or pattern.strip("*.") == ""):
+                out.append(f"{base}.toFQDNs[{i}].matchPattern: {pattern!r} is not a pattern below a domain")
+        for i, block in enumerate(rule.get("toCIDRSet") or []):
+            try:
+                cidr = ipaddress.ip_network(str(block.get("cidr")), strict=True)
+            except ValueError:
+                out.append(f"{base}.toCIDRSet[{i}].cidr: {block.get('cidr')!r} is not a canonical CIDR")
+                continue
+            for text in block.get("except") or []:
+                net = ipaddress.ip_network(str(text), strict=False)
+                if net.version != cidr.version or not net.subnet_of(cidr):  # type: ignore[arg-type]
+                    out.append(f"{base}.toCIDRSet[{i}].except: {text} is not inside {cidr}")
+        for t, to_ports in enumerate(rule.get("toPorts") or []):
+            ports = to_ports.get("ports") or []
+            if not 0 < len(ports) <= 40:
+                out.append(f"{base}.toPorts[{t}].ports: 1 to 40 ports")
+            for port in ports:
+                number = port.get("port")
+                if not isinstance(number, str) or not number.isdigit() or not 1 <= int(number) <= 65535:
+                    out.append(f"{base}.toPorts[{t}].ports: {number!r} is not a port number string")
+                if port.get("protocol") not in ("TCP", "UDP", "SCTP", "ANY"):
+                    out.append(f"{base}.toPorts[{t}].ports: protocol {port.get('protocol')!r}")
+    return out

@@ -140,6 +140,8 @@ def _classify(doc: Document, data: dict[str, Any], inventory: Inventory, problem
                 f"template ({value!r}); declare it once",
             )
     namespace = metadata.get("namespace")
+    raw_labels = template_meta.get("labels") if template is not None else metadata.get("labels")
+    pod_labels = {str(k): v for k, v in _mapping(raw_labels).items() if isinstance(v, str)}
     inventory.workloads.append(
         Workload(
             doc_index=doc.index,
@@ -150,6 +152,7 @@ def _classify(doc: Document, data: dict[str, Any], inventory: Inventory, problem
             annotations=merged,
             location=where,
             hook=hook,
+            pod_labels=pod_labels,
         )
     )
 

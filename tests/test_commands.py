@@ -755,8 +755,12 @@ def test_explain_lists_the_addresses_of_an_entry_with_hosts(shape: str, tmp_path
 # =========================================================================== check
 
 
+# Hostnames enforced by name: nothing rests on Istio's REGISTRY_ONLY alone.
+BY_NAME = ["--network-policy", "cilium"]
+
+
 def test_check_clean_input(shape: str) -> None:
-    result = invoke(["check", "-f", str(EXAMPLE_VALUES)], chart_stream("shop", shape))
+    result = invoke(["check", "-f", str(EXAMPLE_VALUES), *BY_NAME], chart_stream("shop", shape))
     assert result.exit_code == 0
     assert summary(result.stdout) == ("ok", 0, 0)
     assert "apiVersion:" not in result.stdout and "kind:" not in result.stdout
@@ -784,10 +788,10 @@ def warning_case(name: str, shape: str, files: Files) -> WarningCase:
         stream = chart_stream("shop", shape, BARE_TCP_PORT)
         (api,) = [w for w in workloads(stream) if f"{PREFIX}/hosts" in w.egress_annotations]
         line = api.stream_line(re.escape(f"{PREFIX}/hosts:"))
-        return WarningCase(stream, [], [(f"stdin:{line}: document", f"({api.ref})", "TCP port 443", "IST0134")])
+        return WarningCase(stream, BY_NAME, [(f"stdin:{line}: document", f"({api.ref})", "TCP port 443", "IST0134")])
     if name == "IST0134 values":
         (legacy,) = [e for e in entries(files.tcp_hostname) if e.name == "legacy"]
-        return WarningCase(chart_stream("shop", shape), ["-f", str(files.tcp_hostname)],
+        return WarningCase(chart_stream("shop", shape), ["-f", str(files.tcp_hostname), *BY_NAME],
                            [(f"{files.tcp_hostname}:{legacy.line}: istio.egress[{legacy.index}]: TCP port 5432",
                              "IST0134")])
     if name == "chart ServiceEntry exported everywhere":
@@ -799,22 +803,33 @@ def warning_case(name: str, shape: str, files: Files) -> WarningCase:
     if name == "ignored while values apply":
         stream = chart_stream("shop", shape, IGNORED_WEB)
         ignored = [w for w in workloads(stream) if w.egress_annotations.get(f"{PREFIX}/ignore") == "true"]
-        return WarningCase(stream, ["-f", values], [(f"({w.ref}): values apply", f"{PREFIX}/ignore") for w in ignored])
+        return WarningCase(stream, ["-f", values, *BY_NAME],
+                           [(f"({w.ref}): values apply", f"{PREFIX}/ignore") for w in ignored])
     if name == "no policies while values apply":
         stream = chart_stream("shop", shape)
         served = [w for w in workloads(stream) if not w.is_hook]
+        # Each workload: no policy selects it, and so its hostnames rest on REGISTRY_ONLY alone.
         return WarningCase(stream, ["-f", values, "--network-policy", "none"],
-                           [(f"({w.ref}): values apply", "--network-policy none") for w in served])
+                           [w for s in served for w in [(f"({s.ref}): values apply", "--network-policy none"),
+                                                         (f"({s.ref}): hostname egress", "REGISTRY_ONLY alone",
+                                                          "--network-policy cilium")]])
+    if name == "hostnames on REGISTRY_ONLY alone":
+        stream = chart_stream("shop", shape)
+        served = [w for w in workloads(stream) if not w.is_hook]
+        return WarningCase(stream, ["-f", values],
+                           [(f"({w.ref}): hostname egress (hooks.slack.com, *.s3.amazonaws.com, events.pagerduty.com, ...)",
+                             "port(s) 443 to any host", "--network-policy cilium") for w in served])
     if name == "covered by the global allowlist":
         covered = [e for e in entries(EXAMPLE_VALUES) if set(e.hosts) & {h for a in entries(files.allowlist) for h in a.hosts}]
-        return WarningCase(chart_stream("shop", shape), ["-f", values, "--global-allowlist", str(files.allowlist)],
+        return WarningCase(chart_stream("shop", shape), ["-f", values, "--global-allowlist", str(files.allowlist), *BY_NAME],
                            [(f"{EXAMPLE_VALUES}:{e.line}: istio.egress[{e.index}]: ", "global allowlist")
                             for e in covered])
     raise AssertionError(name)
 
 
 WARNING_CASES = ["IST0134 annotation", "IST0134 values", "chart ServiceEntry exported everywhere",
-                 "ignored while values apply", "no policies while values apply", "covered by the global allowlist"]
+                 "ignored while values apply", "no policies while values apply", "covered by the global allowlist",
+                 "hostnames on REGISTRY_ONLY alone"]
 
 
 @pytest.mark.parametrize("case_name", WARNING_CASES)
@@ -855,7 +870,8 @@ def test_check_json_errors(shape: str, files: Files) -> None:
     location = bad_values_location(files.bad)
     assert error["where"] == location
     assert error["location"] == {"file": str(files.bad), "line": int(location.split(":")[1]), "path": BAD_PATH}
-    clean = json.loads(invoke(["check", "--format", "json", "-f", str(EXAMPLE_VALUES)], chart_stream("shop", shape)).stdout)
+    clean = json.loads(invoke(["check", "--format", "json", "-f", str(EXAMPLE_VALUES), *BY_NAME],
+                              chart_stream("shop", shape)).stdout)
     assert clean["ok"] is True and clean["errors"] == clean["warnings"] == []
 
 

@@ -1,0 +1,99 @@
+"""What each workload may reach, computed once: the model every output kind and ``explain`` read.
+
+A workload's access is the entries it may reach (the release-wide values when they apply,
+then its own annotations), each with the resolution its ServiceEntry carries and where it
+was declared, plus the in-mesh hosts its Sidecar imports. ``Context`` adds what answers
+"which ServiceEntry serves this destination, and from which namespace": the claims of the
+chart's own ServiceEntries, the global allowlist and the ServiceEntries written in this run.
+Output kinds (``post_renderer.kinds``) only translate this model into their own objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from post_renderer.errors import Problems
+from post_renderer.inmesh import InMesh
+from post_renderer.model import SidecarHost, Workload
+from post_renderer.settings import Settings
+from post_renderer.synth import Claim, Planned, Wanted, destination_key
+
+# The ServiceEntry host of an address-only entry when Sidecars must import it: Istio's
+# Sidecar rejects short names, and `.internal` is reserved for private use (ICANN, 2024).
+ADDRESS_ONLY_DOMAIN = "egress.internal"
+
+
+@dataclass(frozen=True)
+class Access:
+    workload: Workload
+    namespace: str | None  # where its policies go: its own, else --namespace
+    policy_name: str  # `<workload>-egress`, shared by every per-workload kind
+    planned: tuple[Planned, ...]  # release-wide entries first (when values apply), then its own
+    sources: tuple[str, ...]  # values:<file>, annotations:<Kind/name>
+    sidecar: bool = False  # gets a Sidecar: --sidecar, and not opted out
+    sidecar_hosts: tuple[SidecarHost, ...] = ()
+
+    @property
+    def hostnames(self) -> list[str]:
+        """Every hostname it declared, once, in declaration order."""
+        return list(dict.fromkeys(h for p in self.planned for h in p.entry.hosts))
+
+
+@dataclass
+class Context:
+    """Everything an output kind's ``build`` reads; ``claims`` grows as ServiceEntries are written."""
+
+    settings: Settings
+    release: str | None
+    home: str | None  # where documents that name no namespace land, when it can be told
+    problems: Problems
+    access: list[Access]
+    wanted: list[Wanted] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)
+    reserved: set[tuple[str | None, str]] = field(default_factory=set)  # chart ServiceEntries
+    skipped: list[tuple[Wanted, Claim]] = field(default_factory=list)
+    inmesh: InMesh = field(default_factory=InMesh)
+
+    def scope(self, access: Access) -> str | None:
+        return access.namespace or self.home
+
+    def serving(self, access: Access, dest: str, port: int) -> Claim | None:
+        """The ServiceEntry claim that lets the mesh route ``dest:port`` for this workload."""
+        scope = self.scope(access)
+        key = destination_key(dest)
+        return next((c for c in self.claims if c.covers(key, port, scope)), None)
+
+    def imports(self, access: Access) -> list[tuple[str, Planned]]:
+        """`namespace/host` Sidecar imports for every destination the workload declared.
+
+        A host is imported from the namespace of the ServiceEntry that serves it (ours live
+        with the workload; the chart's where it put them); the global allowlist's
+        cluster-wide ServiceEntries from any namespace (`*/host`), since where a platform
+        team keeps them is not in the stream. An address is imported by its ServiceEntry's
+        host.
+        """
+        out: dict[str, Planned] = {}
+        for p in access.planned:
+            for dest in [*p.entry.hosts, *p.entry.addresses]:
+                for port in p.entry.ports:
+                    claim = self.serving(access, dest, port.number)
+                    # "." is the Sidecar's own namespace: Helm's, like an unnamed ServiceEntry's.
+                    namespace = (claim.namespace if claim else self.scope(access)) or "."
+                    hosts = [dest] if dest in p.entry.hosts else list(claim.hosts if claim else ())
+                    for host in hosts:
+                        out.setdefault(f"{namespace}/{host}", p)
+        return list(out.items())
+
+
+def others_hostnames(access: Sequence[Access], mine: Access) -> dict[str, str]:
+    """Hostnames other workloads declared and this one did not: host -> `Kind/name`."""
+    own = set(mine.hostnames)
+    out: dict[str, str] = {}
+    for a in access:
+        if a is mine:
+            continue
+        for host in a.hostnames:
+            if host not in own:
+                out.setdefault(host, f"{a.workload.kind}/{a.workload.name}")
+    return out

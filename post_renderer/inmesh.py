@@ -1,0 +1,131 @@
+"""Source: what the per-workload mesh and CNI policies must know about the rest of the stream.
+
+The release's own Services (a Sidecar must keep importing them), and the Istio Sidecars and
+CiliumNetworkPolicies the chart renders itself (a second Sidecar for one pod is undefined in
+Istio; a second CiliumNetworkPolicy widens what a pod may reach). Read only when a flavour
+that needs them is asked for, and only those documents are parsed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from post_renderer import yamlio
+from post_renderer.errors import EgressError, Location, Problems
+from post_renderer.stream import Stream
+
+SERVICE = ("Service", "")
+SIDECAR = ("Sidecar", "networking.istio.io")
+CILIUM = ("CiliumNetworkPolicy", "cilium.io")
+CILIUM_CLUSTERWIDE = ("CiliumClusterwideNetworkPolicy", "cilium.io")
+_KINDS = {SERVICE, SIDECAR, CILIUM, CILIUM_CLUSTERWIDE}
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    namespace: str | None
+
+
+@dataclass(frozen=True)
+class Selecting:
+    """A chart document that selects pods by labels (Sidecar, CiliumNetworkPolicy)."""
+
+    kind: str
+    name: str
+    namespace: str | None  # None: the release's namespace; "*" for a clusterwide policy
+    match_labels: dict[str, str]
+    match_expressions: tuple[dict[str, Any], ...]
+    location: Location
+
+    def selects(self, labels: dict[str, str], namespace: str | None, home: str | None) -> bool:
+        if self.namespace != "*" and (self.namespace or home) != namespace:
+            return False
+        if any(labels.get(k) != v for k, v in self.match_labels.items()):
+            return False
+        return all(_expression_holds(e, labels) for e in self.match_expressions)
+
+
+@dataclass
+class InMesh:
+    services: list[Service] = field(default_factory=list)
+    sidecars: list[Selecting] = field(default_factory=list)
+    cilium: list[Selecting] = field(default_factory=list)
+
+
+def scan(stream: Stream, skip: set[int], problems: Problems) -> InMesh:
+    """``skip``: indices of helm-egress's own earlier output, regenerated, never read."""
+    found = InMesh()
+    loader = yamlio.safe_loader()
+    for doc in stream.documents:
+        if doc.index in skip or doc.kind not in {k for k, _ in _KINDS}:
+            continue
+        where = Location(file="stdin", line=doc.start_line, doc_index=doc.index, kind=doc.kind, name=doc.name)
+        try:
+            data = yamlio.load(loader, doc.parse_text, where, line_offset=doc.start_line - 1)
+        except EgressError as e:
+            problems.extend(e.problems)
+            continue
+        if not isinstance(data, dict):
+            continue
+        group = str(data.get("apiVersion", "")).rpartition("/")[0]
+        kind = data.get("kind")
+        if (kind, group) not in _KINDS:
+            continue
+        metadata = _mapping(data.get("metadata"))
+        name, namespace = metadata.get("name"), metadata.get("namespace")
+        if not isinstance(name, str):
+            continue
+        ns = namespace if isinstance(namespace, str) and namespace else None
+        if (kind, group) == SERVICE:
+            found.services.append(Service(name, ns))
+            continue
+        spec = _mapping(data.get("spec"))
+        if (kind, group) == SIDECAR:
+            selector = spec.get("workloadSelector")
+            if selector is None:
+                continue  # the namespace default: a workload's own Sidecar takes precedence
+            labels = _mapping(_mapping(selector).get("labels"))
+            found.sidecars.append(Selecting("Sidecar", name, ns, _strings(labels), (), where))
+            continue
+        selector = _mapping(spec.get("endpointSelector"))
+        expressions = tuple(e for e in selector.get("matchExpressions") or [] if isinstance(e, dict))
+        clusterwide = (kind, group) == CILIUM_CLUSTERWIDE
+        found.cilium.append(Selecting(str(kind), name, "*" if clusterwide else ns,
+                                      _strip_source(_strings(_mapping(selector.get("matchLabels")))),
+                                      expressions, where))
+    return found
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _strings(labels: dict[str, Any]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in labels.items()}
+
+
+def _label_key(key: str) -> str:
+    # Cilium label keys may carry a source prefix (`k8s:app`, `any:app`); pods' labels don't.
+    source, sep, rest = key.partition(":")
+    return rest if sep and source in ("k8s", "any") else key
+
+
+def _strip_source(labels: dict[str, str]) -> dict[str, str]:
+    return {_label_key(k): v for k, v in labels.items()}
+
+
+def _expression_holds(expr: dict[str, Any], labels: dict[str, str]) -> bool:
+    key = _label_key(str(expr.get("key", "")))
+    values = [str(v) for v in expr.get("values") or []]
+    operator = expr.get("operator")
+    if operator == "In":
+        return labels.get(key) in values
+    if operator == "NotIn":
+        return labels.get(key) not in values
+    if operator == "Exists":
+        return key in labels
+    if operator == "DoesNotExist":
+        return key not in labels
+    return False

@@ -1,0 +1,183 @@
+"""Cilium CiliumNetworkPolicy (`--network-policy cilium`): hostnames enforced by name.
+
+One policy per workload, selecting its pods by their template labels. Hostnames become
+`toFQDNs`: Cilium's DNS proxy learns which IPs a selected name resolved to and opens
+exactly those. That only works when DNS itself goes through the proxy, so the rule to the
+cluster DNS carries `rules.dns`. Istio's `*.example.com` (any depth below example.com, never
+example.com itself) is `**.example.com` from Cilium 1.19; older Cilium only has `*`, one
+label, so `--cilium-wildcard-depth N` writes `*.example.com`, `*.*.example.com` ... N deep.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from post_renderer.access import Access, Context
+from post_renderer.errors import Problem
+from post_renderer.settings import IPNetwork, PeerSelector, excepts_for
+from post_renderer.synth import SOURCE_ANNOTATION, WORKLOAD_ANNOTATION, Generated, addresses, by_name, metadata
+from post_renderer.validate import ciliumnetworkpolicy_problems
+
+KIND = "CiliumNetworkPolicy"
+TEMPLATE = "templates/helm-egress-ciliumnetworkpolicies.yaml"
+API_VERSION = "cilium.io/v2"
+NAMESPACE_LABEL = "k8s:io.kubernetes.pod.namespace"
+MAX_PORTS = 40  # per toPorts item (CRD maxItems)
+# Which DNS queries the proxy answers. Every name: in-cluster Service names, the search-path
+# expansions a resolver walks (`api.stripe.com.<ns>.svc.cluster.local.`, node search
+# domains that are not in the stream) and names the app resolves but never connects to.
+# Narrowing it does not narrow egress — `toFQDNs` does that — and Cilium answers a refused
+# query with REFUSED, which stops musl's search-path walk (see README).
+DNS_QUERIES = [{"matchPattern": "*"}]
+check = ciliumnetworkpolicy_problems
+
+
+def build(ctx: Context) -> list[Generated]:
+    if ctx.settings.network_policy != "cilium":
+        return []
+    return [_policy(a, ctx) for a in ctx.access]
+
+
+def fqdn_selectors(host: str, depth: int) -> list[dict[str, str]]:
+    """Cilium selectors matching exactly what Istio's ``host`` matches (to ``depth`` labels
+    below a wildcard's domain when ``depth`` > 0, any depth when 0)."""
+    if not host.startswith("*."):
+        return [{"matchName": host}]
+    if depth == 0:
+        return [{"matchPattern": "**" + host[1:]}]
+    return [{"matchPattern": "*." * level + host[2:]} for level in range(1, depth + 1)]
+
+
+def _policy(access: Access, ctx: Context) -> Generated:
+    settings = ctx.settings
+    workload = access.workload
+    rules: list[dict[str, Any]] = [
+        _to_pods(settings.dns, dns=True),
+        _to_pods(settings.istiod),
+    ]
+    if settings.allow_same_namespace:
+        namespace = ctx.scope(access)
+        # A namespaced policy's endpoint selectors stay in its namespace; the label says so
+        # explicitly where the namespace is known.
+        rules.append({"toEndpoints": [{"matchLabels": {NAMESPACE_LABEL: namespace}} if namespace else {}]})
+
+    # toFQDNs may not share a rule with other L3 selectors: names and CIDRs get their own
+    # rules. Destinations with the same ports share one, different ports never do.
+    by_ports: dict[tuple[tuple[int, str], ...], list[dict[str, str]]] = {}
+    cidrs: dict[tuple[IPNetwork, ...], set[tuple[int, str]]] = {}
+    for p in access.planned:
+        ports = tuple(sorted({(port.number, port.transport) for port in p.entry.ports}))
+        if by_name(p):
+            selectors = by_ports.setdefault(ports, [])
+            for host in p.entry.hosts:
+                for selector in fqdn_selectors(host, settings.cilium_wildcard_depth):
+                    if selector not in selectors:
+                        selectors.append(selector)
+        nets = tuple(addresses(p))
+        if nets:
+            cidrs.setdefault(nets, set()).update(ports)
+    for fqdn_ports, selectors in by_ports.items():
+        rules.append({"toFQDNs": selectors, "toPorts": _to_ports(fqdn_ports)})
+    for nets, cidr_ports in cidrs.items():
+        blocks = []
+        for net in nets:
+            block: dict[str, Any] = {"cidr": str(net)}
+            excepts = excepts_for(net)
+            if excepts:
+                block["except"] = [str(e) for e in excepts]
+            blocks.append(block)
+        rules.append({"toCIDRSet": blocks, "toPorts": _to_ports(tuple(sorted(cidr_ports)))})
+
+    annotations = {
+        WORKLOAD_ANNOTATION: f"{workload.kind}/{workload.name}",
+        SOURCE_ANNOTATION: ",".join(access.sources) if access.sources else "defaults",
+    }
+    body = {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": metadata(access.policy_name, access.namespace, ctx.release, annotations),
+        "spec": {
+            "endpointSelector": _endpoint_selector(access, ctx),
+            "egress": rules,
+        },
+    }
+    return Generated(KIND, access.policy_name, access.namespace, body, workload.location)
+
+
+def _endpoint_selector(access: Access, ctx: Context) -> dict[str, Any]:
+    """The workload's template labels; where another workload's pods carry all of them and
+    more, a key only those carry must be absent, or this policy would widen theirs."""
+    labels = access.workload.pod_labels
+    absent: set[str] = set()
+    for other in _supersets(access, ctx):
+        extra = sorted(set(other.workload.pod_labels) - set(labels))
+        if extra:  # identical labels are refused (errors)
+            absent.add(extra[0])
+    selector: dict[str, Any] = {"matchLabels": dict(sorted(labels.items()))}
+    if absent:
+        selector["matchExpressions"] = [{"key": key, "operator": "DoesNotExist"} for key in sorted(absent)]
+    return selector
+
+
+def _supersets(access: Access, ctx: Context) -> list[Access]:
+    labels = access.workload.pod_labels
+    return [o for o in ctx.access if o is not access and ctx.scope(o) == ctx.scope(access)
+            and all(o.workload.pod_labels.get(k) == v for k, v in labels.items())]
+
+
+def errors(ctx: Context) -> list[Problem]:
+    if ctx.settings.network_policy != "cilium":
+        return []
+    out = []
+    for a in ctx.access:
+        twins = [o for o in _supersets(a, ctx) if o.workload.pod_labels == a.workload.pod_labels]
+        if twins:
+            other = twins[0].workload
+            out.append(Problem(a.workload.location, (
+                f"its pods carry exactly the labels of {other.kind}/{other.name}'s, so no CiliumNetworkPolicy can "
+                "select one without the other; give the workloads distinguishing pod labels")))
+    return out
+
+
+def notes(ctx: Context) -> list[str]:
+    if ctx.settings.network_policy != "cilium":
+        return []
+    out = []
+    for chart in ctx.inmesh.cilium:
+        for a in ctx.access:
+            if chart.selects(a.workload.pod_labels, ctx.scope(a), ctx.home):
+                out.append(f"{chart.location.render()}: {chart.kind} {chart.name} (kept as it is) also selects "
+                           f"{a.workload.kind}/{a.workload.name}; Cilium allows the union of both policies' egress")
+    return out
+
+
+def _to_pods(peer: PeerSelector, *, dns: bool = False) -> dict[str, Any]:
+    labels = {NAMESPACE_LABEL: peer.namespace, **{f"k8s:{k}": v for k, v in peer.labels.items()}}
+    to_ports: dict[str, Any] = {"ports": [{"port": str(port), "protocol": proto} for proto, port in peer.ports]}
+    if dns:
+        # Without an L7 DNS rule the proxy never sees a query, never learns an IP, and
+        # every toFQDNs rule allows nothing.
+        to_ports["rules"] = {"dns": list(DNS_QUERIES)}
+    return {"toEndpoints": [{"matchLabels": labels}], "toPorts": [to_ports]}
+
+
+def _to_ports(ports: tuple[tuple[int, str], ...]) -> list[dict[str, Any]]:
+    items = [{"port": str(number), "protocol": proto} for number, proto in ports]
+    return [{"ports": items[i : i + MAX_PORTS]} for i in range(0, len(items), MAX_PORTS)]
+
+
+def warnings(ctx: Context) -> list[Problem]:
+    """What the per-depth ladder for older Cilium cannot match, once per workload."""
+    depth = ctx.settings.cilium_wildcard_depth
+    if ctx.settings.network_policy != "cilium" or depth == 0:
+        return []
+    out = []
+    for a in ctx.access:
+        wild = [h for p in a.planned if by_name(p) for h in p.entry.hosts if h.startswith("*.")]
+        if wild:
+            deeper = ".".join(["x"] * (depth + 1))
+            out.append(Problem(a.workload.location, (
+                f"--cilium-wildcard-depth {depth}: {', '.join(dict.fromkeys(wild))} match(es) names at most "
+                f"{depth} label(s) deep in the CiliumNetworkPolicy; deeper names (e.g. {deeper}{wild[0][1:]}) are "
+                "blocked although Istio would route them; Cilium >= 1.19 matches any depth (depth 0)")))
+    return out

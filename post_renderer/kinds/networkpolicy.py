@@ -1,0 +1,95 @@
+"""Kubernetes NetworkPolicy (`--network-policy kubernetes`): one egress policy per workload.
+
+It can name pods and IP blocks, never hosts: for a hostname the entry's ports open to the
+hostname CIDRs (by default the whole internet, metadata and link-local excepted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from post_renderer.access import Access, Context
+from post_renderer.settings import IPNetwork, PeerSelector, Settings, excepts_for
+from post_renderer.synth import SOURCE_ANNOTATION, WORKLOAD_ANNOTATION, Generated, Planned, destinations, metadata
+from post_renderer.validate import networkpolicy_problems
+
+KIND = "NetworkPolicy"
+TEMPLATE = "templates/helm-egress-networkpolicies.yaml"
+check = networkpolicy_problems
+
+
+def build(ctx: Context) -> list[Generated]:
+    if ctx.settings.network_policy != "kubernetes":
+        return []
+    return [network_policy(a, ctx) for a in ctx.access]
+
+
+def network_policy(access: Access, ctx: Context) -> Generated:
+    settings = ctx.settings
+    workload = access.workload
+    rules: list[dict[str, Any]] = [
+        _peer_rule(settings.dns),
+        _peer_rule(settings.istiod),
+    ]
+    if settings.allow_same_namespace:
+        # Any pod of the workload's own namespace, on any port: in-mesh calls stay open.
+        rules.append({"to": [{"podSelector": {}}]})
+    rules.extend(_destination_rules(access.planned, settings))
+    annotations = {
+        WORKLOAD_ANNOTATION: f"{workload.kind}/{workload.name}",
+        SOURCE_ANNOTATION: ",".join(access.sources) if access.sources else "defaults",
+    }
+    body = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": KIND,
+        "metadata": metadata(access.policy_name, access.namespace, ctx.release, annotations),
+        "spec": {
+            "podSelector": workload.pod_selector,
+            "policyTypes": ["Egress"],
+            "egress": rules,
+        },
+    }
+    return Generated(KIND, access.policy_name, access.namespace, body, workload.location)
+
+
+def _peer_rule(peer: PeerSelector) -> dict[str, Any]:
+    # Namespace and pod selector in ONE peer: both must match. As two peers they would
+    # open the port to every pod of the namespace and to any pod anywhere.
+    return {
+        "to": [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": peer.namespace}},
+                "podSelector": {"matchLabels": dict(peer.labels)},
+            }
+        ],
+        "ports": [{"protocol": proto, "port": port} for proto, port in peer.ports],
+    }
+
+
+def _destination_rules(planned: Sequence[Planned], settings: Settings) -> list[dict[str, Any]]:
+    # Entries that reach the same ranges share one rule; different ranges never do, or
+    # one entry's ports would open on another's addresses.
+    grouped: dict[tuple[IPNetwork, ...], set[tuple[int, str]]] = {}
+    for p in planned:
+        nets = tuple(destinations(p, settings))
+        if not nets:
+            continue
+        ports = grouped.setdefault(nets, set())
+        ports.update((port.number, port.transport) for port in p.entry.ports)
+    rules = []
+    for nets, ports in grouped.items():
+        peers = []
+        for net in nets:
+            block: dict[str, Any] = {"cidr": str(net)}
+            excepts = excepts_for(net, settings.hostname_excepts if net in settings.hostname_cidrs else ())
+            if excepts:
+                block["except"] = [str(e) for e in excepts]
+            peers.append({"ipBlock": block})
+        rules.append(
+            {
+                "to": peers,
+                "ports": [{"protocol": proto, "port": number} for number, proto in sorted(ports)],
+            }
+        )
+    return rules

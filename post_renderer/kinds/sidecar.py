@@ -1,0 +1,111 @@
+"""Istio Sidecar (`--sidecar`): each workload's proxy knows only the hosts it declared.
+
+ServiceEntries are exported to the whole namespace, so without a Sidecar every workload of
+the namespace may call every host any of them declared. A Sidecar per workload imports
+only its own destinations (from the namespace of the ServiceEntry that serves each), the
+release's own Services and the in-mesh hosts a user adds, with `REGISTRY_ONLY` for the rest.
+It configures the proxy; it is not a boundary (a pod that bypasses the proxy is not bound
+by it), which is why README pairs it with `--network-policy cilium`. istiod needs no
+import: the proxy reaches it through its bootstrap configuration.
+"""
+
+from __future__ import annotations
+
+from post_renderer.access import Access, Context, others_hostnames
+from post_renderer.errors import Problem
+from post_renderer.synth import SOURCE_ANNOTATION, WORKLOAD_ANNOTATION, Generated, metadata
+from post_renderer.validate import sidecar_problems
+
+KIND = "Sidecar"
+TEMPLATE = "templates/helm-egress-sidecars.yaml"
+NOTHING = "~/*"  # imports no service: for a workload with nothing to import
+check = sidecar_problems
+
+
+def build(ctx: Context) -> list[Generated]:
+    if not ctx.settings.sidecar:
+        return []
+    out = []
+    for a in ctx.access:
+        if not a.sidecar:
+            continue
+        hosts = egress_hosts(a, ctx)
+        annotations = {
+            WORKLOAD_ANNOTATION: f"{a.workload.kind}/{a.workload.name}",
+            SOURCE_ANNOTATION: ",".join(a.sources) if a.sources else "defaults",
+        }
+        body = {
+            "apiVersion": ctx.settings.istio_api_version,
+            "kind": KIND,
+            "metadata": metadata(a.policy_name, a.namespace, ctx.release, annotations),
+            "spec": {
+                "workloadSelector": {"labels": dict(sorted(a.workload.pod_labels.items()))},
+                "egress": [{"hosts": hosts or [NOTHING]}],
+                "outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"},
+            },
+        }
+        out.append(Generated(KIND, a.policy_name, a.namespace, body, a.workload.location))
+    return out
+
+
+def egress_hosts(access: Access, ctx: Context) -> list[str]:
+    """Its declared destinations, the release's Services, then the hosts a user added."""
+    hosts = [host for host, _ in ctx.imports(access)]
+    domain = ctx.settings.cluster_domain
+    for service in sorted(ctx.inmesh.services, key=lambda s: (s.namespace or ctx.home or "", s.name)):
+        namespace = service.namespace or ctx.home
+        if namespace:
+            hosts.append(f"{namespace}/{service.name}.{namespace}.svc.{domain}")
+    hosts += [*ctx.settings.sidecar_hosts, *(h.host for h in access.sidecar_hosts)]
+    return list(dict.fromkeys(hosts))
+
+
+def errors(ctx: Context) -> list[Problem]:
+    """What would make the Sidecars wrong: refused before anything is written."""
+    if not ctx.settings.sidecar:
+        return []
+    out: list[Problem] = []
+    mine = [a for a in ctx.access if a.sidecar]
+    for a in mine:
+        scope = ctx.scope(a)
+        for chart in ctx.inmesh.sidecars:
+            if chart.selects(a.workload.pod_labels, scope, ctx.home):
+                out.append(Problem(chart.location, (
+                    f"Sidecar {chart.name} selects the pods of {a.workload.kind}/{a.workload.name}, which --sidecar gives "
+                    "its own Sidecar; Istio leaves two Sidecars for one pod undefined: remove this one, or opt the "
+                    f'workload out with {ctx.settings.annotation_prefix}/sidecar: "false"')))
+        for b in mine:
+            if b is not a and ctx.scope(b) == scope and _subset(a.workload.pod_labels, b.workload.pod_labels):
+                out.append(Problem(a.workload.location, (
+                    f"its pod labels also select the pods of {b.workload.kind}/{b.workload.name}, so both Sidecars "
+                    "would select them (undefined in Istio); give the workloads distinguishing labels, or opt one out "
+                    f'with {ctx.settings.annotation_prefix}/sidecar: "false"')))
+        others = others_hostnames(ctx.access, a)
+        added = [(h, a.workload.location.at("--sidecar-host")) for h in ctx.settings.sidecar_hosts]
+        added += [(h.host, h.origin) for h in a.sidecar_hosts]
+        for host, where in added:
+            dns_name = host.partition("/")[2]
+            taken = next((f"{other} ({by})" for other, by in others.items() if _overlaps(dns_name, other)), None)
+            if taken:
+                out.append(Problem(where, (
+                    f"{host} would import {taken}'s declared destination into the Sidecar of "
+                    f"{a.workload.kind}/{a.workload.name}; declare it on this workload instead")))
+        for imported, p in ctx.imports(a):
+            if "." not in imported.partition("/")[2]:
+                out.append(Problem(p.entry.origin, (
+                    f"{imported}: a Sidecar cannot import a short host name (Istio accepts only FQDNs); the "
+                    "ServiceEntry serving this destination needs a host with a dot")))
+    if mine and any(not (s.namespace or ctx.home) for s in ctx.inmesh.services):
+        out.append(Problem(mine[0].workload.location, (
+            "cannot tell the namespace of the release's Services, needed to name them in the Sidecar; pass "
+            "--namespace NS")))
+    return out
+
+
+def _subset(small: dict[str, str], big: dict[str, str]) -> bool:
+    return all(big.get(k) == v for k, v in small.items())
+
+
+def _overlaps(a: str, b: str) -> bool:
+    """Istio host matching in both directions: a wildcard covers every name below it."""
+    return a == b or (a.startswith("*.") and b.endswith(a[1:])) or (b.startswith("*.") and a.endswith(b[1:]))
