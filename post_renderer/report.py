@@ -128,14 +128,16 @@ def explain(workloads: Sequence[WorkloadReport], fmt: str, violations: Sequence[
     header: tuple[str, ...] = ("WORKLOAD", "NAMESPACE", "POLICY", "DESTINATION", "PORT", "PROTOCOL", "DECLARED IN",
                                "SERVICEENTRY")
     header += ("APPROVED",) if judged else ()
+    header += ("LAYERS",)
     rows: list[tuple[str, ...]] = []
     for w in workloads:
         if not w.destinations:
             rows.append((w.workload, w.namespace or "-", w.policy or "-", f"({w.status})", "", "", "", "")
-                        + (("",) if judged else ()))
+                        + (("",) if judged else ()) + ("",))
         for d in w.destinations:
             rows.append((w.workload, w.namespace or "-", w.policy or "-", d.destination, str(d.port), d.protocol,
-                         d.declared_in, d.served_by or "-") + (("yes" if d.approved else "NO",) if judged else ()))
+                         d.declared_in, d.served_by or "-") + (("yes" if d.approved else "NO",) if judged else ())
+                        + ("; ".join(d.layers) or "-",))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     table = "".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n" for r in [header, *rows])
     if violations:

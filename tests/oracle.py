@@ -967,3 +967,347 @@ def _selector_matches(selector: Any, labels: Mapping[str, str]) -> bool:
         if not ok:
             return False
     return True
+
+
+# ------------------------------------------------------------ CiliumNetworkPolicy
+#
+# Sources: the vendored CRD schema (Cilium 1.18.2) and, for what it cannot say,
+# cilium/cilium `pkg/policy/api` (EgressRule.sanitize: toFQDNs may not share a rule with
+# other L3 selectors), `pkg/fqdn/matchpattern` (ToAnchoredRegexp) and the `DNS based`
+# section of the policy-language docs. Stricter than upstream where we promise never to
+# emit something: toEntities, a bare `*` name, ports outside 1..65535.
+
+_CILIUM_L3 = ("toEndpoints", "toCIDR", "toCIDRSet", "toEntities", "toServices", "toGroups", "toNodes", "toRequires")
+_CILIUM_NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
+# pkg/fqdn/matchpattern: allowedDNSCharsREGroup
+_CILIUM_DNS_CHARS = "[-a-z0-9_]"
+
+
+@cache
+def _cilium_validator() -> Draft7Validator:
+    schema = _load_schema("ciliumnetworkpolicy.crd.json")
+    Draft7Validator.check_schema(schema)
+    return Draft7Validator(schema)
+
+
+def ciliumnetworkpolicy_problems(doc: Doc) -> list[str]:
+    """What the API server (CRD schema) or the Cilium agent would refuse, plus what we
+    promise never to write. Beware: the schema's name pattern backtracks exponentially on
+    long invalid names; only pass generated (valid, short) documents or capped fuzz."""
+    if not isinstance(doc, Mapping):
+        return ["document is not a mapping"]
+    problems = _schema_problems(_cilium_validator(), doc)
+    if doc.get("apiVersion") != "cilium.io/v2" or doc.get("kind") != "CiliumNetworkPolicy":
+        problems.append("apiVersion/kind: not cilium.io/v2 CiliumNetworkPolicy")
+    problems += _name_problems(doc)
+    spec = doc.get("spec")
+    if not isinstance(spec, Mapping):
+        return problems + ["spec: required"]
+    if not isinstance(spec.get("endpointSelector"), Mapping):
+        problems.append("spec.endpointSelector: required (a rule without it selects nothing)")
+    for r, rule in enumerate(_as_list(spec.get("egress"))):
+        where = f"spec.egress[{r}]"
+        if not isinstance(rule, Mapping):
+            continue
+        if rule.get("toFQDNs") and any(rule.get(k) for k in _CILIUM_L3):
+            problems.append(f"{where}: toFQDNs cannot be combined with other L3 selectors in one rule")
+        for entity in _as_list(rule.get("toEntities")):
+            problems.append(f"{where}.toEntities: {entity!r} (never written by helm-egress)")
+        for i, sel in enumerate(_as_list(rule.get("toFQDNs"))):
+            pattern = sel.get("matchPattern") if isinstance(sel, Mapping) else None
+            if isinstance(pattern, str) and pattern.strip(".*") == "":
+                problems.append(f"{where}.toFQDNs[{i}]: {pattern!r} matches every name")
+        for t, to_ports in enumerate(_as_list(rule.get("toPorts"))):
+            for p, port in enumerate(_as_list(to_ports.get("ports") if isinstance(to_ports, Mapping) else None)):
+                number = port.get("port") if isinstance(port, Mapping) else None
+                if not (isinstance(number, str) and number.isdigit() and 1 <= int(number) <= 65535):
+                    problems.append(f"{where}.toPorts[{t}].ports[{p}].port: {number!r} is not 1..65535")
+    return problems
+
+
+def cilium_name_matches(selector: Mapping[str, str], qname: str) -> bool:
+    """Does a toFQDNs / rules.dns selector match the DNS name ``qname``?
+
+    matchName: literal, case-insensitive, a trailing dot added to both. matchPattern:
+    case-insensitive; ``*`` alone matches every name; ``**.`` as the first label matches
+    one or more whole labels (Cilium >= 1.19); any other ``*`` matches zero or more DNS
+    characters within one label (never a dot).
+    """
+    name = qname.lower()
+    name = name if name.endswith(".") else name + "."
+    if "matchName" in selector:
+        target = selector["matchName"].lower()
+        return name == (target if target.endswith(".") else target + ".")
+    pattern = selector["matchPattern"].lower().strip()
+    if pattern == "*":
+        return True
+    pattern = pattern if pattern.endswith(".") else pattern + "."
+    regex = ""
+    if pattern.startswith("**."):
+        regex, pattern = f"(?:{_CILIUM_DNS_CHARS}+\\.)+", pattern[3:]
+    if "**" in pattern:
+        raise ValueError(f"{selector!r}: ** only as the first label is modelled")
+    regex += pattern.replace(".", "\\.").replace("*", f"{_CILIUM_DNS_CHARS}*")
+    return re.fullmatch(regex, name) is not None
+
+
+def _cilium_selects(selector: Any, labels: Mapping[str, str], namespace: str, policy_namespace: str) -> bool:
+    """A Cilium EndpointSelector against a pod; label keys may carry `k8s:`/`any:`."""
+    if not isinstance(selector, Mapping):
+        return False
+    ns_key = None
+    match_labels: dict[str, str] = {}
+    for key, value in (selector.get("matchLabels") or {}).items():
+        plain = key.split(":", 1)[1] if key.split(":", 1)[0] in ("k8s", "any") and ":" in key else key
+        if plain == _CILIUM_NAMESPACE_LABEL:
+            ns_key = value
+        else:
+            match_labels[plain] = value
+    # A namespaced policy's selectors without a namespace label stay in its namespace.
+    if (ns_key or policy_namespace) != namespace:
+        return False
+    expressions = []
+    for expr in _as_list(selector.get("matchExpressions")):
+        key = str(expr.get("key"))
+        plain = key.split(":", 1)[1] if key.split(":", 1)[0] in ("k8s", "any") and ":" in key else key
+        expressions.append({**expr, "key": plain})
+    return _selector_matches({"matchLabels": match_labels, "matchExpressions": expressions}, labels)
+
+
+def _cilium_ports_allow(rule: Mapping[str, Any], port: int, protocol: str) -> bool:
+    to_ports = _as_list(rule.get("toPorts"))
+    if not to_ports:
+        return True
+    for item in to_ports:
+        for p in _as_list(item.get("ports")):
+            proto = p.get("protocol") or "ANY"
+            if int(p["port"]) in (0, port) and proto in ("ANY", protocol):
+                return True
+    return False
+
+
+def cilium_allows(
+    policies: Iterable[Doc],
+    pod_labels: Mapping[str, str],
+    pod_namespace: str,
+    *,
+    port: int,
+    protocol: str = "TCP",
+    host: str | None = None,
+    ip: str | None = None,
+    peer: tuple[Mapping[str, str], str] | None = None,
+) -> bool:
+    """Would Cilium let this pod open a connection to ``host`` (an external name the pod
+    resolved through an allowed DNS query), ``ip`` (an external address) or ``peer``
+    (a pod: labels, namespace) on ``port``/``protocol``?
+
+    A pod no egress policy selects is not isolated. Otherwise the union of the egress
+    rules of every CiliumNetworkPolicy in its namespace whose endpointSelector selects it.
+    """
+    isolated = False
+    address = ipaddress.ip_address(ip) if ip is not None else None
+    for doc in policies:
+        if doc.get("kind") != "CiliumNetworkPolicy":
+            continue
+        namespace = _metadata(doc).get("namespace") or pod_namespace
+        spec = doc.get("spec") or {}
+        if namespace != pod_namespace or not _cilium_selects(spec.get("endpointSelector"), pod_labels,
+                                                             pod_namespace, namespace):
+            continue
+        rules = _as_list(spec.get("egress"))
+        isolated = isolated or bool(rules) or "egress" in spec
+        for rule in rules:
+            if not _cilium_ports_allow(rule, port, protocol):
+                continue
+            if any(e in ("world", "all") for e in _as_list(rule.get("toEntities"))) and peer is None:
+                return True
+            if host is not None and any(cilium_name_matches(s, host) for s in _as_list(rule.get("toFQDNs"))):
+                return True
+            if address is not None:
+                for block in _as_list(rule.get("toCIDRSet")):
+                    net = ipaddress.ip_network(block["cidr"])
+                    if address.version == net.version and address in net and not any(
+                        address in ipaddress.ip_network(e) for e in _as_list(block.get("except"))
+                        if ipaddress.ip_network(e).version == address.version
+                    ):
+                        return True
+            if peer is not None and any(_cilium_selects(sel, peer[0], peer[1], namespace)
+                                        for sel in _as_list(rule.get("toEndpoints"))):
+                return True
+    return not isolated
+
+
+def cilium_dns_query_allowed(policies: Iterable[Doc], pod_labels: Mapping[str, str], pod_namespace: str,
+                             dns_pod: tuple[Mapping[str, str], str], port: int, qname: str) -> bool:
+    """Does a rule to the DNS pods carry an L7 DNS rule (so the proxy sees and learns the
+    answer) that admits ``qname``? Without one, toFQDNs learns nothing."""
+    for doc in policies:
+        spec = doc.get("spec") or {}
+        namespace = _metadata(doc).get("namespace") or pod_namespace
+        if doc.get("kind") != "CiliumNetworkPolicy" or namespace != pod_namespace:
+            continue
+        if not _cilium_selects(spec.get("endpointSelector"), pod_labels, pod_namespace, namespace):
+            continue
+        for rule in _as_list(spec.get("egress")):
+            if not any(_cilium_selects(sel, dns_pod[0], dns_pod[1], namespace) for sel in _as_list(rule.get("toEndpoints"))):
+                continue
+            for item in _as_list(rule.get("toPorts")):
+                ports = {(int(p["port"]), p.get("protocol", "ANY")) for p in _as_list(item.get("ports"))}
+                if not ({(port, "UDP"), (port, "ANY")} & ports):
+                    continue
+                dns = _as_list((item.get("rules") or {}).get("dns"))
+                if any(cilium_name_matches(sel, qname) for sel in dns):
+                    return True
+    return False
+
+
+# -------------------------------------------------------------------- Istio Sidecar
+#
+# Sources: the vendored CRD subset and Istio's webhook, pkg/config/validation
+# (ValidateSidecar, agent.ValidateNamespaceSlashWildcardHostname,
+# validateSidecarOrGatewayHostnamePart); import semantics from the Sidecar reference
+# (`namespace/dnsName`; `.` the Sidecar's namespace, `*` any, `~` none; only services
+# exported to the Sidecar's namespace) and pilot/pkg/model/sidecar.go (an import more
+# specific than a wildcard service imports that service narrowed to the import's name).
+
+
+@cache
+def _sidecar_validator() -> Draft7Validator:
+    schema = _load_schema("sidecar.v1.subset.json")
+    Draft7Validator.check_schema(schema)
+    return Draft7Validator(schema)
+
+
+def _sidecar_host_error(host: str) -> str | None:
+    namespace, sep, dns_name = host.partition("/")
+    if not sep:
+        return "host must be of form namespace/dnsName"
+    if not namespace or not dns_name:
+        return "config namespace and dnsName in host entry cannot be empty"
+    if namespace not in ("*", ".", "~") and not _is_dns1123_label(namespace):
+        return f"invalid namespace value {namespace!r} in sidecar"
+    if dns_name != "*" and "." not in dns_name:
+        return "short names (non FQDN) are not allowed"
+    if dns_name != "*" and (err := validate_wildcard_domain(dns_name)) is not None:
+        return err
+    return _validate_partial_wildcard(dns_name)
+
+
+def sidecar_problems(doc: Doc) -> list[str]:
+    """Everything the schema and Istio's Sidecar webhook would refuse."""
+    if not isinstance(doc, Mapping):
+        return ["document is not a mapping"]
+    problems = _schema_problems(_sidecar_validator(), doc)
+    problems += _name_problems(doc)
+    spec = doc.get("spec")
+    if not isinstance(spec, Mapping):
+        return problems + ["spec: required"]
+    egress = _as_list(spec.get("egress"))
+    if not egress and not spec.get("ingress") and spec.get("outboundTrafficPolicy") is None:
+        problems.append("sidecar: empty configuration provided")
+    catch_all = 0
+    for i, listener in enumerate(egress):
+        if not isinstance(listener, Mapping):
+            problems.append(f"spec.egress[{i}]: egress listener may not be null")
+            continue
+        if listener.get("port") is None:
+            catch_all += 1
+            if catch_all > 1:
+                problems.append("sidecar: egress can have only one listener with empty port")
+            elif i != len(egress) - 1:
+                problems.append("sidecar: the egress listener with empty port should be the last listener in the list")
+        hosts = _as_list(listener.get("hosts"))
+        if not hosts:
+            problems.append(f"spec.egress[{i}]: egress listener must contain at least one host")
+        for j, host in enumerate(hosts):
+            if (err := _sidecar_host_error(str(host))) is not None:
+                problems.append(f"spec.egress[{i}].hosts[{j}]: {host}: {err}")
+    return problems
+
+
+def _istio_host_matches(pattern: str, name: str) -> bool:
+    """Istio host matching: ``*`` every name; ``*.x`` every name below x, never x."""
+    pattern, name = pattern.lower().rstrip("."), name.lower().rstrip(".")
+    if pattern == "*":
+        return True
+    if pattern.startswith("*."):
+        return name.endswith(pattern[1:]) and (not name.startswith("*.") or name[1:].endswith(pattern[1:]))
+    return pattern == name
+
+
+def _exported_to(doc: Doc, namespace: str, home: str) -> bool:
+    export_to = _as_list((doc.get("spec") or {}).get("exportTo"))
+    own = _metadata(doc).get("namespace") or home
+    return not export_to or "*" in export_to or namespace in [own if e == "." else e for e in export_to]
+
+
+def mesh_services(documents: Iterable[Doc], home: str, cluster_domain: str = "cluster.local") -> list[dict[str, Any]]:
+    """The services Istio's registry builds: one per ServiceEntry host (its namespace,
+    hosts, addresses, ports, exportTo) and per Kubernetes Service (exported everywhere)."""
+    out: list[dict[str, Any]] = []
+    for doc in documents:
+        kind = doc.get("kind")
+        meta = _metadata(doc)
+        namespace = meta.get("namespace") or home
+        spec = doc.get("spec") or {}
+        if kind == "ServiceEntry":
+            for host in _as_list(spec.get("hosts")):
+                out.append({"host": str(host).lower(), "namespace": namespace, "doc": doc,
+                            "addresses": [str(a) for a in _as_list(spec.get("addresses"))],
+                            "ports": {p["number"] for p in _as_list(spec.get("ports"))}})
+        elif kind == "Service" and str(doc.get("apiVersion")) == "v1":
+            out.append({"host": f"{meta['name']}.{namespace}.svc.{cluster_domain}", "namespace": namespace, "doc": doc,
+                        "addresses": [], "ports": {p["port"] for p in _as_list(spec.get("ports"))}})
+    return out
+
+
+def sidecar_for(documents: Iterable[Doc], pod_labels: Mapping[str, str], namespace: str, home: str) -> Doc | None:
+    """The Sidecar that configures the pod: one whose workloadSelector matches it, else the
+    namespace's default (no selector). Two with selectors is undefined: ValueError."""
+    selecting, default = [], None
+    for doc in documents:
+        if doc.get("kind") != "Sidecar" or (_metadata(doc).get("namespace") or home) != namespace:
+            continue
+        selector = (doc.get("spec") or {}).get("workloadSelector")
+        if selector is None:
+            default = doc
+        elif all(pod_labels.get(k) == v for k, v in (selector.get("labels") or {}).items()):
+            selecting.append(doc)
+    if len(selecting) > 1:
+        raise ValueError(f"{len(selecting)} Sidecars select the pod: undefined in Istio")
+    return selecting[0] if selecting else default
+
+
+def mesh_allows(documents: Sequence[Doc], pod_labels: Mapping[str, str], namespace: str, *, host: str | None = None,
+                ip: str | None = None, port: int, home: str | None = None) -> bool:
+    """Would the pod's proxy route a request to ``host`` (or ``ip``) on ``port``, under
+    REGISTRY_ONLY? Only services exported to its namespace, and under a Sidecar only those
+    it imports (narrowed to the import when the import is more specific)."""
+    home = home or namespace
+    sidecar = sidecar_for(documents, pod_labels, namespace, home)
+    visible = [s for s in mesh_services(documents, home) if s["doc"].get("kind") == "Service"
+               or _exported_to(s["doc"], namespace, home)]
+    if sidecar is not None:
+        if ((sidecar.get("spec") or {}).get("outboundTrafficPolicy") or {}).get("mode") == "ALLOW_ANY":
+            return True
+        imported = []
+        for listener in _as_list((sidecar.get("spec") or {}).get("egress")):
+            for entry in _as_list(listener.get("hosts")):
+                ns, _, dns_name = str(entry).partition("/")
+                ns = namespace if ns == "." else ns
+                for s in visible:
+                    if ns == "~" or (ns != "*" and ns != s["namespace"]):
+                        continue
+                    if _istio_host_matches(dns_name, s["host"]):
+                        imported.append(s)
+                    elif _istio_host_matches(s["host"], dns_name):
+                        imported.append({**s, "host": dns_name.lower()})
+        visible = imported
+    for s in visible:
+        if port not in s["ports"]:
+            continue
+        if host is not None and _istio_host_matches(s["host"], host):
+            return True
+        if ip is not None and any(ipaddress.ip_address(ip) in ipaddress.ip_network(a, strict=False) for a in s["addresses"]):
+            return True
+    return False

@@ -38,6 +38,7 @@ VENDORED = [
     "ciliumnetworkpolicy.crd.relaxed.json",
     "calico.networkpolicy.v3.json",
     "calico.globalnetworkpolicy.v3.json",
+    "sidecar.v1.subset.json",
 ]
 
 
