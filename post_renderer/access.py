@@ -62,7 +62,9 @@ class Context:
         """The ServiceEntry claim that lets the mesh route ``dest:port`` for this workload."""
         scope = self.scope(access)
         key = destination_key(dest)
-        return next((c for c in self.claims if c.covers(key, port, scope)), None)
+        found = [c for c in self.claims if c.covers(key, port, scope)]
+        # A ServiceEntry whose namespace is known names the narrowest import.
+        return min(found, key=lambda c: c.namespace == "*", default=None)
 
     def imports(self, access: Access) -> list[tuple[str, Planned]]:
         """`namespace/host` Sidecar imports for every destination the workload declared.

@@ -771,3 +771,111 @@ def test_invalid_policy_raises_instead_of_guessing() -> None:
     empty_peer = policy({"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"to": [{}]}]})
     with pytest.raises(ValueError, match="invalid peer"):
         allows([empty_peer], {"ip": "1.1.1.1", "port": 443})
+
+
+# ------------------------------------------------- Cilium and Sidecar: the evaluators
+
+from oracle import (  # noqa: E402
+    cilium_allows,
+    cilium_name_matches,
+    ciliumnetworkpolicy_problems,
+    mesh_allows,
+    sidecar_problems,
+)
+
+
+@pytest.mark.parametrize("selector, name, expected", [
+    ({"matchName": "api.stripe.com"}, "api.stripe.com", True),
+    ({"matchName": "api.stripe.com"}, "API.Stripe.COM.", True),  # case-insensitive, trailing dot
+    ({"matchName": "api.stripe.com."}, "api.stripe.com", True),
+    ({"matchName": "api.stripe.com"}, "x.api.stripe.com", False),
+    ({"matchPattern": "*.example.com"}, "a.example.com", True),  # `*` is one label
+    ({"matchPattern": "*.example.com"}, "a.b.example.com", False),
+    ({"matchPattern": "*.example.com"}, "example.com", False),
+    ({"matchPattern": "**.example.com"}, "a.example.com", True),  # `**.`: any depth (1.19)
+    ({"matchPattern": "**.example.com"}, "A.b.C.example.com.", True),
+    ({"matchPattern": "**.example.com"}, "example.com", False),  # never the apex
+    ({"matchPattern": "**.example.com"}, "badexample.com", False),
+    ({"matchPattern": "*.*.example.com"}, "a.b.example.com", True),
+    ({"matchPattern": "*"}, "anything.at.all", True),
+    ({"matchPattern": "sub*.example.com"}, "subway.example.com", True),
+])
+def test_cilium_name_matching(selector: dict[str, str], name: str, expected: bool) -> None:
+    assert cilium_name_matches(selector, name) is expected
+
+
+def _cnp(egress: list[dict[str, Any]], labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
+            "metadata": {"name": "p", "namespace": "prod"},
+            "spec": {"endpointSelector": {"matchLabels": labels or {"app": "web"}}, "egress": egress}}
+
+
+def test_cilium_policy_samples() -> None:
+    fqdn = {"toFQDNs": [{"matchName": "api.stripe.com"}], "toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}]}]}
+    assert ciliumnetworkpolicy_problems(_cnp([fqdn])) == []
+    mixed = {**fqdn, "toEndpoints": [{}]}
+    assert any("toFQDNs cannot be combined" in p for p in ciliumnetworkpolicy_problems(_cnp([mixed])))
+    assert any("toEntities" in p for p in ciliumnetworkpolicy_problems(_cnp([{"toEntities": ["world"]}])))
+    assert any("schema" in p for p in ciliumnetworkpolicy_problems(_cnp([{**fqdn, "toPorts": [{"ports": [{"port": 443}]}]}])))
+    assert any("every name" in p for p in ciliumnetworkpolicy_problems(_cnp([{"toFQDNs": [{"matchPattern": "*"}]}])))
+
+
+def test_cilium_allows_semantics() -> None:
+    fqdn = {"toFQDNs": [{"matchPattern": "**.example.com"}], "toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}]}]}
+    cidr = {"toCIDRSet": [{"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}]}
+    policy = _cnp([fqdn, cidr])
+    web = {"app": "web"}
+    assert cilium_allows([policy], web, "prod", host="a.b.example.com", port=443)
+    assert not cilium_allows([policy], web, "prod", host="a.b.example.com", port=80)
+    assert not cilium_allows([policy], web, "prod", host="example.com", port=443)
+    assert cilium_allows([policy], web, "prod", ip="10.2.0.1", port=9)
+    assert not cilium_allows([policy], web, "prod", ip="10.1.0.1", port=9)
+    assert cilium_allows([policy], {"app": "other"}, "prod", ip="1.1.1.1", port=9)  # not selected: not isolated
+    assert cilium_allows([policy], web, "staging", ip="1.1.1.1", port=9)  # another namespace's policy
+    world = _cnp([{"toEntities": ["world"]}])
+    assert cilium_allows([world], web, "prod", ip="1.1.1.1", port=9)
+    same_ns = _cnp([{"toEndpoints": [{}]}])
+    assert cilium_allows([same_ns], web, "prod", peer=({"x": "y"}, "prod"), port=1)
+    assert not cilium_allows([same_ns], web, "prod", peer=({"x": "y"}, "other"), port=1)
+
+
+def _sidecar(hosts: list[str], labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"apiVersion": "networking.istio.io/v1", "kind": "Sidecar", "metadata": {"name": "s", "namespace": "prod"},
+            "spec": {"workloadSelector": {"labels": labels or {"app": "web"}}, "egress": [{"hosts": hosts}],
+                     "outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}}}
+
+
+@pytest.mark.parametrize("host, problem", [
+    ("prod/api.stripe.com", None), ("*/api.stripe.com", None), ("./*.example.com", None), ("~/*", None),
+    ("*/*", None), ("prod/api", "short names"), ("api.stripe.com", "namespace/dnsName"),
+    ("prod/*api.example.com", "partial wildcard"), ("Prod_x/api.example.com", "invalid namespace"), ("/a.b", "cannot be empty"),
+])
+def test_sidecar_webhook_hosts(host: str, problem: str | None) -> None:
+    found = sidecar_problems(_sidecar([host]))
+    assert (found == []) if problem is None else any(problem in p for p in found), found
+
+
+def test_sidecar_webhook_listeners_and_schema() -> None:
+    doc = _sidecar(["prod/a.example.com"])
+    doc["spec"]["egress"].insert(0, {"hosts": ["prod/b.example.com"]})
+    assert any("last listener" in p for p in sidecar_problems(doc))
+    assert any("at least one host" in p for p in sidecar_problems(_sidecar([])))
+    assert any("schema" in p for p in sidecar_problems(_sidecar(["prod/a.example.com"], {"app": "*"})))
+
+
+def test_mesh_allows_semantics() -> None:
+    se = {"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry", "metadata": {"name": "w", "namespace": "prod"},
+          "spec": {"hosts": ["*.example.com"], "ports": [{"number": 443, "name": "tls-443", "protocol": "TLS"}],
+                   "resolution": "NONE", "exportTo": ["."]}}
+    web = {"app": "web"}
+    assert mesh_allows([se], web, "prod", host="a.b.example.com", port=443)  # no Sidecar: the namespace's view
+    assert not mesh_allows([se], web, "prod", host="example.com", port=443)
+    assert not mesh_allows([se], web, "other", host="a.example.com", port=443)  # not exported there
+    narrowed = [se, _sidecar(["prod/api.example.com"])]
+    assert mesh_allows(narrowed, web, "prod", host="api.example.com", port=443)
+    assert not mesh_allows(narrowed, web, "prod", host="other.example.com", port=443)
+    assert not mesh_allows([se, _sidecar(["other/api.example.com"])], web, "prod", host="api.example.com", port=443)
+    assert mesh_allows([se, _sidecar(["*/*.example.com"])], web, "prod", host="x.y.example.com", port=443)
+    with pytest.raises(ValueError):
+        mesh_allows([se, _sidecar(["prod/a.example.com"]), _sidecar(["prod/b.example.com"])], web, "prod",
+                    host="a.example.com", port=443)

@@ -64,6 +64,18 @@ SEED_SLACK: dict[str, Any] = {"istio": {"egress": [
 # allowlist.yaml and policy.yaml in each folder say what is declared and approved).
 POLICY_SHOP: dict[str, Any] = {**COMPACT_WEB, **FULL_API}
 
+# Egress declared on several workloads: exact and wildcard hosts, addresses, opt-out, in-mesh hosts.
+FQDN: dict[str, Any] = {
+    "web": {"podAnnotations": {"helm-egress.io/hosts": "api.stripe.com, *.googleapis.com",
+                               "helm-egress.io/ports": "443/TLS"}},
+    "api": {"podAnnotations": {
+        "helm-egress.io/egress": "- name: orders-db\n  addresses: [10.20.0.0/16]\n  ports: [{number: 5432, protocol: TCP}]\n"
+                                 "- name: maps\n  hosts: [maps.example.org]\n  ports: [{number: 443, protocol: HTTPS}]\n",
+        "helm-egress.io/sidecar-hosts": "payments/api.payments.svc.cluster.local"}},
+    "db": {"podAnnotations": {"helm-egress.io/hosts": "backup.example.net", "helm-egress.io/ports": "443/TLS",
+                              "helm-egress.io/sidecar": "false"}},
+}
+
 CASES: dict[str, tuple[str, dict[str, Any], str]] = {
     "values-minimal-helm3": ("minimal", {}, "helm3"),
     "values-minimal-helm4": ("minimal", {}, "helm4"),
@@ -94,6 +106,11 @@ CASES: dict[str, tuple[str, dict[str, Any], str]] = {
         "web": {"podAnnotations": {"helm-egress.io/hosts": "api.stripe.com", "helm-egress.io/ports": "443/TLS"}},
         "api": {"podAnnotations": {"helm-egress.io/hosts": "api.stripe.com", "helm-egress.io/ports": "443/HTTPS"}},
     }, "helm3"),
+    # Per-workload FQDN policy and Sidecars.
+    "fqdn-cilium-helm3": ("shop", FQDN, "helm3"),
+    "fqdn-cilium-sidecar-helm4": ("shop", FQDN, "helm4"),
+    "fqdn-sidecar-values-helm3": ("shop", FQDN, "helm3"),
+    "fqdn-cilium-ladder-helm4": ("shop", FQDN, "helm4"),
     # The chart's own ServiceEntries and NetworkPolicies, normalized.
     "normalize-seed-ci-helm3": ("seed-se", SEED_CI, "helm3"),
     "normalize-seed-ci-helm4": ("seed-se", SEED_CI, "helm4"),
