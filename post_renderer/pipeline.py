@@ -146,6 +146,9 @@ def analyse(
                                                     "workload (--network-policy none)"))
         else:
             status[w.doc_index] = "no egress declared: no policy"
+            if intent.sidecar_hosts or not intent.sidecar:
+                notes.append(f"{w.location.render()}: {settings.annotation_prefix}/sidecar annotations apply only to a "
+                             "workload with egress declared; this one gets no policy")
 
     release = settings.release or release_from_labels(stream)
     if release is None and release_wide:
@@ -189,7 +192,7 @@ def analyse(
         notes.append(f"{want.planned.entry.source}: already served by {claim.source}; no second ServiceEntry")
         if claim.source.startswith(ALLOWLIST_SOURCE):
             warnings.append(Problem(want.planned.entry.origin, f"already covered by {claim.source}; the declaration "
-                                                            "only opens the NetworkPolicy"))
+                                                            "only opens the workload's egress policies"))
     warnings.extend(_generated_warnings(generated))
     for kind in kinds.KINDS:
         if kind is not serviceentry:

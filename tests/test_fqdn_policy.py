@@ -446,3 +446,13 @@ def test_explain_names_every_layer(shape: str) -> None:
                 assert f"any host on port {row['port']}" in old["layers"][-1]
     table = run(["explain", "--sidecar", *CILIUM], stream).stdout
     assert "LAYERS" in table.splitlines()[0] and "toFQDNs" in table
+
+
+def test_an_allowlisted_address_a_sidecar_cannot_import_is_a_warning(tmp_path: Path) -> None:
+    allowlist = tmp_path / "allowlist.yaml"
+    allowlist.write_text("istio:\n  egress:\n    - name: nat\n      addresses: [10.50.0.7]\n"
+                         "      ports: [{number: 5432, protocol: TCP}]\n")
+    result = run(["check", "--sidecar", "--global-allowlist", str(allowlist), *CILIUM], chart_stream("helm3"))
+    assert result.exit_code == 0
+    (line,) = [x for x in result.stdout.splitlines() if "cannot import" in x]
+    assert "10.50.0.7" in line and "Job/demo-shop-migrate" in line and "--sidecar-host" in line

@@ -102,6 +102,21 @@ def errors(ctx: Context) -> list[Problem]:
     return out
 
 
+def warnings(ctx: Context) -> list[Problem]:
+    out = []
+    for a in ctx.access:
+        if not a.sidecar:
+            continue
+        for p in a.planned:
+            for address in p.entry.addresses:
+                claim = next((ctx.serving(a, address, port.number) for port in p.entry.ports), None)
+                if claim is not None and not claim.hosts:
+                    out.append(Problem(p.entry.origin, (
+                        f"{address} is served by {claim.source}, whose host is not known here, so the Sidecar of "
+                        f"{a.workload.kind}/{a.workload.name} cannot import it; add it with --sidecar-host NS/HOST")))
+    return out
+
+
 def _subset(small: dict[str, str], big: dict[str, str]) -> bool:
     return all(big.get(k) == v for k, v in small.items())
 
