@@ -126,18 +126,17 @@ def explain(workloads: Sequence[WorkloadReport], fmt: str, violations: Sequence[
     if fmt == "yaml":
         return yamlwriter.write(doc, indent_sequences=True)
     header: tuple[str, ...] = ("WORKLOAD", "NAMESPACE", "POLICY", "DESTINATION", "PORT", "PROTOCOL", "DECLARED IN",
-                               "SERVICEENTRY")
+                               "SERVICEENTRY", "LAYERS")
     header += ("APPROVED",) if judged else ()
-    header += ("LAYERS",)
     rows: list[tuple[str, ...]] = []
     for w in workloads:
         if not w.destinations:
-            rows.append((w.workload, w.namespace or "-", w.policy or "-", f"({w.status})", "", "", "", "")
-                        + (("",) if judged else ()) + ("",))
+            rows.append((w.workload, w.namespace or "-", w.policy or "-", f"({w.status})", "", "", "", "", "")
+                        + (("",) if judged else ()))
         for d in w.destinations:
             rows.append((w.workload, w.namespace or "-", w.policy or "-", d.destination, str(d.port), d.protocol,
-                         d.declared_in, d.served_by or "-") + (("yes" if d.approved else "NO",) if judged else ())
-                        + ("; ".join(d.layers) or "-",))
+                         d.declared_in, d.served_by or "-", "; ".join(d.layers) or "-")
+                        + (("yes" if d.approved else "NO",) if judged else ()))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     table = "".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n" for r in [header, *rows])
     if violations:
