@@ -456,3 +456,29 @@ def test_an_allowlisted_address_a_sidecar_cannot_import_is_a_warning(tmp_path: P
     assert result.exit_code == 0
     (line,) = [x for x in result.stdout.splitlines() if "cannot import" in x]
     assert "10.50.0.7" in line and "Job/demo-shop-migrate" in line and "--sidecar-host" in line
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_sidecar_without_namespaces_in_the_stream(shape: str) -> None:
+    """Charts that leave metadata.namespace to Helm's -n (e.g. `helm create`'s scaffold):
+    the release's Services stay reachable, other workloads' hosts stay out."""
+    import re
+
+    stream = re.sub(r"(?m)^  namespace: prod\r?\n", "", chart_stream(shape))
+    assert "namespace: prod" not in stream
+    result = run(["render", "--sidecar", *CILIUM], stream)
+    assert result.exit_code == 0, result.stderr
+    assert "pass --namespace" in result.stderr
+    docs = parse(result.stdout)
+    for doc in (d for d in docs if d["kind"] in ("Sidecar", "CiliumNetworkPolicy")):
+        assert "namespace" not in doc["metadata"]
+        check = oracle.sidecar_problems if doc["kind"] == "Sidecar" else oracle.ciliumnetworkpolicy_problems
+        assert check(doc) == []
+    services = [d for d in docs if d.get("kind") == "Service"]
+    web = pods(stream)["web"]
+    for svc in services:
+        fqdn = f"{svc['metadata']['name']}.{NAMESPACE}.svc.cluster.local"
+        assert oracle.mesh_allows(docs, web.labels, NAMESPACE, host=fqdn, port=svc["spec"]["ports"][0]["port"])
+    assert oracle.mesh_allows(docs, web.labels, NAMESPACE, host="api.stripe.com", port=443)
+    assert not oracle.mesh_allows(docs, web.labels, NAMESPACE, host="maps.example.org", port=443)
+    assert run(["render", "--sidecar", *CILIUM], result.stdout).stdout == result.stdout

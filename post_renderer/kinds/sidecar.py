@@ -56,6 +56,10 @@ def egress_hosts(access: Access, ctx: Context) -> list[str]:
         namespace = service.namespace or ctx.home
         if namespace:
             hosts.append(f"{namespace}/{service.name}.{namespace}.svc.{domain}")
+        else:
+            # Helm's namespace is not in the stream, so the Service's name cannot be written
+            # in full: every Service of the Sidecar's own namespace, and nothing external.
+            hosts.append(f"./*.svc.{domain}")
     hosts += [*ctx.settings.sidecar_hosts, *(h.host for h in access.sidecar_hosts)]
     return list(dict.fromkeys(hosts))
 
@@ -95,11 +99,15 @@ def errors(ctx: Context) -> list[Problem]:
                 out.append(Problem(p.entry.origin, (
                     f"{imported}: a Sidecar cannot import a short host name (Istio accepts only FQDNs); the "
                     "ServiceEntry serving this destination needs a host with a dot")))
-    if mine and any(not (s.namespace or ctx.home) for s in ctx.inmesh.services):
-        out.append(Problem(mine[0].workload.location, (
-            "cannot tell the namespace of the release's Services, needed to name them in the Sidecar; pass "
-            "--namespace NS")))
     return out
+
+
+def notes(ctx: Context) -> list[str]:
+    if any(a.sidecar for a in ctx.access) and any(not (s.namespace or ctx.home) for s in ctx.inmesh.services):
+        domain = ctx.settings.cluster_domain
+        return [f"the stream does not say which namespace the release's Services are in: Sidecars import every "
+                f"Service of their own namespace (./*.svc.{domain}); pass --namespace NS to name only the release's"]
+    return []
 
 
 def warnings(ctx: Context) -> list[Problem]:
