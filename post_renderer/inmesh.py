@@ -90,7 +90,8 @@ def scan(stream: Stream, skip: set[int], problems: Problems) -> InMesh:
             found.sidecars.append(Selecting("Sidecar", name, ns, _strings(labels), (), where))
             continue
         selector = _mapping(spec.get("endpointSelector"))
-        expressions = tuple(e for e in selector.get("matchExpressions") or [] if isinstance(e, dict))
+        raw = selector.get("matchExpressions")
+        expressions = tuple(e for e in raw if isinstance(e, dict)) if isinstance(raw, list) else ()
         clusterwide = (kind, group) == CILIUM_CLUSTERWIDE
         found.cilium.append(Selecting(str(kind), name, "*" if clusterwide else ns,
                                       _strip_source(_strings(_mapping(selector.get("matchLabels")))),
@@ -118,7 +119,8 @@ def _strip_source(labels: dict[str, str]) -> dict[str, str]:
 
 def _expression_holds(expr: dict[str, Any], labels: dict[str, str]) -> bool:
     key = _label_key(str(expr.get("key", "")))
-    values = [str(v) for v in expr.get("values") or []]
+    raw = expr.get("values")
+    values = [str(v) for v in raw] if isinstance(raw, list) else []
     operator = expr.get("operator")
     if operator == "In":
         return labels.get(key) in values

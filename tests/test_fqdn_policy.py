@@ -482,3 +482,45 @@ def test_sidecar_without_namespaces_in_the_stream(shape: str) -> None:
     assert oracle.mesh_allows(docs, web.labels, NAMESPACE, host="api.stripe.com", port=443)
     assert not oracle.mesh_allows(docs, web.labels, NAMESPACE, host="maps.example.org", port=443)
     assert run(["render", "--sidecar", *CILIUM], result.stdout).stdout == result.stdout
+
+
+HOSTILE = """\
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: odd, namespace: prod}
+spec: {endpointSelector: {matchLabels: [1, 2], matchExpressions: 5}}
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: odd2}
+spec: {endpointSelector: {matchExpressions: [{key: "k8s:app.kubernetes.io/component", operator: In, values: 7}]}}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: odd3, namespace: prod}
+spec: {workloadSelector: {labels: "web"}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: [x], namespace: prod}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: [not, a, mapping]
+"""
+
+
+def test_odd_shapes_in_chart_documents() -> None:
+    """Selectors of the wrong type count as selecting every pod (the safe reading for a
+    conflict check); nothing crashes, the odd documents pass through."""
+    extra = (("agent", f'{{"podAnnotations": {{"{P}/ports": "443", "{P}/hosts": "a.example.com"}}}}'),)
+    stream = chart_stream("helm3", extra) + HOSTILE
+    cilium = run(["render", *CILIUM], stream)
+    assert cilium.exit_code == 0 and cilium.stdout.endswith(HOSTILE)
+    assert sum("CiliumNetworkPolicy odd (kept as it is)" in line for line in cilium.stderr.splitlines()) == 6
+    assert "odd2" not in cilium.stderr  # `values: 7` selects nothing
+    sidecar = run(["render", "--sidecar"], stream)
+    assert sidecar.exit_code == 1 and sidecar.stdout == ""
+    errors = sidecar.stderr.splitlines()
+    assert len(errors) == 5 and all("Sidecar odd3 selects the pods of" in line for line in errors)
