@@ -26,6 +26,9 @@ from typing import Any
 
 import helm_python
 from ruamel.yaml import YAML
+from ruamel.yaml.anchor import Anchor
+from ruamel.yaml.emitter import RoundTripEmitter
+from ruamel.yaml.tokens import CommentToken
 from ruamel.yaml.constructor import SafeConstructor
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -290,14 +293,19 @@ def _simple_head(doc: str, path: str) -> tuple[str, str, bool]:
 
 
 def _go_string_field(value: object, field: str, path: str) -> str:
+    # sigs.k8s.io/yaml converts YAML to JSON *towards the target type*: a bool, number,
+    # null or timestamp headed for a Go string becomes that string (measured with Helm
+    # v3.17.3: `weight: 5`, `k: yes`, `k: null` under annotations all pass). Only a
+    # mapping or a sequence cannot become a string.
     if value is None:
         return ""
-    if not isinstance(value, str):
+    if isinstance(value, (dict, list)):
+        kind = "object" if isinstance(value, dict) else "array"
         raise HelmStreamError(
-            f"YAML parse error on {path}: cannot unmarshal {type(value).__name__} "
+            f"YAML parse error on {path}: json: cannot unmarshal {kind} "
             f"into Go struct field {field} of type string"
         )
-    return value
+    return value if isinstance(value, str) else str(value)
 
 
 # --------------------------------------------------------------------------
@@ -335,13 +343,101 @@ def helm4_stream(rendered: Mapping[str, str], *, quote_filename: bool = True) ->
     return "---\n".join(documents)
 
 
+class _YamlV3Emitter(RoundTripEmitter):
+    """ruamel's emitter, nudged to write a parsed node tree the way yaml.v3 does.
+
+    Each rule below was found by comparing with what Helm v4.1.4 actually pipes
+    to a post-renderer (tests/test_helm_binaries.py records it).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # yaml.v3's is_printable stops at U+FFFF: a character beyond it (an emoji)
+        # forces double quotes and is written as \UXXXXXXXX.
+        self.unicode_supplementary = False
+        # `[1, {a: b}]` keeps its braces.
+        self.brace_single_entry_mapping_in_flow_sequence = True
+
+    def write_double_quoted(self, text: Any, split: Any = True) -> None:
+        # yaml.v3 (emitterc.go yaml_emitter_write_double_quoted_scalar) escapes what its
+        # is_printable rejects -- everything but \n, 0x20-0x7E, U+00A0-U+D7FF and
+        # U+E000-U+FFFD -- plus BOM, line breaks, '"' and '\\'; with no line width it
+        # never splits the line. ruamel would write characters beyond U+FFFF raw.
+        self.write_indicator('"', True)
+        out: list[str] = []
+        for ch in text:
+            printable = "\x20" <= ch <= "\x7e" or "\xa0" <= ch <= "\ud7ff" or "\ue000" <= ch <= "\ufffd"
+            if printable and ch not in '"\\\ufeff\u2028\u2029':
+                out.append(ch)
+            elif ch in self.ESCAPE_REPLACEMENTS:
+                out.append("\\" + self.ESCAPE_REPLACEMENTS[ch])
+            elif ch <= "\xff":
+                out.append(f"\\x{ord(ch):02X}")
+            elif ch <= "\uffff":
+                out.append(f"\\u{ord(ch):04X}")
+            else:
+                out.append(f"\\U{ord(ch):08X}")
+        data = "".join(out)
+        self.column += len(data)
+        self.stream.write(data)
+        self.write_indicator('"', False)
+
+    def choose_scalar_style(self) -> Any:
+        tag = self.event.ctag
+        if tag is not None and getattr(tag, "handle", None) is not None:
+            # A tag written in the source (`!!str 123`): yaml.v3 keeps the tag and
+            # the plain style, where ruamel would drop the tag and quote instead.
+            self.event.implicit = (False, False, False)
+        return super().choose_scalar_style()
+
+
 def _kyaml_like() -> YAML:
     # A fresh instance per call: YAML.serialize_all() never resets its
     # serializer, so a reused instance refuses a second document.
     yaml = YAML(typ="rt")
+    yaml.Emitter = _YamlV3Emitter
     yaml.indent(mapping=2, sequence=2, offset=0)
     yaml.width = 2**31 - 1  # yaml.v3 does not fold long lines
     return yaml
+
+
+def _as_yaml_v3_parsed(node: Node, source_lines: Sequence[str]) -> None:
+    """Give a composed tree what yaml.v3 keeps from the source and ruamel would not write back."""
+    seen: set[int] = set()
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue  # an alias: the same node again
+        seen.add(id(current))
+        if isinstance(current.anchor, str):
+            # ruamel writes an anchor only where a node is referenced twice; yaml.v3
+            # writes every anchor it read (`data: &d`).
+            anchor = Anchor()
+            anchor.value, anchor.always_dump = current.anchor, True
+            current.anchor = anchor
+        if isinstance(current, ScalarNode) and current.style == ">":
+            # ruamel marks where the source folded a `>` scalar (\a) and folds there
+            # again; yaml.v3 keeps only the value and, with no line width, never folds.
+            current.value = current.value.replace("\a", "")
+        _tighten_line_comments(current.comment, source_lines)
+        if isinstance(current, MappingNode):
+            for key, value in current.value:
+                _tighten_line_comments(key.comment, source_lines)
+                stack.extend((key, value))
+        elif isinstance(current, SequenceNode):
+            stack.extend(current.value)
+
+
+def _tighten_line_comments(comments: Any, source_lines: Sequence[str]) -> None:
+    """yaml.v3 writes a comment that follows content on its line one space after it."""
+    if isinstance(comments, list):
+        for item in comments:
+            _tighten_line_comments(item, source_lines)
+    elif isinstance(comments, CommentToken) and comments.start_mark is not None:
+        mark = comments.start_mark
+        if mark.line < len(source_lines) and source_lines[mark.line][: mark.column].strip():
+            mark.column = 0  # the emitter then pads with exactly one space
 
 
 def _compose_document(doc: str, path: str) -> Node | None:
@@ -359,6 +455,7 @@ def _compose_document(doc: str, path: str) -> Node | None:
     if not isinstance(node, MappingNode):
         raise HelmStreamError(f"parsing {path}: wrong node kind: expected MappingNode")
     _reject_duplicate_keys(node, path)
+    _as_yaml_v3_parsed(node, doc.splitlines())
     return node
 
 

@@ -375,10 +375,19 @@ def test_helm3_drops_unknown_hook_types_too() -> None:
     assert [o["metadata"]["name"] for o in _objects(helm3_stream(rendered))] == ["kept"]
 
 
-def test_helm3_rejects_what_simplehead_cannot_decode() -> None:
-    bad = "kind: ConfigMap\nmetadata:\n  name: x\n  annotations:\n    weight: 5\n"
+@pytest.mark.parametrize("value", ["{a: b}", "[a]"])
+def test_helm3_rejects_what_simplehead_cannot_decode(value: str) -> None:
+    bad = f"kind: ConfigMap\nmetadata:\n  name: x\n  annotations:\n    weight: {value}\n"
     with pytest.raises(HelmStreamError, match="YAML parse error on c/templates/x.yaml"):
         helm3_stream({"c/templates/x.yaml": bad})
+
+
+@pytest.mark.parametrize("value", ["5", "yes", "y", "true", "null", "1.5", "2001-01-01"])
+def test_helm3_takes_any_scalar_as_an_annotation_string(value: str) -> None:
+    # sigs.k8s.io/yaml turns a scalar headed for a Go string into that string
+    # (seen with Helm v3.17.3), so none of these stop Helm 3.
+    doc = f"kind: ConfigMap\nmetadata:\n  name: x\n  annotations:\n    weight: {value}\n"
+    assert helm3_stream({"c/templates/x.yaml": doc}) == f"---\n# Source: c/templates/x.yaml\n{doc}"
 
 
 def test_helm3_hide_secret_writes_comment_only_document(shop_all: dict[str, str]) -> None:
