@@ -233,6 +233,26 @@ def test_helm3_template_with_the_console_script(helm3: Helm, tmp_path: Path) -> 
     assert_egress(result.stdout, SHOP_VALUES, annotated=["demo-shop-web"])
 
 
+def test_helm3_show_only_finds_the_generated_documents(helm3: Helm, tmp_path: Path) -> None:
+    """Helm 3 cuts the post-rendered stream at `# Source:` lines; ours name helm-egress files."""
+    result = helm3("template", RELEASE, CHARTS / "shop", "-n", NAMESPACE, "-f", SHOP_VALUES,
+                   "--show-only", "templates/helm-egress-networkpolicies.yaml",
+                   *helm3.post_renderer("-f", str(SHOP_VALUES)), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    docs = _docs(result.stdout)
+    assert docs and {d["kind"] for d in docs} == {"NetworkPolicy"}
+
+
+def test_helm3_cannot_load_the_helm4_plugin_file(helm3: Helm, tmp_path: Path) -> None:
+    """README: never put plugin.yaml where Helm 3 loads plugins -- it breaks them all."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / PLUGIN).symlink_to(REPO, target_is_directory=True)
+    result = helm3("plugin", "list", env={"HELM_PLUGINS": str(plugins)})
+    assert result.returncode != 0
+    assert 'unknown field "apiVersion"' in result.stderr
+
+
 def test_helm3_bad_values_name_the_wrong_value_on_stderr(helm3: Helm, tmp_path: Path) -> None:
     (tmp_path / "bad-values.yaml").write_text(BAD_VALUES)
     result = helm3("template", RELEASE, CHARTS / "shop", "-n", NAMESPACE, "-f", "bad-values.yaml",
@@ -288,6 +308,13 @@ def test_helm4_template_through_the_plugin(helm4: Helm, tmp_path: Path) -> None:
                  *helm4.post_renderer("-f", str(SHOP_VALUES)), cwd=tmp_path)
     assert only.returncode == 0, only.stderr
     assert {d["kind"] for d in _docs(only.stdout)} == {"ServiceEntry"}
+
+
+def test_helm4_post_renderer_must_be_a_plugin_name(helm4: Helm, tmp_path: Path) -> None:
+    """README: Helm 4 takes only a plugin name; the console script's path is refused."""
+    result = helm4("template", RELEASE, CHARTS / "minimal", "--post-renderer", VENV_BIN / "helm-egress", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Type:postrenderer/v1} not found" in result.stderr
 
 
 def test_helm4_install_dry_run_client_through_the_plugin(helm4: Helm, tmp_path: Path) -> None:
