@@ -27,6 +27,7 @@ from post_renderer.entries import checked_entries
 from post_renderer.errors import EgressError, Location, Problems
 from post_renderer.model import EgressEntry, SidecarHost, Workload
 from post_renderer.names import dns_label
+from post_renderer.schema import Verdicts
 from post_renderer.settings import Settings
 from post_renderer.stream import Document
 from post_renderer.validate import sidecar_host_problem
@@ -46,7 +47,8 @@ class Intent:
     sidecar_hosts: tuple[SidecarHost, ...] = ()
 
 
-def read(workload: Workload, doc: Document, settings: Settings, problems: Problems) -> Intent:
+def read(workload: Workload, doc: Document, settings: Settings, problems: Problems,
+         verdicts: Verdicts | None = None) -> Intent:
     prefix = settings.annotation_prefix + "/"
     ours = {k[len(prefix):]: v for k, v in workload.annotations.items() if k.startswith(prefix)}
     if not ours:
@@ -124,7 +126,7 @@ def read(workload: Workload, doc: Document, settings: Settings, problems: Proble
         return where("egress").at(f"{where('egress').path}: {base}{rest}")
 
     source = f"annotations:{workload.kind}/{workload.name}"
-    entries = checked_entries(raw, locate, source=source, settings=settings, problems=problems)
+    entries = checked_entries(raw, locate, source=source, settings=settings, problems=problems, verdicts=verdicts)
     return Intent(ignore=ignore, entries=tuple(entries), declared=True, sidecar=sidecar,
                   sidecar_hosts=tuple(sidecar_hosts))
 

@@ -32,11 +32,16 @@ from post_renderer.settings import (
     PeerSelector,
     Settings,
 )
-from post_renderer.values import ValuesFile
 
 if TYPE_CHECKING:
     from post_renderer.destpolicy import Policy
     from post_renderer.pipeline import Result
+    from post_renderer.values import ValuesFile
+    from post_renderer.verdicts import VerdictCache
+
+# Start-up is most of a small chart's render time, so every module beyond typer and the
+# settings is imported where it is first needed: --version and --help read no YAML, and
+# only a command that validates values loads jsonschema (and only on a cache miss).
 
 app = typer.Typer(
     add_completion=False,
@@ -319,6 +324,7 @@ def check(
     errors: list[Problem] = []
     warnings: list[Problem] = []
     notes: list[str] = []
+    verdicts = _verdict_cache()
     policy = None
     try:
         policy = shared.destination_policy()
@@ -329,7 +335,7 @@ def check(
     elif no_stream:
         for path in [*shared.values, *extra]:
             try:
-                found, refused = report.check_values(_read_values(path), shared.settings, policy)
+                found, refused = report.check_values(_read_values(path), shared.settings, policy, verdicts)
                 warnings.extend(found)
                 errors.extend(refused)
             except EgressError as e:
@@ -341,10 +347,12 @@ def check(
 
         try:
             values, allowlist = shared.inputs()
-            result = analyse(text, values, shared.settings, allowlist=allowlist, policy=policy)
+            result = analyse(text, values, shared.settings, allowlist=allowlist, policy=policy, verdicts=verdicts)
             warnings, notes, errors = result.warnings, result.notes, result.violations
         except EgressError as e:
             errors = e.problems
+    if verdicts is not None:
+        verdicts.save()
     failed = bool(errors) or (strict and bool(warnings))
     typer.echo(report.findings(errors, warnings, [] if shared.quiet else notes, output_format, failed), nl=False)
     raise typer.Exit(1 if failed else 0)
@@ -405,15 +413,26 @@ def schema() -> None:
 def _analyse(shared: Shared, *, text: str | None = None, exit_code: int = 1) -> Result:
     from post_renderer.pipeline import analyse
 
+    verdicts = _verdict_cache()
     try:
         values, allowlist = shared.inputs()
         policy = shared.destination_policy()
         # No local keeps the input alive: analyse drops it once split, which matters for
         # peak memory on multi-MB streams.
         return analyse(_read_stdin() if text is None else text, values, shared.settings, allowlist=allowlist,
-                       policy=policy)
+                       policy=policy, verdicts=verdicts)
     except EgressError as e:
         raise _fail(e, shared.error_file, exit_code) from None
+    finally:
+        # Verdicts learnt before a later stage failed still hold.
+        if verdicts is not None:
+            verdicts.save()
+
+
+def _verdict_cache() -> VerdictCache | None:
+    from post_renderer import verdicts
+
+    return verdicts.from_environment()
 
 
 def _print_notes(notes: list[str], quiet: bool) -> None:
@@ -432,6 +451,8 @@ def _read_stdin() -> str:
 
 
 def _read_values(path: Path, what: str = "values file") -> ValuesFile:
+    from post_renderer.values import ValuesFile
+
     try:
         raw = path.read_bytes()
     except OSError as e:

@@ -23,14 +23,26 @@ Locate = Callable[[Sequence[str | int]], Location]
 
 
 def checked_entries(
-    raw: Any, locate: Locate, *, source: str, settings: Settings, problems: Problems
+    raw: Any,
+    locate: Locate,
+    *,
+    source: str,
+    settings: Settings,
+    problems: Problems,
+    verdicts: schema.Verdicts | None = None,
+    subject: bytes | None = None,
 ) -> list[EgressEntry]:
     """Entries from user data: the schema first, then the guardrails, all problems collected.
 
     A field the schema rejects skips the guardrails; every other field is still checked,
-    so one run reports everything that is wrong.
+    so one run reports everything that is wrong. ``verdicts`` may vouch for the schema
+    check of ``subject`` (what ``raw`` was read from; by default ``raw`` itself); the
+    guardrails always run, since they depend on the settings.
     """
-    schema_problems = schema.validate(raw, locate)
+    if verdicts is not None and subject is None:
+        data = schema.canonical(raw)
+        subject = b"entries\0" + data if data is not None else None
+    schema_problems = schema.validate(raw, locate, verdicts=verdicts, subject=subject)
     problems.extend(schema_problems)
     if not isinstance(raw, list):
         return []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 _INVALID = re.compile(r"[^a-z0-9-]+")
@@ -18,5 +17,7 @@ def dns_label(*parts: str, limit: int = 63) -> str:
     name = _INVALID.sub("-", full.lower()).strip("-") or "x"
     if len(name) <= limit and name == full:
         return name
+    import hashlib  # only long names need it; hashlib loads OpenSSL
+
     digest = hashlib.sha256(full.encode()).hexdigest()[:8]
     return f"{name[: limit - 9].rstrip('-')}-{digest}"

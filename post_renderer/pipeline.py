@@ -20,6 +20,7 @@ from post_renderer.errors import EgressError, Location, Problem, Problems
 from post_renderer.model import EgressEntry, Existing, Workload
 from post_renderer.names import dns_label
 from post_renderer.normalize import normalize
+from post_renderer.schema import Verdicts
 from post_renderer.settings import Settings
 from post_renderer import kinds
 from post_renderer.access import Access, Context
@@ -83,13 +84,19 @@ class Result:
 
 
 def analyse(
-    text: str, values: Sequence[ValuesFile], settings: Settings, *, allowlist: ValuesFile | None = None,
+    text: str,
+    values: Sequence[ValuesFile],
+    settings: Settings,
+    *,
+    allowlist: ValuesFile | None = None,
     policy: Policy | None = None,
+    verdicts: Verdicts | None = None,
 ) -> Result:
+    """``verdicts``: schema verdicts already known (see verdicts.py); None validates all."""
     stream = streams.split(text)
     problems = Problems()
-    egress = load_egress(values, settings, problems)
-    allowed = load_egress([allowlist], settings, problems) if allowlist else None
+    egress = load_egress(values, settings, problems, verdicts=verdicts)
+    allowed = load_egress([allowlist], settings, problems, verdicts=verdicts) if allowlist else None
     inventory = scan(stream, problems)
     if stream.is_empty:
         problems.raise_if_any()
@@ -117,7 +124,7 @@ def analyse(
                           for d in entry.hosts or entry.addresses for p in entry.ports], entry.origin, problems)
 
     intents = {
-        w.doc_index: read_intent(w, stream.documents[w.doc_index], settings, problems)
+        w.doc_index: read_intent(w, stream.documents[w.doc_index], settings, problems, verdicts)
         for w in inventory.workloads
     }
     release_wide = plan(egress.entries, problems)

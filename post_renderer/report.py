@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from post_renderer import yamlwriter
 from post_renderer.errors import Location, Problem, Problems
 from post_renderer.pipeline import WorkloadReport, entry_warnings
+from post_renderer.schema import Verdicts
 from post_renderer.settings import Settings
 from post_renderer.synth import plan
 from post_renderer.values import ValuesFile, load_egress
@@ -22,12 +23,12 @@ _COLOURS = {"+": "\033[32m", "-": "\033[31m", "@": "\033[36m"}
 _RESET = "\033[0m"
 
 
-def check_values(file: ValuesFile, settings: Settings,
-                 policy: Policy | None = None) -> tuple[list[Problem], list[Problem]]:
+def check_values(file: ValuesFile, settings: Settings, policy: Policy | None = None,
+                 verdicts: Verdicts | None = None) -> tuple[list[Problem], list[Problem]]:
     """Everything render would refuse in one values file on its own (raised), the warnings
     it would give, and what the destination policy does not approve (returned)."""
     problems = Problems()
-    egress = load_egress([file], settings, problems)
+    egress = load_egress([file], settings, problems, verdicts=verdicts)
     plan(egress.entries, problems)
     problems.raise_if_any()
     refused: list[Problem] = []

@@ -1,27 +1,47 @@
-"""The ``istio.egress`` JSON Schema: shipped in the package, applied with jsonschema."""
+"""The shipped JSON Schemas (``istio.egress``, the destination policy), applied with jsonschema."""
 
 from __future__ import annotations
 
-import json
+import os
 from collections.abc import Callable, Sequence
 from functools import lru_cache
-from importlib import resources
-from typing import Any
+from typing import Any, Protocol
 
 from post_renderer.errors import Location, Problem
 
 SCHEMA_FILE = "istio-egress.schema.json"
 PathItem = str | int
 Locate = Callable[[Sequence[PathItem]], Location]
+_CANONICAL_NODES = 100_000
 
 
+class Verdicts(Protocol):
+    """Remembers which subjects (a values file's bytes, canonical entries) passed a schema."""
+
+    def known_valid(self, schema_file: str, subject: bytes) -> bool: ...
+
+    def remember_valid(self, schema_file: str, subject: bytes) -> None: ...
+
+
+@lru_cache(maxsize=None)
 def schema_text(name: str = SCHEMA_FILE) -> str:
-    return resources.files("post_renderer").joinpath("schemas", name).read_text(encoding="utf-8")
+    # A plain read first: importlib.resources costs several ms to import, and the file
+    # sits next to this module in every ordinary install.
+    try:
+        with open(os.path.join(os.path.dirname(__file__), "schemas", name), encoding="utf-8") as f:
+            return f.read()
+    except OSError:  # pragma: no cover - zipped or otherwise unusual installs
+        from importlib import resources
+
+        return resources.files("post_renderer").joinpath("schemas", name).read_text(encoding="utf-8")
 
 
 @lru_cache(maxsize=None)
 def _validator(name: str) -> Any:
-    # jsonschema costs ~100 ms to import; inputs without an egress block never pay it.
+    # jsonschema costs more to import than a small chart takes to render; inputs without
+    # an egress block, or whose verdict is cached, never pay it.
+    import json
+
     import jsonschema
 
     schema = json.loads(schema_text(name))
@@ -37,8 +57,49 @@ def render_path(base: str, path: Sequence[PathItem]) -> str:
     return out
 
 
-def validate(data: Any, locate: Locate, schema_file: str = SCHEMA_FILE) -> list[Problem]:
-    """Every violation of a shipped schema in ``data``, each located by ``locate(path)``."""
+def canonical(data: Any) -> bytes | None:
+    """``data`` as canonical JSON, to key a verdict by; None when JSON cannot say it
+    exactly (keys that are not strings, dates, NaN), and so no verdict is cached."""
+    stack = [data]
+    budget = _CANONICAL_NODES
+    while stack:
+        node = stack.pop()
+        budget -= 1
+        if budget < 0:  # too big to be worth it, or an alias cycle
+            return None
+        if isinstance(node, dict):
+            if not all(isinstance(k, str) for k in node):
+                return None
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif not (node is None or isinstance(node, (str, int, float))):
+            return None
+    import json
+
+    try:
+        text = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (ValueError, TypeError, RecursionError):
+        return None
+    return text.encode("utf-8", "surrogatepass")
+
+
+def validate(
+    data: Any,
+    locate: Locate,
+    schema_file: str = SCHEMA_FILE,
+    *,
+    verdicts: Verdicts | None = None,
+    subject: bytes | None = None,
+) -> list[Problem]:
+    """Every violation of a shipped schema in ``data``, each located by ``locate(path)``.
+
+    With ``verdicts`` and a ``subject`` standing for ``data``, a subject already known
+    valid is not validated again, and one found valid is remembered. Invalid data is
+    always validated, so its problems are the same with and without the cache.
+    """
+    if verdicts is not None and subject is not None and verdicts.known_valid(schema_file, subject):
+        return []
     problems: list[Problem] = []
     for error in _validator(schema_file).iter_errors(data):
         path = list(error.absolute_path)
@@ -58,4 +119,6 @@ def validate(data: Any, locate: Locate, schema_file: str = SCHEMA_FILE) -> list[
             message = error.message
         problems.append(Problem(locate(path), message))
     problems.sort(key=lambda p: (p.location.line or 0, p.location.path or ""))
+    if not problems and verdicts is not None and subject is not None:
+        verdicts.remember_valid(schema_file, subject)
     return problems

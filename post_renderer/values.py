@@ -10,15 +10,16 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from ruamel.yaml.nodes import Node
+from typing import TYPE_CHECKING, Any
 
 from post_renderer import schema, yamlio
 from post_renderer.entries import checked_entries
 from post_renderer.errors import EgressError, Location, Problems
 from post_renderer.model import EgressEntry
 from post_renderer.settings import Settings
+
+if TYPE_CHECKING:
+    from ruamel.yaml.nodes import Node
 
 BASE_PATH = "istio.egress"
 
@@ -39,10 +40,16 @@ class EgressValues:
 
 
 def load_egress(
-    files: Sequence[ValuesFile], settings: Settings, problems: Problems, *, base_path: str = BASE_PATH
+    files: Sequence[ValuesFile],
+    settings: Settings,
+    problems: Problems,
+    *,
+    base_path: str = BASE_PATH,
+    verdicts: schema.Verdicts | None = None,
 ) -> EgressValues:
     """The egress block in force; problems are collected, not raised, so one run reports
-    bad values and bad manifests together."""
+    bad values and bad manifests together. ``verdicts`` may vouch for a file's schema
+    check, keyed by the file's bytes."""
     current: tuple[ValuesFile, Any, Node | None, list[str]] | None = None
     for f in files:
         try:
@@ -79,5 +86,9 @@ def load_egress(
         return Location(file=f.name, line=line, path=schema.render_path(base_path, path))
 
     source = f"values:{os.path.basename(f.name)}"
-    entries = checked_entries(egress, locate, source=source, settings=settings, problems=problems)
+    # The block in force always comes whole from this one file, so its bytes (and where
+    # in them the block sits) decide what is validated.
+    subject = b"values\0" + base_path.encode() + b"\0" + f.text.encode("utf-8", "surrogatepass")
+    entries = checked_entries(egress, locate, source=source, settings=settings, problems=problems,
+                              verdicts=verdicts, subject=subject)
     return EgressValues(present=True, entries=tuple(entries), file=f.name)

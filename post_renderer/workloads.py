@@ -41,6 +41,21 @@ _INSTANCE_KEY = "app.kubernetes.io/instance"
 _INSTANCE = re.compile(r"""app\.kubernetes\.io/instance["']?:[ \t]*["']?([A-Za-z0-9][-A-Za-z0-9.]*)""")
 
 
+# Every field ``_classify`` reads from a workload, for ``yamlio.load_pruned``: pod specs
+# are most of a workload's bytes and none of its business. A field read but not listed
+# here reads as absent; test_workloads compares pruned with whole reads on real charts.
+WORKLOAD_FIELDS: yamlio.Keep = {
+    "apiVersion": yamlio.KEEP_ALL,
+    "kind": yamlio.KEEP_ALL,
+    "metadata": yamlio.KEEP_ALL,
+    "spec": {
+        "selector": yamlio.KEEP_ALL,
+        "template": {"metadata": yamlio.KEEP_ALL},
+        "jobTemplate": {"spec": {"template": {"metadata": yamlio.KEEP_ALL}}},
+    },
+}
+
+
 @dataclass
 class Inventory:
     workloads: list[Workload] = field(default_factory=list)
@@ -60,7 +75,7 @@ def scan(stream: Stream, problems: Problems) -> Inventory:
             continue
         where = Location(file="stdin", line=doc.start_line, doc_index=doc.index, kind=kind, name=doc.name)
         try:
-            data = yamlio.load(loader, doc.parse_text, where, line_offset=doc.start_line - 1)
+            data = _read(loader, doc, kind, where)
         except EgressError as e:
             # Collected, so one run reports every bad document.
             problems.extend(e.problems)
@@ -69,6 +84,16 @@ def scan(stream: Stream, problems: Problems) -> Inventory:
             continue
         _classify(doc, data, inventory, problems)
     return inventory
+
+
+def _read(loader: Any, doc: Document, kind: str | None, where: Location) -> Any:
+    offset = doc.start_line - 1
+    if kind in WORKLOAD_KINDS and GENERATED_BY not in doc.raw:
+        data = yamlio.load_pruned(loader, doc.parse_text, where, WORKLOAD_FIELDS, line_offset=offset)
+        if not isinstance(data, dict) or data.get("kind") == kind:
+            return data
+        # The text's kind line misled (a policy kind needs the whole document).
+    return yamlio.load(loader, doc.parse_text, where, line_offset=offset)
 
 
 def release_from_labels(stream: Stream) -> str | None:

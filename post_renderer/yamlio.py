@@ -16,8 +16,23 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.constructor import SafeConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import (
+    DocumentEndEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+)
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.resolver import VersionedResolver
+
+try:
+    # ruamel.yaml.clib's libyaml parser, the one ruamel's C loader uses.
+    from _ruamel_yaml import CParser
+except ImportError:  # pragma: no cover - a declared dependency on CPython; else whole reads
+    CParser = None
 
 from post_renderer.errors import EgressError, Location
 
@@ -78,6 +93,162 @@ def load(yaml: YAML, text: str, where: Location, *, line_offset: int = 0) -> Any
     """Parse one YAML document; any failure becomes a located ``EgressError``."""
     data, _ = _parse(yaml, text, where, line_offset, keep_nodes=False)
     return data
+
+
+# What ``load_pruned`` keeps: a mapping of key -> what to keep of its value; KEEP_ALL keeps
+# a value whole. A value that is not a mapping is kept whole wherever its key is kept.
+KEEP_ALL = True
+Keep = dict[str, "Keep | bool"]
+
+
+def load_pruned(yaml: YAML, text: str, where: Location, keep: Keep, *, line_offset: int = 0) -> Any:
+    """Parse one document, but construct only the parts ``keep`` names.
+
+    For reading a few fields of large documents (a workload's labels and annotations,
+    not its pod spec): the C parser's events are read once, the kept parts are built as
+    ``load`` builds them (a string directly, any other scalar by the same constructor),
+    and the rest is only checked. Whatever the
+    checks cannot vouch for on their own -- a tag, an anchor or alias, a key that is not
+    a plain string, a duplicate key, a size or depth past the limits, a syntax error --
+    sends the document through ``load``, so what is refused, and the located error, are
+    exactly those of a whole read.
+    """
+    if CParser is not None and not _has_surrogate(text):
+        try:
+            data = _Pruner(yaml, text).document(keep)
+        except Exception:  # noqa: BLE001 - ``load`` below is the reference; it decides
+            pass
+        else:
+            check_size(data, where)
+            return data
+    return load(yaml, text, where, line_offset=line_offset)
+
+
+class _Unusual(Exception):
+    """Something only a whole read can judge."""
+
+
+# Plain keys already resolved ((resolver, key) -> is a string); manifests reuse a few
+# hundred keys.
+_STRING_KEYS: dict[tuple[type, str], bool] = {}
+
+
+class _Pruner:
+    def __init__(self, yaml: YAML, text: str) -> None:
+        self.resolver = yaml.resolver
+        self.constructor = yaml.constructor  # for the scalars that are not strings
+        self.table = self.resolver.versioned_resolver
+        self.str_tag = self.resolver.resolve(ScalarNode, "", (False, True))
+        self.parser = CParser(text)
+        self.next = self.parser.get_event
+        self.events = 0
+
+    def document(self, keep: Keep) -> Any:
+        try:
+            self.next()  # stream start
+            start = self.next()
+            if type(start) is StreamEndEvent:
+                return None
+            if getattr(start, "version", None) is not None or getattr(start, "tags", None):
+                raise _Unusual
+            root = self.node(self.next(), keep, 0)
+            if type(self.next()) is not DocumentEndEvent or type(self.next()) is not StreamEndEvent:
+                raise _Unusual  # a second document: ``load`` says so, located
+        finally:
+            self.parser.dispose()
+        return root
+
+    def node(self, event: Any, keep: Keep | bool, depth: int) -> Any:
+        """The value starting at ``event``, pruned to ``keep``, as ``load`` constructs it."""
+        self._count(event, depth)
+        cls = type(event)
+        if cls is ScalarEvent:
+            value = event.value
+            # Quoted, or plain with no implicit type starting with its first character:
+            # a string, as the resolver would say (most scalars in a manifest).
+            if not event.implicit[0] or (value and value[0] not in self.table):
+                return value
+            tag = self.resolver.resolve(ScalarNode, value, event.implicit)
+            if tag == self.str_tag:
+                return value
+            node = ScalarNode(tag, value, event.start_mark, event.end_mark, style=event.style)
+            return self.constructor.construct_object(node, deep=True)
+        if cls is SequenceStartEvent:
+            items: list[Any] = []
+            while True:
+                item = self.next()
+                if type(item) is SequenceEndEvent:
+                    return items
+                items.append(self.node(item, KEEP_ALL, depth + 1))
+        mapping: dict[str, Any] = {}
+        seen: set[str] = set()
+        while True:
+            k = self.next()
+            if type(k) is MappingEndEvent:
+                return mapping
+            key = self._key(k, seen)
+            inner = keep if keep is KEEP_ALL else keep.get(key) if isinstance(keep, dict) else None
+            value = self.next()
+            if inner is None:
+                self._skip(value, depth + 1)
+            else:
+                mapping[key] = self.node(value, inner, depth + 1)
+
+    def _count(self, event: Any, depth: int) -> None:
+        self.events += 1
+        if self.events > MAX_NODES or depth >= MAX_DEPTH:
+            raise _Unusual  # near the limits: ``load`` decides, with ``check_size``
+        if event.anchor is not None or getattr(event, "tag", None) is not None:
+            raise _Unusual  # an alias, an anchor or an explicit tag
+        if type(event) not in (ScalarEvent, MappingStartEvent, SequenceStartEvent):
+            raise _Unusual
+
+    def _key(self, k: Any, seen: set[str]) -> str:
+        if type(k) is not ScalarEvent or k.tag is not None or k.anchor is not None:
+            raise _Unusual  # a collection, tagged or anchored key
+        key: str = k.value
+        if k.implicit[0] and (not key or key[0] in self.table):
+            memo = (type(self.resolver), key)
+            known = _STRING_KEYS.get(memo)
+            if known is None:
+                known = self.resolver.resolve(ScalarNode, key, (True, False)) == self.str_tag
+                if len(_STRING_KEYS) < 10_000:
+                    _STRING_KEYS[memo] = known
+            if not known:
+                raise _Unusual  # null, bool, number or merge key: construction decides
+        if key in seen:
+            raise _Unusual  # a duplicate key
+        seen.add(key)
+        return key
+
+    def _skip(self, event: Any, depth: int) -> None:
+        """Consume the node starting at ``event``, checking what ``load`` would check."""
+        self._count(event, depth)
+        cls = type(event)
+        if cls is ScalarEvent:
+            return
+        nxt = self.next
+        if cls is SequenceStartEvent:
+            while True:
+                item = nxt()
+                if type(item) is SequenceEndEvent:
+                    return
+                if type(item) is ScalarEvent and item.tag is None and item.anchor is None:
+                    self.events += 1
+                else:
+                    self._skip(item, depth + 1)
+        seen: set[str] = set()
+        while True:
+            k = nxt()
+            if type(k) is MappingEndEvent:
+                return
+            self._key(k, seen)
+            value = nxt()
+            if type(value) is ScalarEvent and value.tag is None and value.anchor is None:
+                self.events += 2
+            else:
+                self.events += 1
+                self._skip(value, depth + 1)
 
 
 def load_with_nodes(text: str, where: Location) -> tuple[Any, Node | None]:

@@ -1,0 +1,162 @@
+"""A cache of schema verdicts, so a values file already judged valid skips jsonschema.
+
+Importing jsonschema and building its validator costs more than rendering a small chart,
+and Helm runs the post-renderer once per release with the same values files again and
+again. So a "valid" verdict is remembered on disk, under ``$XDG_CACHE_HOME/helm-egress``
+(``~/.cache/helm-egress`` by default), one small file per verdict:
+
+- the key is the sha256 of helm-egress's version, the name and sha256 of the shipped
+  schema applied, ruamel.yaml's version (it turns the bytes into the data that is validated) and the
+  subject: a values file's bytes (with the YAML path validated), or an annotation's
+  entries as canonical JSON;
+- an entry's file holds its key again: a file whose content is anything else (a torn
+  write, a stray edit, another version's layout) is ignored and replaced;
+- only "valid" is ever stored, so bad values always go through jsonschema and the user
+  sees the same located errors with and without the cache;
+- entries are written atomically (a temporary file, then ``os.replace``); a folder that
+  cannot be created, read or written means no cache, never an error;
+- the folder is used only when it belongs to the current user and nobody else can write
+  to it, since a planted entry would skip the schema check;
+- ``HELM_EGRESS_NO_CACHE=1`` turns it off.
+
+Lookups happen while the pipeline runs (the cache object is handed in by the CLI); new
+verdicts are kept in memory and written by ``save``, which the CLI calls afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+
+from post_renderer import __version__
+
+ENV_DISABLE = "HELM_EGRESS_NO_CACHE"
+FOLDER = "helm-egress"
+SUBFOLDER = "schema-verdicts-v1"
+MAX_ENTRIES = 1000  # past this, the oldest quarter is removed when a new verdict is written
+_MAGIC = "helm-egress schema verdict v1"
+
+
+def cache_dir(environ: os._Environ[str] | dict[str, str] = os.environ) -> str | None:
+    """Where verdicts live, per the XDG base directory spec; None when there is no home."""
+    base = environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):  # the spec says to ignore a relative path
+        home = os.path.expanduser("~")
+        if not os.path.isabs(home):
+            return None
+        base = os.path.join(home, ".cache")
+    return os.path.join(base, FOLDER, SUBFOLDER)
+
+
+def from_environment(environ: os._Environ[str] | dict[str, str] = os.environ) -> VerdictCache | None:
+    """The cache the environment asks for, or None when it is turned off."""
+    if environ.get(ENV_DISABLE, "").strip().lower() in ("1", "true", "yes", "on"):
+        return None
+    directory = cache_dir(environ)
+    return VerdictCache(directory) if directory else None
+
+
+class VerdictCache:
+    """Schema verdicts kept on disk. Implements ``schema.Verdicts``."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self._salts: dict[str, bytes] = {}
+        self._pending: dict[str, str] = {}
+        self._usable: bool | None = None
+
+    def known_valid(self, schema_file: str, subject: bytes) -> bool:
+        if not self._trusted():
+            return False
+        key = self._key(schema_file, subject)
+        try:
+            with open(os.path.join(self.directory, key), "rb") as f:
+                content = f.read(len(_entry(key)) + 1)
+        except OSError:
+            return False
+        return content == _entry(key).encode()
+
+    def remember_valid(self, schema_file: str, subject: bytes) -> None:
+        key = self._key(schema_file, subject)
+        self._pending[key] = _entry(key)
+
+    def save(self) -> None:
+        """Write the verdicts learnt in this run; any failure leaves the cache as it was."""
+        pending, self._pending = self._pending, {}
+        if not pending:
+            return
+        try:
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        except OSError:
+            return
+        self._usable = None  # the folder may have just been created
+        if not self._trusted():
+            return
+        import tempfile
+
+        for key, content in pending.items():
+            try:
+                fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
+            except OSError:
+                return
+            try:
+                with os.fdopen(fd, "w", encoding="ascii") as f:
+                    f.write(content)
+                os.replace(tmp, os.path.join(self.directory, key))
+            except OSError:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+                return
+        self._prune()
+
+    def _trusted(self) -> bool:
+        if self._usable is None:
+            try:
+                st = os.stat(self.directory)
+            except OSError:
+                self._usable = False
+            else:
+                owner_only = not st.st_mode & 0o022
+                mine = not hasattr(os, "geteuid") or st.st_uid == os.geteuid()
+                self._usable = owner_only and mine
+        return self._usable
+
+    def _key(self, schema_file: str, subject: bytes) -> str:
+        import hashlib
+
+        salt = self._salts.get(schema_file)
+        if salt is None:
+            from post_renderer.schema import schema_text
+
+            schema_digest = hashlib.sha256(schema_text(schema_file).encode()).hexdigest()
+            parts = [_MAGIC, __version__, schema_file, schema_digest, _parser_version()]
+            salt = self._salts[schema_file] = "\0".join(parts).encode() + b"\0"
+        return hashlib.sha256(salt + subject).hexdigest()
+
+    def _prune(self) -> None:
+        try:
+            with os.scandir(self.directory) as it:
+                entries = [(e.stat().st_mtime, e.path) for e in it if e.is_file() and len(e.name) == 64]
+        except OSError:
+            return
+        if len(entries) <= MAX_ENTRIES:
+            return
+        entries.sort()
+        for _, path in entries[: len(entries) - MAX_ENTRIES * 3 // 4]:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
+def _entry(key: str) -> str:
+    return f"{_MAGIC}\n{key}\nvalid\n"
+
+
+def _parser_version() -> str:
+    try:
+        from ruamel.yaml import __version__ as version
+    except ImportError:  # pragma: no cover - a declared dependency
+        return "?"
+    return str(version)

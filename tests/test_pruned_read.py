@@ -1,0 +1,123 @@
+"""Workloads are read pruned (only the fields helm-egress uses), with the answers of a whole read.
+
+``yamlio.load_pruned`` builds only ``workloads.WORKLOAD_FIELDS`` of a workload and checks
+the rest; anything it cannot vouch for goes through the whole read. Each test compares
+the two on the same input: real charts must give the same inventory, and broken or
+hostile documents the same located errors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from post_renderer import stream as streams
+from post_renderer import workloads, yamlio
+from post_renderer.cli import app
+from post_renderer.errors import Location, Problems
+
+REPO = Path(__file__).resolve().parent.parent
+STREAMS = sorted((REPO / "fixtures/corpus").glob("*.yaml")) + sorted((REPO / "tests/cases").glob("*/input.yaml"))
+
+
+def whole_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    def whole(yaml: Any, text: str, where: Location, keep: Any, *, line_offset: int = 0) -> Any:
+        return yamlio.load(yaml, text, where, line_offset=line_offset)
+
+    monkeypatch.setattr(yamlio, "load_pruned", whole)
+
+
+def pruned(data: Any, keep: Any) -> Any:
+    if keep is yamlio.KEEP_ALL or not isinstance(data, dict):
+        return data
+    return {k: pruned(v, keep[k]) for k, v in data.items() if k in keep}
+
+
+@pytest.mark.parametrize("path", STREAMS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_real_streams_give_the_same_inventory(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = streams.split(path.read_bytes().decode("utf-8", "surrogateescape"))
+    fast_problems, slow_problems = Problems(), Problems()
+    fast = workloads.scan(stream, fast_problems)
+    with monkeypatch.context() as m:
+        whole_reads(m)
+        slow = workloads.scan(stream, slow_problems)
+    assert fast == slow
+    assert fast_problems.items == slow_problems.items
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "fixtures/corpus").glob("*.yaml")), ids=lambda p: p.name)
+def test_a_pruned_workload_is_the_whole_one_cut_down(path: Path) -> None:
+    loader = yamlio.safe_loader()
+    docs = [d for d in streams.split(path.read_text()).documents if d.kind in workloads.WORKLOAD_KINDS]
+    assert docs
+    for doc in docs:
+        whole = yamlio.load(loader, doc.parse_text, Location())
+        fast = yamlio._Pruner(loader, doc.parse_text).document(workloads.WORKLOAD_FIELDS)  # no fallback
+        assert fast == pruned(whole, workloads.WORKLOAD_FIELDS)
+        assert fast["metadata"] == whole["metadata"]
+        assert fast["spec"]["template"]["metadata"] == whole["spec"]["template"]["metadata"]
+
+
+HEAD = "---\n# Source: c/templates/w.yaml\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: w\n  labels: {app.kubernetes.io/instance: r}\n"
+SPEC = (
+    "spec:\n  selector:\n    matchLabels: {app: w}\n  template:\n    metadata:\n      labels: {app: w}\n"
+    "    spec:\n      containers:\n        - name: c\n          image: x\n          env:\n"
+    "            - {name: A, value: '1'}\n"
+)
+VARIANTS = {
+    "plain": HEAD + SPEC,
+    "duplicate-key-in-pod-spec": HEAD + SPEC + "          image: y\n",
+    "duplicate-key-quoted": HEAD + SPEC + '          "image": y\n',
+    "duplicate-top-level": HEAD + SPEC + "spec: {}\n",
+    "python-tag-in-pod-spec": HEAD + SPEC + "          x: !!python/object/apply:os.system ['true']\n",
+    "custom-tag-in-pod-spec": HEAD + SPEC + "          x: !Ref y\n",
+    "str-tag": HEAD + SPEC + "          x: !!str 1\n",
+    "anchor-and-alias": HEAD + SPEC + "          a: &x [1]\n          b: *x\n",
+    "merge-key": HEAD + SPEC + "          base: &b {k: v}\n          m: {<<: *b}\n",
+    "bare-merge-key": HEAD + SPEC + "          <<: {k: v}\n",
+    "int-keys-that-collide": HEAD + SPEC + "          ports: {1: a, 01: b}\n",
+    "bool-key": HEAD + SPEC + "          nodeSelector: {true: a}\n",
+    "null-key": HEAD + SPEC + "          ~: a\n",
+    "complex-key": HEAD + SPEC + "          ? [a, b]\n          : c\n",
+    "syntax-error-in-pod-spec": HEAD + SPEC + "          x: [a, b\n",
+    "label-not-a-string": HEAD.replace("labels: {", "labels: {on: true, ") + SPEC,
+    "selector-label-bool": HEAD + SPEC.replace("matchLabels: {app: w}", "matchLabels: {app: yes, n: 1}"),
+    "labels-numbers-and-dates": HEAD + SPEC.replace("labels: {app: w}", "labels: {app: w, v: 1.5, d: 2024-01-01}"),
+    "value-tag-equals": HEAD + SPEC.replace("image: x", "image: =") + "      x: =\n",
+    "pod-annotations-that-differ": HEAD.replace("  labels:", "  annotations: {a: '1'}\n  labels:")
+    + SPEC.replace("labels: {app: w}", "labels: {app: w}\n      annotations: {a: '2'}"),
+    "deep-in-pod-spec": HEAD + SPEC + "          deep: " + "[" * 300 + "]" * 300 + "\n",
+    "document-end-marker": HEAD + SPEC + "...\n",
+    "flow-style-document": '---\n{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w"}, "spec": '
+    '{"selector": {"matchLabels": {"app": "w"}}, "template": {"metadata": {"labels": {"app": "w"}}}}}\n',
+    "template-not-a-mapping": HEAD + "spec:\n  selector: {matchLabels: {app: w}}\n  template: [1, 2]\n",
+    "spec-a-scalar": HEAD + "spec: 5\n",
+    "cronjob": HEAD.replace("apps/v1", "batch/v1").replace("Deployment", "CronJob")
+    + "spec:\n  schedule: '* * * * *'\n  jobTemplate:\n    spec:\n      template:\n        metadata:\n"
+    "          labels: {app: w}\n          annotations: {helm-egress.io/hosts: api.example.com, helm-egress.io/ports: '443'}\n"
+    "        spec: {containers: [{name: c, image: x}]}\n",
+}
+
+
+@pytest.mark.parametrize("text", VARIANTS.values(), ids=VARIANTS.keys())
+def test_odd_workloads_answer_as_a_whole_read_does(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def run() -> tuple[int, bytes, str]:
+        result = CliRunner().invoke(app, ["render"], input=text)
+        return result.exit_code, result.stdout_bytes, result.stderr
+
+    fast = run()
+    with monkeypatch.context() as m:
+        whole_reads(m)
+        slow = run()
+    assert fast == slow
+    assert "Traceback" not in fast[2]
+
+
+@pytest.mark.parametrize("name", ["duplicate-key-in-pod-spec", "python-tag-in-pod-spec", "syntax-error-in-pod-spec"])
+def test_what_is_not_read_is_still_checked(name: str) -> None:
+    result = CliRunner().invoke(app, ["render"], input=VARIANTS[name])
+    assert (result.exit_code, result.stdout_bytes) == (1, b"")
+    assert result.stderr.startswith("error: stdin:") and "document 0 (Deployment/w)" in result.stderr
