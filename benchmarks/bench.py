@@ -1,38 +1,45 @@
 #!/usr/bin/env python3
-"""Compare helm-egress with `kubectl kustomize` as Helm post-renderers: speed and memory.
+"""Compare helm-egress with `kubectl kustomize` as Helm post-renderers: speed, memory, start-up.
 
 What it measures
     Both tools do their post-renderer job on the same rendered manifest stream:
 
-    * helm-egress: ``helm-egress render -f VALUES --release demo < STREAM > /dev/null``.
+    * helm-egress: ``helm-egress render -f VALUES --release demo < STREAM > /dev/null``,
+      cold (an empty schema-verdict cache: the values are validated with jsonschema) and
+      warm (the verdict cached by an earlier run, as on every Helm run after the first);
     * kustomize:   ``kubectl kustomize DIR > /dev/null``, where DIR holds the stream as
       ``all.yaml`` next to a ``kustomization.yaml`` listing it -- what the classic
-      kustomize post-renderer script does. Writing that directory is done before the
-      clock starts (headline number), and is also timed separately ("+copy" column).
+      kustomize post-renderer script does. DIR is written before the clock starts.
 
-    For each input the two tools are run alternately, ``--repeat`` times after one
-    uncounted warm-up run (whose output is checked to be non-empty). Reported per tool:
-    the median wall time and the peak resident set size (largest ``ru_maxrss`` from
-    ``os.wait4`` over the counted runs).
+    Per input the three commands run alternately, ``--repeat`` times after one uncounted
+    warm-up each (whose output must be non-empty). Reported: the median wall time, the
+    speed ratio (kustomize time / helm-egress time, above 1 is faster), the peak resident
+    set size (largest ``ru_maxrss`` of the counted runs, from ``os.wait4``), and where
+    helm-egress's start-up goes: one warm run under ``python -X importtime``, its total
+    import time and the ten modules that cost most themselves.
 
-    helm-egress's fixed cost is timed the same way, to split its time into startup and
-    work: ``helm-egress --version`` (interpreter and CLI imports) and ``render`` of an
-    empty stream (which adds the render imports, reading values and loading schemas).
-    Work is render time minus the empty-stream time; the linearity check uses it.
+    Before measuring, the package is byte-compiled with the CLI's own interpreter, as
+    ``pip install`` does; an editable checkout under ``PYTHONDONTWRITEBYTECODE`` would
+    otherwise compile every module from source on every run.
 
-Inputs
-    large    a multi-MB stream (default ``../shared/corpus/bench-prometheus-community.helm3.yaml``
-             relative to the repo root; if missing, ``fixtures/corpus/*.helm3.yaml``
-             concatenated until it is ~5 MB);
-    small    one chart, ``fixtures/corpus/ingress-nginx.helm3.yaml``;
-    large×4  the large stream four times, to check time grows linearly with input.
+Inputs (built in a temporary folder)
+    small        one chart, ``fixtures/corpus/ingress-nginx.helm3.yaml`` (13 KB);
+    crd-heavy    ~1.9 MB led by large CustomResourceDefinitions, the shape of argo-cd:
+                 the biggest CRDs of the bench stream up to 1.5 MB, then its other
+                 documents in order (a dozen workloads among them);
+    mixed        ~3.7 MB: the bench stream (43 real charts) less its largest CRDs;
+    mixed x4     mixed four times (14.7 MB), to check that time grows linearly.
 
-    Concatenated copies get a ``-xN`` suffix on ``metadata.name``, because kustomize
-    rejects two resources with the same kind, namespace and name.
+    The bench stream is ``../shared/corpus/bench-prometheus-community.helm3.yaml`` next to
+    the repo (``--corpus`` to choose another). Without it the larger inputs are cut from
+    ``fixtures/corpus/*.helm3.yaml`` repeated, which holds no CRDs; the output says so.
+    Repeated copies get a ``-xN`` suffix on ``metadata.name``, because kustomize rejects
+    two resources with the same kind, namespace and name.
 
 Run (from the repo root)
-    .venv/bin/python benchmarks/bench.py [--repeat 7] [--json results.json]
+    .venv/bin/python benchmarks/bench.py [--repeat 5] [--json out.json] [--readme README.md]
 
+``--readme`` rewrites the table between ``<!-- bench:begin -->`` and ``<!-- bench:end -->``.
 It is a report, not a test: it exits 0 even when a target is missed, and 1 only when a
 command fails or produces no output.
 """
@@ -41,9 +48,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
+import re
 import resource
 import shlex
 import shutil
@@ -52,17 +59,21 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_LARGE = REPO.parent / "shared/corpus/bench-prometheus-community.helm3.yaml"
+DEFAULT_CORPUS = REPO.parent / "shared/corpus/bench-prometheus-community.helm3.yaml"
 DEFAULT_SMALL = REPO / "fixtures/corpus/ingress-nginx.helm3.yaml"
 DEFAULT_VALUES = REPO / "fixtures/values/egress-values.yaml"
-FALLBACK_BYTES = 5_000_000
 KUSTOMIZATION = "resources:\n- all.yaml\n"
+MB = 1_000_000
 MIB = 1024 * 1024
+CRD_BYTES, CRD_HEAVY_BYTES, MIXED_BYTES = 1_500_000, 1_900_000, 3_680_000
+README_BEGIN, README_END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
 
 class BenchError(Exception):
     """A benchmarked command failed; the run cannot be reported."""
@@ -98,15 +109,11 @@ class Series:
 
 
 @dataclass(frozen=True)
-class Target:
-    name: str
-    value: float
-    limit: float
-    higher_is_better: bool = False
+class Imports:
+    """One run under ``python -X importtime``: total and the costliest modules (self time)."""
 
-    @property
-    def passed(self) -> bool:
-        return self.value >= self.limit if self.higher_is_better else self.value <= self.limit
+    total_ms: float
+    top: list[tuple[str, float]]
 
 
 @dataclass
@@ -114,28 +121,46 @@ class Result:
     label: str
     path: Path
     size_bytes: int
-    helm_egress: Series = field(default_factory=Series)
+    cold: Series = field(default_factory=Series)
+    warm: Series = field(default_factory=Series)
     kustomize: Series = field(default_factory=Series)
-    kustomize_with_copy: Series = field(default_factory=Series)
+    imports_cold: Imports | None = None
+    imports_warm: Imports | None = None
 
     @property
     def size_mb(self) -> float:
-        return self.size_bytes / MIB
+        return self.size_bytes / MB
 
-    @property
-    def speed_ratio(self) -> float:
-        return self.kustomize.median_s / self.helm_egress.median_s
+    def speed(self, series: Series) -> float:
+        return self.kustomize.median_s / series.median_s
 
     @property
     def memory_ratio(self) -> float:
-        return self.helm_egress.peak_rss_kib / self.kustomize.peak_rss_kib
+        return max(self.cold.peak_rss_kib, self.warm.peak_rss_kib) / self.kustomize.peak_rss_kib
 
 
-def run(argv: list[str], stdin: Path | None = None, stdout: IO[bytes] | None = None) -> Run:
+@dataclass(frozen=True)
+class Target:
+    name: str
+    value: float
+    limit: float
+    higher_is_better: bool = True
+
+    @property
+    def passed(self) -> bool:
+        return self.value >= self.limit if self.higher_is_better else self.value <= self.limit
+
+
+# --- running commands ---------------------------------------------------------------
+
+
+def run(argv: list[str], stdin: Path | None = None, stdout: IO[bytes] | None = None,
+        env: dict[str, str] | None = None, stderr: IO[bytes] | None = None) -> Run:
     """Run argv to completion; return its wall time and peak RSS. Raise if it fails."""
     with open(stdin or os.devnull, "rb") as fin, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdin=fin, stdout=stdout or subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen(argv, stdin=fin, stdout=stdout or subprocess.DEVNULL, stderr=stderr or err,
+                                env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -146,13 +171,80 @@ def run(argv: list[str], stdin: Path | None = None, stdout: IO[bytes] | None = N
     return Run(wall, usage.ru_maxrss)  # ru_maxrss is in KiB on Linux
 
 
-def run_checked(argv: list[str], stdin: Path | None = None) -> Run:
+def run_checked(argv: list[str], stdin: Path | None = None, env: dict[str, str] | None = None) -> Run:
     """Like run, but also require a non-empty stdout."""
     with tempfile.TemporaryFile() as out:
-        result = run(argv, stdin, out)
+        result = run(argv, stdin, out, env)
         if os.fstat(out.fileno()).st_size == 0:
             raise BenchError(f"`{shlex.join(argv)}` exited 0 but wrote nothing to stdout")
     return result
+
+
+def interpreter_of(cli: str) -> str:
+    """The Python a console script runs with (its shebang), else this one."""
+    try:
+        with open(cli, "rb") as f:
+            first = f.readline().decode(errors="replace").strip()
+    except OSError:
+        return sys.executable
+    if first.startswith("#!") and "python" in first:
+        return first[2:].strip().split()[0]
+    return sys.executable
+
+
+def byte_compile(python: str) -> str:
+    """Byte-compile the installed post_renderer package, as pip does on install."""
+    code = ("import compileall, os, post_renderer; d = os.path.dirname(post_renderer.__file__); "
+            "compileall.compile_dir(d, quiet=1); print(d)")
+    proc = subprocess.run([python, "-c", code], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise BenchError(f"cannot byte-compile post_renderer with {python}: {proc.stderr.strip()[-500:]}")
+    return proc.stdout.strip()
+
+
+def import_times(python: str, cli: str, args: list[str], stdin: Path, env: dict[str, str]) -> Imports:
+    with tempfile.TemporaryFile() as err:
+        run([python, "-X", "importtime", cli, *args], stdin, env=env, stderr=err)
+        err.seek(0)
+        lines = err.read().decode(errors="replace").splitlines()
+    own: list[tuple[str, float]] = []
+    total = 0.0
+    for line in lines:
+        m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)", line)
+        if m:
+            self_us = int(m.group(1))
+            total += self_us
+            own.append((m.group(4), self_us / 1000))
+    own.sort(key=lambda kv: -kv[1])
+    return Imports(total / 1000, own[:10])
+
+
+# --- inputs -------------------------------------------------------------------------
+
+
+def documents(path: Path) -> Iterator[str]:
+    """The documents of a Helm-rendered stream, each with its leading `---` line."""
+    doc: list[str] = []
+    with path.open(encoding="utf-8", errors="surrogateescape", newline="") as f:
+        for line in f:
+            if line.startswith("---") and doc:
+                yield "".join(doc)
+                doc = []
+            doc.append(line)
+    if doc:
+        yield "".join(doc)
+
+
+def kind_of(doc: str) -> str | None:
+    m = re.search(r"^kind:[ \t]*['\"]?([A-Za-z0-9]+)", doc, re.MULTILINE)
+    return m.group(1) if m else None
+
+
+def write_docs(docs: list[str], dest: Path) -> Path:
+    with dest.open("w", encoding="utf-8", errors="surrogateescape", newline="") as out:
+        for doc in docs:
+            out.write(doc if doc.endswith("\n") else doc + "\n")
+    return dest
 
 
 def copy_renamed(src: IO[str], out: IO[str], suffix: str) -> None:
@@ -191,14 +283,57 @@ def concatenate(parts: list[Path], dest: Path, tag: str) -> Path:
     return dest
 
 
-def fallback_large(tmp: Path) -> Path:
-    corpus = sorted((REPO / "fixtures/corpus").glob("*.helm3.yaml"))
-    if not corpus:
-        raise BenchError("no large stream: neither the default file nor fixtures/corpus/*.helm3.yaml exist")
-    rounds = -(-FALLBACK_BYTES // sum(p.stat().st_size for p in corpus))
-    print(f"note: {DEFAULT_LARGE} is missing; the large input is fixtures/corpus/*.helm3.yaml "
-          f"({len(corpus)} files) concatenated {rounds} times")
-    return concatenate(corpus * rounds, tmp / "large.yaml", "r")
+def build_inputs(corpus: Path | None, small: Path, tmp: Path) -> tuple[dict[str, Path], list[str]]:
+    notes: list[str] = []
+    source = corpus or (DEFAULT_CORPUS if DEFAULT_CORPUS.exists() else None)
+    if source is None:
+        fixtures = sorted((REPO / "fixtures/corpus").glob("*.helm3.yaml"))
+        rounds = -(-(MIXED_BYTES + 1) // sum(p.stat().st_size for p in fixtures))
+        source = concatenate(fixtures * rounds, tmp / "fixtures.yaml", "r")
+        notes.append(f"{DEFAULT_CORPUS} is missing: larger inputs are fixtures/corpus/*.helm3.yaml repeated "
+                     f"{rounds} times, with no CRDs (crd-heavy is not CRD-heavy)")
+    docs = list(documents(source))
+    crds = sorted((d for d in docs if kind_of(d) == "CustomResourceDefinition"), key=len, reverse=True)
+    heavy: list[str] = []
+    for doc in crds:
+        if sum(map(len, heavy)) >= CRD_BYTES:
+            break
+        heavy.append(doc)
+    for doc in docs:
+        if sum(map(len, heavy)) >= CRD_HEAVY_BYTES:
+            break
+        if kind_of(doc) != "CustomResourceDefinition":
+            heavy.append(doc)
+    # The whole stream, less its largest CRDs until it is down to the size.
+    mixed = list(docs)
+    for doc in crds:
+        if sum(map(len, mixed)) <= MIXED_BYTES * 1.02:
+            break
+        mixed.remove(doc)
+    size = sum(map(len, mixed))
+    if size < MIXED_BYTES:
+        notes.append(f"{source} holds only {size / MB:.1f} MB; mixed is all of it")
+    mixed_path = write_docs(mixed, tmp / "mixed.yaml")
+    inputs = {
+        "small": small,
+        "crd-heavy": write_docs(heavy, tmp / "crd-heavy.yaml"),
+        "mixed": mixed_path,
+        "mixed x4": concatenate([mixed_path] * 4, tmp / "mixed-x4.yaml", "x"),
+    }
+    return inputs, notes
+
+
+def build_inputs_in_child(corpus: Path | None, small: Path, tmp: Path) -> tuple[dict[str, Path], list[str]]:
+    """build_inputs in a child process: holding the corpus here would raise this script's
+    peak RSS, which every child's ru_maxrss starts from."""
+    argv = [sys.executable, __file__, "--build-into", str(tmp), "--small", str(small)]
+    if corpus:
+        argv += ["--corpus", str(corpus)]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise BenchError(f"building the inputs failed: {proc.stderr.strip()[-2000:]}")
+    built = json.loads(proc.stdout)
+    return {label: Path(path) for label, path in built["inputs"].items()}, built["notes"]
 
 
 def write_kustomize_dir(stream: Path, directory: Path) -> None:
@@ -207,20 +342,31 @@ def write_kustomize_dir(stream: Path, directory: Path) -> None:
     (directory / "kustomization.yaml").write_text(KUSTOMIZATION)
 
 
-def bench_input(result: Result, helm_egress: list[str], kubectl: str, kz_dir: Path, repeat: int) -> Result:
-    """Warm up once (checking output), then alternate the two tools `repeat` times."""
-    kustomize = [kubectl, "kustomize", str(kz_dir)]
+# --- measuring ----------------------------------------------------------------------
+
+
+def bench_input(result: Result, cli: str, python: str, values: Path, kubectl: str, tmp: Path, n: int,
+                repeat: int) -> Result:
+    argv = [cli, "render", "-f", str(values), "--release", "demo"]
+    kz_dir = tmp / f"kz{n}"
     write_kustomize_dir(result.path, kz_dir)
-    run_checked(helm_egress, result.path)
+    kustomize = [kubectl, "kustomize", str(kz_dir)]
+    warm_env = {**os.environ, "XDG_CACHE_HOME": str(tmp / f"cache-warm{n}")}
+    warm_env.pop("HELM_EGRESS_NO_CACHE", None)
+
+    def cold_env(i: int) -> dict[str, str]:
+        return {**warm_env, "XDG_CACHE_HOME": str(tmp / f"cache-cold{n}-{i}")}
+
+    run_checked(argv, result.path, cold_env(-1))
+    run_checked(argv, result.path, warm_env)  # fills the warm cache
     run_checked(kustomize)
-    for _ in range(repeat):
-        result.helm_egress.add(run(helm_egress, result.path))
-        start = time.perf_counter()
-        write_kustomize_dir(result.path, kz_dir)
-        copy_s = time.perf_counter() - start
-        kz = run(kustomize)
-        result.kustomize.add(kz)
-        result.kustomize_with_copy.add(Run(copy_s + kz.wall_s, kz.maxrss_kib))
+    for i in range(repeat):
+        result.cold.add(run(argv, result.path, env=cold_env(i)))
+        result.warm.add(run(argv, result.path, env=warm_env))
+        result.kustomize.add(run(kustomize))
+    args = argv[1:]
+    result.imports_cold = import_times(python, cli, args, result.path, cold_env(repeat))
+    result.imports_warm = import_times(python, cli, args, result.path, warm_env)
     return result
 
 
@@ -234,116 +380,190 @@ def find_cli(explicit: str | None) -> str:
     return found
 
 
+def measure_fixed(cli: str, values: Path, tmp: Path, repeat: int) -> dict[str, Series]:
+    """helm-egress's fixed costs: interpreter and CLI imports (--version), and a render of
+    an empty stream (render imports, values read, verdict looked up)."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp / "cache-fixed")}
+    render = [cli, "render", "-f", str(values), "--release", "demo"]
+    run_checked([cli, "--version"])
+    run(render, Path(os.devnull), env=env)
+    fixed = {"--version": Series(), "empty stream, warm": Series()}
+    for _ in range(repeat):
+        fixed["--version"].add(run([cli, "--version"]))
+        fixed["empty stream, warm"].add(run(render, Path(os.devnull), env=env))
+    return fixed
+
+
+# --- reporting ----------------------------------------------------------------------
+
+
+def table(results: list[Result]) -> list[str]:
+    header = ("input", "MB", "cold s", "warm s", "kustomize s", "speed cold", "speed warm",
+              "peak MB", "kust. peak MB", "mem ratio")
+    rows = [(r.label, f"{r.size_mb:.2f}", f"{r.cold.median_s:.3f}", f"{r.warm.median_s:.3f}",
+             f"{r.kustomize.median_s:.3f}", f"{r.speed(r.cold):.2f}x", f"{r.speed(r.warm):.2f}x",
+             f"{max(r.cold.peak_mb, r.warm.peak_mb):.1f}", f"{r.kustomize.peak_mb:.1f}", f"{r.memory_ratio:.2f}")
+            for r in results]
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    return ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+            for row in (header, tuple("-" * w for w in widths), *rows)]
+
+
+def readme_table(results: list[Result], load: tuple[float, float], repeat: int) -> str:
+    lines = [
+        README_BEGIN,
+        f"Measured by `benchmarks/bench.py` on the {os.cpu_count()}-CPU development VM (median of {repeat} "
+        f"alternating runs, load average {load[0]:.1f} before / {load[1]:.1f} after, Python "
+        f"{platform.python_version()}); warm = the values' schema verdict cached, as on every run after the first:",
+        "",
+        "| input | helm-egress cold | warm | kustomize | speed (warm) | peak memory |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        fast = r.speed(r.warm)
+        verdict = f"{fast:.1f}× faster" if fast >= 1 else f"{1 / fast:.1f}× slower"
+        lines.append(f"| {r.label}, {_size(r.size_bytes)} | {r.cold.median_s:.3f} s | {r.warm.median_s:.3f} s | "
+                     f"{r.kustomize.median_s:.3f} s | {verdict} | {max(r.cold.peak_mb, r.warm.peak_mb):.0f} MB vs "
+                     f"{r.kustomize.peak_mb:.0f} MB ({r.memory_ratio:.2f}) |")
+    lines.append(README_END)
+    return "\n".join(lines)
+
+
+def _size(n: int) -> str:
+    return f"{n / MB:.1f} MB" if n >= MB else f"{n / 1000:.0f} KB"
+
+
+def update_readme(path: Path, block: str) -> None:
+    text = path.read_text()
+    start, end = text.find(README_BEGIN), text.find(README_END)
+    if start < 0 or end < start:
+        raise BenchError(f"{path} has no {README_BEGIN} ... {README_END} block")
+    path.write_text(text[:start] + block + text[end + len(README_END):])
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--large", type=Path, help=f"multi-MB rendered stream [default: {DEFAULT_LARGE}]")
+    parser.add_argument("--corpus", type=Path, help=f"multi-MB rendered stream to cut inputs from [default: {DEFAULT_CORPUS}]")
     parser.add_argument("--small", type=Path, default=DEFAULT_SMALL, help="a small chart's rendered stream")
     parser.add_argument("--values", type=Path, default=DEFAULT_VALUES, help="values file passed as -f")
     parser.add_argument("--cli", help="helm-egress executable [default: next to this Python, else PATH]")
     parser.add_argument("--kubectl", default=shutil.which("kubectl") or "kubectl", help="kubectl executable")
-    parser.add_argument("--repeat", type=int, default=7, help="counted runs per command (plus 1 warm-up)")
+    parser.add_argument("--repeat", type=int, default=5, help="counted runs per command (plus 1 warm-up)")
+    parser.add_argument("--only", action="append", help="run only this input (repeatable)")
     parser.add_argument("--json", type=Path, help="also write the numbers to this JSON file")
+    parser.add_argument("--readme", type=Path, help="rewrite the bench block of this README with the results")
+    parser.add_argument("--build-into", type=Path, help=argparse.SUPPRESS)  # internal: see build_inputs_in_child
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     return args
 
 
-def measure(cli: str, kubectl: str, large: Path | None, small: Path, values: Path, repeat: int,
-            ) -> tuple[dict[str, Series], list[Result]]:
-    """Time helm-egress's fixed costs, then both tools on the large, small and 4x inputs."""
-    helm_egress = [cli, "render", "-f", str(values), "--release", "demo"]
-    with tempfile.TemporaryDirectory(prefix="helm-egress-bench-") as tmp_name:
-        tmp = Path(tmp_name)
-        large = large or (DEFAULT_LARGE if DEFAULT_LARGE.exists() else fallback_large(tmp))
-        inputs = {"large": large, "small": small, "large x4": concatenate([large] * 4, tmp / "large4.yaml", "x")}
-        fixed = {"--version": Series(), "empty stream": Series()}
-        run_checked([cli, "--version"])
-        for _ in range(repeat):
-            fixed["--version"].add(run([cli, "--version"]))
-            fixed["empty stream"].add(run(helm_egress, Path(os.devnull)))
-        results = []
-        for n, (label, path) in enumerate(inputs.items()):
-            print(f"running {label} ({path}) ...", file=sys.stderr, flush=True)
-            result = Result(label, path, path.stat().st_size)
-            results.append(bench_input(result, helm_egress, kubectl, tmp / f"kz{n}", repeat))
-    return fixed, results
-
-
-def print_table(results: list[Result]) -> None:
-    header = ("input", "size MB", "h-e s", "kust s", "kust+copy s", "speed x",
-              "h-e peak MB", "kust peak MB", "mem ratio")
-    rows = [(r.label, f"{r.size_mb:.2f}", f"{r.helm_egress.median_s:.3f}", f"{r.kustomize.median_s:.3f}",
-             f"{r.kustomize_with_copy.median_s:.3f}", f"{r.speed_ratio:.2f}", f"{r.helm_egress.peak_mb:.1f}",
-             f"{r.kustomize.peak_mb:.1f}", f"{r.memory_ratio:.2f}") for r in results]
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-    for row in (header, tuple("-" * w for w in widths), *rows):
-        cells = (cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
-        print("  ".join(cells))
-    print("\nspread (min-max s):")
-    for r in results:
-        print(f"  {r.label:<9} h-e {min(r.helm_egress.samples_s):.3f}-{max(r.helm_egress.samples_s):.3f}, "
-              f"kust {min(r.kustomize.samples_s):.3f}-{max(r.kustomize.samples_s):.3f}")
-
-
 def main() -> int:
     args = parse_args()
+    if args.build_into:
+        args.build_into.mkdir(parents=True, exist_ok=True)
+        inputs, notes = build_inputs(args.corpus, args.small, args.build_into)
+        print(json.dumps({"inputs": {label: str(path) for label, path in inputs.items()}, "notes": notes}))
+        return 0
     load_before = os.getloadavg()
     print(f"load avg: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f} ({os.cpu_count()} CPUs), "
           f"repeat: {args.repeat} (+1 warm-up)")
     try:
         cli = find_cli(args.cli)
-        print(f"helm-egress: {cli}\nkubectl: {args.kubectl}\n", flush=True)
-        fixed, results = measure(cli, args.kubectl, args.large, args.small, args.values, args.repeat)
+        python = interpreter_of(cli)
+        compiled = byte_compile(python)
+        print(f"helm-egress: {cli} (Python {python}; byte-compiled {compiled})\nkubectl: {args.kubectl}\n", flush=True)
+        with tempfile.TemporaryDirectory(prefix="helm-egress-bench-") as tmp_name:
+            tmp = Path(tmp_name)
+            inputs, notes = build_inputs_in_child(args.corpus, args.small, tmp)
+            for note in notes:
+                print(f"note: {note}")
+            fixed = measure_fixed(cli, args.values, tmp, args.repeat)
+            results = []
+            for n, (label, path) in enumerate(inputs.items()):
+                if args.only and label not in args.only:
+                    continue
+                print(f"running {label} ({path.stat().st_size / MB:.2f} MB) ...", file=sys.stderr, flush=True)
+                result = Result(label, path, path.stat().st_size)
+                results.append(bench_input(result, cli, python, args.values, args.kubectl, tmp, n, args.repeat))
     except (BenchError, OSError) as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 1
     load_after = os.getloadavg()
 
-    large, small, large4 = results
-    start_s = fixed["empty stream"].median_s
-    work_1x = large.helm_egress.median_s - start_s
-    linearity = {
-        "helm_egress_wall": large4.helm_egress.median_s / large.helm_egress.median_s,
-        # nan when the large input is too small to take measurable work
-        "helm_egress_work": (large4.helm_egress.median_s - start_s) / work_1x if work_1x > 0 else math.nan,
-        "kustomize_wall": large4.kustomize.median_s / large.kustomize.median_s,
-    }
-    targets = [
-        Target("large: kustomize time / helm-egress time >= 10", large.speed_ratio, 10, higher_is_better=True),
-        Target("large: helm-egress peak / kustomize peak <= 1/3", large.memory_ratio, 1 / 3),
-        Target("helm-egress work time (minus empty stream) 4x / 1x <= 4.6", linearity["helm_egress_work"], 4.6),
-        Target("small: helm-egress time / kustomize time <= 2", 1 / small.speed_ratio, 2),
-    ]
-    # Linux starts a vforked child's ru_maxrss at its parent's peak RSS, so a reading at or
-    # below this script's own peak is only an upper bound.
-    floor_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    at_floor = any(x.peak_rss_kib <= floor_kib for r in results for x in (r.helm_egress, r.kustomize))
-
-    print_table(results)
+    print("\n".join(table(results)))
+    print("\nspread (min-max s):")
+    for r in results:
+        print(f"  {r.label:<10} cold {min(r.cold.samples_s):.3f}-{max(r.cold.samples_s):.3f}, "
+              f"warm {min(r.warm.samples_s):.3f}-{max(r.warm.samples_s):.3f}, "
+              f"kustomize {min(r.kustomize.samples_s):.3f}-{max(r.kustomize.samples_s):.3f}")
     print("\nhelm-egress fixed cost: " + ", ".join(
         f"{name} {series.median_s:.3f} s (peak {series.peak_mb:.1f} MB)" for name, series in fixed.items()))
-    print("helm-egress work (minus empty stream): "
-          + ", ".join(f"{r.label} {r.helm_egress.median_s - start_s:.3f} s" for r in results))
-    print(f"linearity 4x/1x (ideal 4): helm-egress wall {linearity['helm_egress_wall']:.2f}, "
-          f"work {linearity['helm_egress_work']:.2f}; kustomize wall {linearity['kustomize_wall']:.2f}")
+    print("\nimport time (python -X importtime, one run; the ten modules costing most themselves):")
+    for r in results:
+        assert r.imports_cold is not None and r.imports_warm is not None
+        print(f"  {r.label}: cold {r.imports_cold.total_ms:.1f} ms, warm {r.imports_warm.total_ms:.1f} ms; warm top ten: "
+              + ", ".join(f"{name} {ms:.1f}" for name, ms in r.imports_warm.top))
+        extra = sorted({m for m, _ in r.imports_cold.top} - {m for m, _ in r.imports_warm.top})
+        if extra:
+            print(f"    only cold: {', '.join(extra)}")
+
+    by_label = {r.label: r for r in results}
+    targets: list[Target] = []
+    if "small" in by_label:
+        small = by_label["small"]
+        targets.append(Target("small, warm: speed vs kustomize >= 0.5 (stretch 1.0)", small.speed(small.warm), 0.5))
+    if "crd-heavy" in by_label:
+        heavy = by_label["crd-heavy"]
+        targets.append(Target("crd-heavy (argo-cd shape), warm: speed >= 10", heavy.speed(heavy.warm), 10))
+    if "mixed x4" in by_label:
+        big = by_label["mixed x4"]
+        targets.append(Target("mixed x4 (14.7 MB), warm: speed >= 30", big.speed(big.warm), 30))
+    for r in results:
+        if r.size_bytes >= MB:
+            targets.append(Target(f"{r.label}: peak memory / kustomize's <= 1/3", r.memory_ratio, 1 / 3,
+                                  higher_is_better=False))
+    linearity: dict[str, float] = {}
+    if "mixed" in by_label and "mixed x4" in by_label:
+        one, four = by_label["mixed"], by_label["mixed x4"]
+        start = fixed["empty stream, warm"].median_s
+        linearity = {
+            "helm_egress_wall": four.warm.median_s / one.warm.median_s,
+            "helm_egress_work": (four.warm.median_s - start) / max(one.warm.median_s - start, 1e-9),
+            "kustomize_wall": four.kustomize.median_s / one.kustomize.median_s,
+        }
+        targets.append(Target("4x the input: <= 4.4x the time (wall, warm)", linearity["helm_egress_wall"], 4.4,
+                              higher_is_better=False))
+        print(f"\nlinearity 4x/1x (ideal 4): helm-egress wall {linearity['helm_egress_wall']:.2f}, work (minus the "
+              f"empty-stream run) {linearity['helm_egress_work']:.2f}; kustomize wall {linearity['kustomize_wall']:.2f}")
     print("\ntargets:")
     for t in targets:
         print(f"  {'PASS' if t.passed else 'MISS'}  {t.name}  (measured {t.value:.2f})")
+    # Linux starts a vforked child's ru_maxrss at its parent's peak RSS, so a reading at or
+    # below this script's own peak is only an upper bound.
+    floor_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    at_floor = any(x.peak_rss_kib <= floor_kib for r in results for x in (r.cold, r.warm, r.kustomize))
     print(f"\nRSS floor (this script's peak): {floor_kib / 1024:.1f} MB; "
           + ("WARNING: some peaks are at the floor, so overstated" if at_floor else "all peaks are above it"))
     print(f"load avg (1 min) before {load_before[0]:.2f}, after {load_after[0]:.2f}")
 
+    if args.readme:
+        update_readme(args.readme, readme_table(results, (load_before[0], load_after[0]), args.repeat))
+        print(f"updated {args.readme}")
     if args.json:
         args.json.write_text(json.dumps({
-            "environment": {"helm_egress": cli, "kubectl": args.kubectl, "python": platform.python_version(),
-                            "cpus": os.cpu_count(), "repeat": args.repeat, "rss_floor_kib": floor_kib,
+            "environment": {"helm_egress": cli, "python": python, "kubectl": args.kubectl,
+                            "python_version": platform.python_version(), "cpus": os.cpu_count(),
+                            "repeat": args.repeat, "rss_floor_kib": floor_kib,
                             "loadavg_before": load_before, "loadavg_after": load_after},
             "fixed_cost": {name: series.as_json() for name, series in fixed.items()},
-            "inputs": [{"label": r.label, "path": str(r.path), "size_mb": r.size_mb,
-                        "helm_egress": r.helm_egress.as_json(), "kustomize": r.kustomize.as_json(),
-                        "kustomize_with_copy": r.kustomize_with_copy.as_json(),
-                        "speed_ratio": r.speed_ratio, "memory_ratio": r.memory_ratio} for r in results],
+            "inputs": [{"label": r.label, "size_bytes": r.size_bytes, "cold": r.cold.as_json(),
+                        "warm": r.warm.as_json(), "kustomize": r.kustomize.as_json(),
+                        "speed_cold": r.speed(r.cold), "speed_warm": r.speed(r.warm),
+                        "memory_ratio": r.memory_ratio,
+                        "imports_cold": asdict(r.imports_cold) if r.imports_cold else None,
+                        "imports_warm": asdict(r.imports_warm) if r.imports_warm else None} for r in results],
             "linearity": linearity,
             "targets": [{**asdict(t), "passed": t.passed} for t in targets],
         }, indent=2) + "\n")

@@ -7,6 +7,7 @@ Exit status: 0 success, 1 bad input (every problem printed, located, nothing on 
 from __future__ import annotations
 
 import functools
+import gc
 import inspect
 import ipaddress
 import os
@@ -510,13 +511,38 @@ def _clear_error_file(error_file: Path | None) -> None:
 
 
 def main() -> None:
+    """The console entry point: run one command, then end the process at once.
+
+    A post-renderer lives for one stream. The cyclic garbage collector's passes over every
+    imported module and parsed document find nothing worth freeing, and the interpreter's
+    teardown frees each object one by one: together about 15 ms of a small chart's 70,
+    and more on large streams. So the collector is off, and once the output is flushed
+    the process exits without the teardown.
+    """
+    gc.disable()
+    code = invoke()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass  # the reader went away; the exit status still says how it went
+    os._exit(code)
+
+
+def invoke() -> int:
+    """Run the command line in ``sys.argv``; the exit status."""
     try:
         app()
-    except SystemExit:
-        raise
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            return e.code or 0
+        sys.stderr.write(f"{e.code}\n")
+        return 1
     except KeyboardInterrupt:
         sys.stderr.write("helm-egress: interrupted\n")
-        sys.exit(130)
+        return 130
     except Exception as e:  # noqa: BLE001 - the one place unexpected failures become exit 3
         sys.stderr.write(f"helm-egress: unexpected error: {type(e).__name__}: {e}\n")
-        sys.exit(3)
+        return 3
+    return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Literal
@@ -70,13 +71,18 @@ def excepts_for(cidr: IPNetwork, extra: tuple[IPNetwork, ...] = ()) -> list[IPNe
 
     NetworkPolicy requires every ``except`` to be a strict subset of its ``cidr``.
     """
+    return list(_excepts_for(cidr, extra))
+
+
+@functools.lru_cache(maxsize=1024)  # the same few CIDRs, once per generated NetworkPolicy
+def _excepts_for(cidr: IPNetwork, extra: tuple[IPNetwork, ...]) -> tuple[IPNetwork, ...]:
     inside = [
         net
         for net in FORBIDDEN + extra
         if net.version == cidr.version and net.subnet_of(cidr) and net.prefixlen > cidr.prefixlen  # type: ignore[arg-type]
     ]
     collapsed: list[IPNetwork] = list(ipaddress.collapse_addresses(inside))  # type: ignore[type-var]
-    return sorted(collapsed, key=lambda n: (int(n.network_address), n.prefixlen))
+    return tuple(sorted(collapsed, key=lambda n: (int(n.network_address), n.prefixlen)))
 
 
 def overlaps_forbidden(net: IPNetwork) -> tuple[bool, bool]:

@@ -6,6 +6,7 @@ The kinds themselves live in ``post_renderer.kinds``; ``emit`` writes what they 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 from collections.abc import Sequence
@@ -131,6 +132,7 @@ class Claim:
         return host_ok and port == self.port and self.reaches(namespace)
 
 
+@functools.lru_cache(maxsize=4096)  # asked per workload, destination and claim; parsing is the cost
 def destination_key(dest: str) -> str:
     """Hosts as they are; addresses canonical, so `10.0.0.5` and `10.0.0.5/32` are one."""
     try:

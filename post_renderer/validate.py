@@ -7,6 +7,7 @@ with a YAML path. Generated documents must pass them; a failure is a helm-egress
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from typing import Any
@@ -199,6 +200,14 @@ def _port_problems(port: Any) -> list[str]:
     return out
 
 
+@functools.lru_cache(maxsize=1024)  # every generated NetworkPolicy repeats the same few CIDRs
+def _canonical_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    try:
+        return ipaddress.ip_network(text, strict=True)
+    except ValueError:
+        return None
+
+
 def _peer_problems(peer: Any) -> list[str]:
     if not isinstance(peer, dict) or not peer:
         return [": a peer needs podSelector, namespaceSelector or ipBlock"]
@@ -207,15 +216,13 @@ def _peer_problems(peer: Any) -> list[str]:
     if len(peer) > 1:
         return [": may not specify both ipBlock and another peer"]
     block = peer["ipBlock"] or {}
-    try:
-        cidr = ipaddress.ip_network(str(block.get("cidr")), strict=True)
-    except ValueError:
+    cidr = _canonical_network(str(block.get("cidr")))
+    if cidr is None:
         return [f".ipBlock.cidr: {block.get('cidr')!r} is not a canonical CIDR"]
     out = []
     for e, text in enumerate(block.get("except") or []):
-        try:
-            net = ipaddress.ip_network(str(text), strict=True)
-        except ValueError:
+        net = _canonical_network(str(text))
+        if net is None:
             out.append(f".ipBlock.except[{e}]: {text!r} is not a canonical CIDR")
             continue
         if net.version != cidr.version or not net.subnet_of(cidr) or net.prefixlen <= cidr.prefixlen:  # type: ignore[arg-type]

@@ -208,47 +208,78 @@ class _Pruner:
             raise _Unusual  # a collection, tagged or anchored key
         key: str = k.value
         if k.implicit[0] and (not key or key[0] in self.table):
-            memo = (type(self.resolver), key)
-            known = _STRING_KEYS.get(memo)
-            if known is None:
-                known = self.resolver.resolve(ScalarNode, key, (True, False)) == self.str_tag
-                if len(_STRING_KEYS) < 10_000:
-                    _STRING_KEYS[memo] = known
-            if not known:
-                raise _Unusual  # null, bool, number or merge key: construction decides
+            self._plain_key(key)
         if key in seen:
             raise _Unusual  # a duplicate key
         seen.add(key)
         return key
 
+    def _plain_key(self, key: str) -> None:
+        """Refuse a plain key that does not resolve to a string."""
+        memo = (type(self.resolver), key)
+        known = _STRING_KEYS.get(memo)
+        if known is None:
+            known = self.resolver.resolve(ScalarNode, key, (True, False)) == self.str_tag
+            if len(_STRING_KEYS) < 10_000:
+                _STRING_KEYS[memo] = known
+        if not known:
+            raise _Unusual  # null, bool, number or merge key: construction decides
+
     def _skip(self, event: Any, depth: int) -> None:
-        """Consume the node starting at ``event``, checking what ``load`` would check."""
+        """Consume the node starting at ``event``, checking what ``load`` would check.
+
+        Most of a workload is skipped, so this is the hot loop: iterative, one frame per
+        open collection (its keys so far, or None in a sequence).
+        """
         self._count(event, depth)
-        cls = type(event)
-        if cls is ScalarEvent:
+        if type(event) is ScalarEvent:
             return
-        nxt = self.next
-        if cls is SequenceStartEvent:
-            while True:
+        nxt, table = self.next, self.table
+        stack: list[set[str] | None] = [set() if type(event) is MappingStartEvent else None]
+        events = self.events
+        while stack:
+            seen = stack[-1]
+            if seen is None:
                 item = nxt()
-                if type(item) is SequenceEndEvent:
-                    return
-                if type(item) is ScalarEvent and item.tag is None and item.anchor is None:
-                    self.events += 1
-                else:
-                    self._skip(item, depth + 1)
-        seen: set[str] = set()
-        while True:
-            k = nxt()
-            if type(k) is MappingEndEvent:
-                return
-            self._key(k, seen)
-            value = nxt()
-            if type(value) is ScalarEvent and value.tag is None and value.anchor is None:
-                self.events += 2
+                cls = type(item)
+                if cls is SequenceEndEvent:
+                    stack.pop()
+                    continue
             else:
-                self.events += 1
-                self._skip(value, depth + 1)
+                k = nxt()
+                cls = type(k)
+                if cls is MappingEndEvent:
+                    stack.pop()
+                    continue
+                if cls is not ScalarEvent or k.tag is not None or k.anchor is not None:
+                    raise _Unusual  # a collection, tagged or anchored key
+                key = k.value
+                if k.implicit[0] and (not key or key[0] in table):
+                    self._plain_key(key)
+                if key in seen:
+                    raise _Unusual  # a duplicate key
+                seen.add(key)
+                events += 1
+                item = nxt()
+                cls = type(item)
+            events += 1
+            if item.anchor is not None:
+                raise _Unusual  # an alias or an anchor
+            if cls is ScalarEvent:
+                if item.tag is not None:
+                    raise _Unusual
+                continue
+            if item.tag is not None or depth + len(stack) >= MAX_DEPTH:
+                raise _Unusual
+            if cls is MappingStartEvent:
+                stack.append(set())
+            elif cls is SequenceStartEvent:
+                stack.append(None)
+            else:
+                raise _Unusual
+        self.events = events
+        if events > MAX_NODES:
+            raise _Unusual
 
 
 def load_with_nodes(text: str, where: Location) -> tuple[Any, Node | None]:

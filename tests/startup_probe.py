@@ -26,15 +26,12 @@ if watch:
         original(self, *a, **k)
     RoundTripConstructor.__init__ = spy
 sys.argv = ["helm-egress", *args]
-from post_renderer.cli import main
-code = 0
-try:
-    main()
-except SystemExit as e:
-    code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-finally:
-    with open(report, "w") as f:
-        json.dump({"modules": sorted(sys.modules), "roundtrip": built, "code": code}, f)
+from post_renderer.cli import invoke  # main() would end the process before the report
+code = invoke()
+sys.stdout.flush()
+with open(report, "w") as f:
+    json.dump({"modules": sorted(sys.modules), "roundtrip": built, "code": code}, f)
+sys.exit(code)
 """
 
 

@@ -76,3 +76,26 @@ def test_annotation_entries_are_cached_too(tmp_path: Path) -> None:
     assert cold.imported("jsonschema")
     assert not warm.imported("jsonschema")
     assert warm.stdout == cold.stdout == (ANNOTATED_CASE / "expected.yaml").read_bytes()
+
+
+def test_the_console_entry_flushes_everything_before_it_ends_the_process(tmp_path: Path) -> None:
+    """main() skips the interpreter's teardown (os._exit): output must be complete and the
+    exit status kept, for output far larger than a pipe's buffer."""
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from post_renderer.cli import app
+
+    big = "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big\ndata:\n" + "".join(
+        f"  k{i}: {'x' * 100}\n" for i in range(30_000))
+    stdin = big.encode() + CHART
+    env_args = ["render", "-f", str(VALUES), "--release", "demo"]
+    expected = CliRunner().invoke(app, env_args, input=stdin)
+    proc = subprocess.run([sys.executable, "-m", "post_renderer", *env_args], input=stdin, capture_output=True,
+                          timeout=120, check=False)
+    assert proc.returncode == expected.exit_code == 0, proc.stderr
+    assert len(proc.stdout) > 3_000_000
+    assert proc.stdout == expected.stdout_bytes
+    assert proc.stderr.decode() == expected.stderr
