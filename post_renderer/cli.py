@@ -292,7 +292,7 @@ def _with_shared(command: Callable[..., None]) -> Callable[..., None]:
 @_with_shared
 def render(*, shared: Shared) -> None:
     """Add ServiceEntry and egress policy (NetworkPolicy or CiliumNetworkPolicy, Sidecar) documents to the stream."""
-    result = _analyse(shared)
+    result = _analyse(shared, explain=False)
     if result.violations:
         raise _fail(EgressError(result.violations), shared.error_file)
     _print_notes(result.notes, shared.quiet)
@@ -348,7 +348,8 @@ def check(
 
         try:
             values, allowlist = shared.inputs()
-            result = analyse(text, values, shared.settings, allowlist=allowlist, policy=policy, verdicts=verdicts)
+            result = analyse(text, values, shared.settings, allowlist=allowlist, policy=policy, verdicts=verdicts,
+                             explain=False)
             warnings, notes, errors = result.warnings, result.notes, result.violations
         except EgressError as e:
             errors = e.problems
@@ -375,7 +376,7 @@ def diff(
     from post_renderer import report
 
     text = _read_stdin()
-    result = _analyse(shared, text=text, exit_code=2)
+    result = _analyse(shared, text=text, exit_code=2, explain=False)
     if result.violations:
         raise _fail(EgressError(result.violations), shared.error_file, 2)
     _print_notes(result.notes, shared.quiet)
@@ -411,7 +412,7 @@ def schema() -> None:
     _write_stdout(schema_text())
 
 
-def _analyse(shared: Shared, *, text: str | None = None, exit_code: int = 1) -> Result:
+def _analyse(shared: Shared, *, text: str | None = None, exit_code: int = 1, explain: bool = True) -> Result:
     from post_renderer.pipeline import analyse
 
     verdicts = _verdict_cache()
@@ -421,7 +422,7 @@ def _analyse(shared: Shared, *, text: str | None = None, exit_code: int = 1) -> 
         # No local keeps the input alive: analyse drops it once split, which matters for
         # peak memory on multi-MB streams.
         return analyse(_read_stdin() if text is None else text, values, shared.settings, allowlist=allowlist,
-                       policy=policy, verdicts=verdicts)
+                       policy=policy, verdicts=verdicts, explain=explain)
     except EgressError as e:
         raise _fail(e, shared.error_file, exit_code) from None
     finally:

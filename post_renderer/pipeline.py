@@ -91,8 +91,11 @@ def analyse(
     allowlist: ValuesFile | None = None,
     policy: Policy | None = None,
     verdicts: Verdicts | None = None,
+    explain: bool = True,
 ) -> Result:
-    """``verdicts``: schema verdicts already known (see verdicts.py); None validates all."""
+    """``verdicts``: schema verdicts already known (see verdicts.py); None validates all.
+    ``explain=False`` leaves ``Result.workloads`` empty: only ``explain`` prints it, and
+    on large streams it costs as much as writing the new documents."""
     stream = streams.split(text)
     problems = Problems()
     egress = load_egress(values, settings, problems, verdicts=verdicts)
@@ -234,7 +237,7 @@ def analyse(
 
     by_index = {a.workload.doc_index: a for a in access}
     reports = [_report(w, status[w.doc_index], by_index.get(w.doc_index), ctx, generated, policy)
-               for w in inventory.workloads]
+               for w in inventory.workloads] if explain else []
     return Result(output, notes, generated, warnings, reports, violations)
 
 

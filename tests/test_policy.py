@@ -330,8 +330,9 @@ def test_golden_policies_approving_everything_render_as_without_a_policy(monkeyp
 def test_a_render_without_a_policy_never_loads_the_policy_machinery() -> None:
     stream = helm3_stream(render_chart(CHARTS / "minimal", {}, release="demo", namespace="prod"))
     code = (
-        "import sys\nfrom post_renderer.cli import main\nsys.argv = ['helm-egress', 'render']\n"
-        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        # invoke(), not main(): main() ends the process once the command is done.
+        "import sys\nfrom post_renderer.cli import invoke\nsys.argv = ['helm-egress', 'render']\n"
+        "invoke()\n"
         "sys.stderr.write('loaded: ' + ' '.join(m for m in ('jsonschema', 'post_renderer.destpolicy',"
         " 'post_renderer.asked') if m in sys.modules))\n"
     )

@@ -24,6 +24,7 @@ BAD = (
     "    - name: api\n      hosts: [api.example.com]\n      ports: [{number: 70000, protocol: TLS}]\n"
     "    - name: db\n      adresses: [10.0.0.1]\n      ports: [{number: 5432, protocol: TCP}]\n"
 )
+SCHEMA = "istio-egress.schema.json"
 GUARDRAIL = "istio:\n  egress:\n    - {name: meta, addresses: [169.254.169.254], ports: [{number: 80, protocol: HTTP}]}\n"
 
 
@@ -111,25 +112,29 @@ def test_a_corrupt_or_mismatched_entry_is_ignored_and_replaced(content: bytes, g
     entry.write_bytes(content)
     store = verdicts.VerdictCache(str(entry.parent))
     subject = b"values\0istio.egress\0" + GOOD.encode()
-    assert not store.known_valid(subject)
+    assert not store.known_valid(SCHEMA, subject)
     assert render(good, cache, monkeypatch) == first
     assert entry.read_bytes() == intact
-    assert verdicts.VerdictCache(str(entry.parent)).known_valid(subject)
+    assert verdicts.VerdictCache(str(entry.parent)).known_valid(SCHEMA, subject)
 
 
 def test_an_entry_only_counts_for_the_same_version_and_schema(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def known(schema_file: str = SCHEMA, subject: bytes = b"subject") -> bool:
+        return verdicts.VerdictCache(str(tmp_path / "v")).known_valid(schema_file, subject)
+
     store = verdicts.VerdictCache(str(tmp_path / "v"))
-    store.remember_valid(b"subject")
+    store.remember_valid(SCHEMA, b"subject")
     store.save()
-    assert verdicts.VerdictCache(str(tmp_path / "v")).known_valid(b"subject")
-    assert not verdicts.VerdictCache(str(tmp_path / "v")).known_valid(b"subject2")
+    assert known()
+    assert not known(subject=b"subject2")
+    assert not known(schema_file="destination-policy.schema.json")
     monkeypatch.setattr(verdicts, "__version__", "99.0.0")
-    assert not verdicts.VerdictCache(str(tmp_path / "v")).known_valid(b"subject")
+    assert not known()
     monkeypatch.undo()
     from post_renderer import schema
 
-    monkeypatch.setattr(schema, "schema_text", lambda: '{"type": "array"}')
-    assert not verdicts.VerdictCache(str(tmp_path / "v")).known_valid(b"subject")
+    monkeypatch.setattr(schema, "schema_text", lambda name=SCHEMA: '{"type": "array"}')
+    assert not known()
 
 
 def test_an_unwritable_cache_folder_is_harmless(good: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -151,7 +156,7 @@ def test_a_folder_others_can_write_to_is_not_trusted(good: Path, tmp_path: Path,
     [entry] = entries(cache)
     entry.parent.chmod(0o777)
     store = verdicts.VerdictCache(str(entry.parent))
-    assert not store.known_valid(b"values\0istio.egress\0" + GOOD.encode())
+    assert not store.known_valid(SCHEMA, b"values\0istio.egress\0" + GOOD.encode())
     assert render(good, cache, monkeypatch) == first
 
 
