@@ -121,3 +121,10 @@ def test_what_is_not_read_is_still_checked(name: str) -> None:
     result = CliRunner().invoke(app, ["render"], input=VARIANTS[name])
     assert (result.exit_code, result.stdout_bytes) == (1, b"")
     assert result.stderr.startswith("error: stdin:") and "document 0 (Deployment/w)" in result.stderr
+
+
+def test_without_libyaml_every_document_is_read_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = streams.split((REPO / "fixtures/corpus/prometheus.helm3.yaml").read_text())
+    expected = workloads.scan(stream, Problems())
+    monkeypatch.setattr(yamlio, "CParser", None)
+    assert workloads.scan(stream, Problems()) == expected

@@ -203,3 +203,18 @@ def test_every_golden_case_answers_the_same_cold_warm_and_off(case: Path, tmp_pa
         result = CliRunner().invoke(app, args, input=stdin)
         runs.append((result.exit_code, result.stdout_bytes, result.stderr))
     assert runs[0] == runs[1] == runs[2]
+
+
+def test_the_cache_stays_bounded_and_keeps_what_it_just_learnt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "v"
+    monkeypatch.setattr(verdicts, "MAX_ENTRIES", 20)
+    store = verdicts.VerdictCache(str(folder))
+    for i in range(20):
+        store.remember_valid(SCHEMA, f"old {i}".encode())
+    store.save()
+    for n, entry in enumerate(sorted(folder.iterdir())):
+        os.utime(entry, (1_000_000 + n, 1_000_000 + n))  # clearly older than anything new
+    store.remember_valid(SCHEMA, b"new")
+    store.save()
+    assert len(list(folder.iterdir())) == 15
+    assert verdicts.VerdictCache(str(folder)).known_valid(SCHEMA, b"new")
