@@ -35,7 +35,12 @@ from post_renderer.validate import sidecar_host_problem
 COMPACT = ("hosts", "addresses", "ports")
 KEYS = (*COMPACT, "egress", "ignore", "sidecar", "sidecar-hosts")
 DEFAULT_PROTOCOL = "TCP"
-_SPLIT = re.compile(r"[\s,]+")
+MAX_ANNOTATION_BYTES = 256 * 1024
+# ASCII only: a Unicode space inside a value is part of a (then refused) host, never a
+# separator Kubernetes tooling would not see.
+_SPLIT = re.compile(r"[\s,]+", re.ASCII)
+_NUMBER = re.compile(r"[0-9]{1,5}\Z")  # str.isdigit() would take '²' and '٤٤٣'
+
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,10 @@ def read(workload: Workload, doc: Document, settings: Settings, problems: Proble
             problems.add(where(key), f"annotation values must be strings; quote {value!r}")
         elif not value.strip():
             problems.add(where(key), "empty annotation")
+        elif len(value.encode("utf-8", "surrogateescape")) > MAX_ANNOTATION_BYTES:
+            # The API server caps all of an object's annotations together at 256 KiB.
+            problems.add(where(key), f"longer than {MAX_ANNOTATION_BYTES // 1024} KiB, more than Kubernetes "
+                                     "stores for all annotations of an object")
         else:
             text[key] = value
 
@@ -145,7 +154,7 @@ def _compact_entry(workload: Workload, text: dict[str, str], where: Any, problem
     ports = []
     for token in (t for t in _SPLIT.split(text["ports"].strip()) if t):
         number, slash, protocol = token.partition("/")
-        if not number.isdigit() or (slash and not protocol):
+        if not _NUMBER.match(number) or (slash and not protocol):
             problems.add(where("ports"), f"{token!r} is not NUMBER or NUMBER/PROTOCOL (e.g. 443/TLS)")
             return None
         ports.append({"number": int(number), "protocol": protocol if slash else DEFAULT_PROTOCOL})

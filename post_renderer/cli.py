@@ -9,9 +9,8 @@ from __future__ import annotations
 import functools
 import gc
 import inspect
-import ipaddress
 import os
-import re
+import stat
 import sys
 import time
 import typing
@@ -24,8 +23,10 @@ import typer
 
 from post_renderer import __version__
 from post_renderer.errors import EgressError, Location, Problem
+from post_renderer.names import dns_label_problem, dns_subdomain_problem, label_key_problem, label_value_problem
 from post_renderer.settings import (
     FORBIDDEN,
+    ip_network,
     ISTIO_API_VERSIONS,
     NETWORK_POLICY_FLAVOURS,
     IPNetwork,
@@ -54,7 +55,13 @@ app = typer.Typer(
 )
 
 ENV = "HELM_EGRESS_"
-_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
+# Read limits: a rendered stream is a few MB at most; values files and the allowlist far
+# less. `-f /dev/zero` or an endless pipe must end in an error, not a hang.
+MAX_STDIN_BYTES = 256 * 1024 * 1024
+MAX_VALUES_BYTES = 16 * 1024 * 1024
+# The first line of every error file helm-egress writes; only such a file is ever
+# replaced or removed by it.
+ERROR_FILE_HEADER = "# helm-egress "
 
 
 def _version(value: bool) -> None:
@@ -72,23 +79,35 @@ def _root(
     """Read rendered manifests on stdin; write them, augmented, on stdout."""
 
 
-def _labels(text: str) -> dict[str, str]:
+def _labels(text: str, hint: str) -> dict[str, str]:
+    """A pod selector, checked as the API server checks the policy it is copied into."""
     labels: dict[str, str] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         key, sep, value = part.partition("=")
-        if not sep or not key.strip():
-            raise typer.BadParameter(f"{part!r}: expected key=value[,key=value]")
-        labels[key.strip()] = value.strip()
+        key, value = key.strip(), value.strip()
+        if not sep or not key:
+            raise typer.BadParameter(f"{part!r}: expected key=value[,key=value]", param_hint=hint)
+        why = label_key_problem(key) or label_value_problem(value)
+        if why:
+            raise typer.BadParameter(why, param_hint=hint)
+        labels[key] = value
     if not labels:
-        raise typer.BadParameter("at least one key=value label is needed")
+        raise typer.BadParameter("at least one key=value label is needed", param_hint=hint)
     return labels
 
 
-def _cidr(text: str) -> IPNetwork:
+def _cidr(text: str, hint: str) -> IPNetwork:
     try:
-        return ipaddress.ip_network(text.strip(), strict=True)
+        return ip_network(text.strip(), strict=True)
     except ValueError as e:
-        raise typer.BadParameter(f"{text!r} is not a canonical CIDR ({e})") from e
+        raise typer.BadParameter(f"{text!r} is not a canonical CIDR ({e})", param_hint=hint) from e
+
+
+def _dns_label(text: str | None, hint: str, what: str) -> str | None:
+    why = dns_label_problem(text, what) if text is not None else None
+    if why:
+        raise typer.BadParameter(why, param_hint=hint)
+    return text
 
 
 def _port(value: int) -> int:
@@ -214,11 +233,28 @@ def _shared_options(
     if istio_api_version not in ISTIO_API_VERSIONS:
         raise typer.BadParameter(f"{istio_api_version!r} is not one of {', '.join(ISTIO_API_VERSIONS)}",
                                  param_hint="--istio-api-version")
-    cidrs = tuple(_cidr(c) for c in hostname_cidr) if hostname_cidr else Settings().hostname_cidrs
+    cidrs = tuple(_cidr(c, "--hostname-cidr") for c in hostname_cidr) if hostname_cidr else Settings().hostname_cidrs
     for net in cidrs:
         if any(net.version == f.version and net.subnet_of(f) for f in FORBIDDEN):  # type: ignore[arg-type]
             raise typer.BadParameter(f"{net} is link-local or a metadata endpoint", param_hint="--hostname-cidr")
-    if not _DNS_SUBDOMAIN.match(annotation_prefix) or len(annotation_prefix) > 253:
+    excepts = tuple(_cidr(c, "--hostname-except") for c in hostname_except or ())
+    for net in excepts:
+        # A NetworkPolicy except must lie strictly inside its cidr; one that does not would
+        # be dropped, and the range the user meant to close would stay open.
+        if not any(net.version == c.version and net.subnet_of(c) and net.prefixlen > c.prefixlen  # type: ignore[arg-type]
+                   for c in cidrs):
+            raise typer.BadParameter(
+                f"{net} is not strictly inside any hostname CIDR ({', '.join(map(str, cidrs))}); it would exclude "
+                "nothing", param_hint="--hostname-except")
+    if release is not None:
+        # Helm's own rule for release names; the name lands in labels and object names.
+        why = dns_subdomain_problem(release, "release name", limit=53)
+        if why:
+            raise typer.BadParameter(why, param_hint="--release")
+    _dns_label(namespace, "--namespace", "namespace")
+    _dns_label(dns_namespace, "--dns-namespace", "namespace")
+    _dns_label(istiod_namespace, "--istiod-namespace", "namespace")
+    if dns_subdomain_problem(annotation_prefix) is not None:
         raise typer.BadParameter(f"{annotation_prefix!r} is not a DNS subdomain (e.g. egress.example.com)",
                                  param_hint="--annotation-prefix")
     flavour: NetworkPolicyFlavour = next(f for f in NETWORK_POLICY_FLAVOURS if f == network_policy)
@@ -226,11 +262,13 @@ def _shared_options(
         release=release,
         namespace=namespace,
         network_policy=flavour,
-        dns=PeerSelector(dns_namespace, _labels(dns_selector), (("UDP", _port(dns_port)), ("TCP", _port(dns_port)))),
-        istiod=PeerSelector(istiod_namespace, _labels(istiod_selector), (("TCP", _port(istiod_port)),)),
+        dns=PeerSelector(dns_namespace, _labels(dns_selector, "--dns-selector"),
+                         (("UDP", _port(dns_port)), ("TCP", _port(dns_port)))),
+        istiod=PeerSelector(istiod_namespace, _labels(istiod_selector, "--istiod-selector"),
+                            (("TCP", _port(istiod_port)),)),
         allow_same_namespace=same_namespace,
         hostname_cidrs=cidrs,
-        hostname_excepts=tuple(_cidr(c) for c in hostname_except or ()),
+        hostname_excepts=excepts,
         allow_broad_cidrs=allow_broad_cidrs,
         istio_api_version=istio_api_version,
         annotation_prefix=annotation_prefix,
@@ -343,10 +381,10 @@ def check(
                 errors.extend(e.problems)
     else:
         shared = replace(shared, values=[*shared.values, *extra])
-        text = _read_stdin()
         from post_renderer.pipeline import analyse
 
         try:
+            text = _read_stdin()
             values, allowlist = shared.inputs()
             result = analyse(text, values, shared.settings, allowlist=allowlist, policy=policy, verdicts=verdicts,
                              explain=False)
@@ -356,7 +394,7 @@ def check(
     if verdicts is not None:
         verdicts.save()
     failed = bool(errors) or (strict and bool(warnings))
-    typer.echo(report.findings(errors, warnings, [] if shared.quiet else notes, output_format, failed), nl=False)
+    _write_stdout(report.findings(errors, warnings, [] if shared.quiet else notes, output_format, failed))
     raise typer.Exit(1 if failed else 0)
 
 
@@ -375,7 +413,10 @@ def diff(
         raise typer.BadParameter(f"{color!r} is not auto, always or never", param_hint="--color")
     from post_renderer import report
 
-    text = _read_stdin()
+    try:
+        text = _read_stdin()
+    except EgressError as e:
+        raise _fail(e, shared.error_file, 2) from None
     result = _analyse(shared, text=text, exit_code=2, explain=False)
     if result.violations:
         raise _fail(EgressError(result.violations), shared.error_file, 2)
@@ -446,19 +487,40 @@ def _print_notes(notes: list[str], quiet: bool) -> None:
 def _read_stdin() -> str:
     if sys.stdin is None or sys.stdin.isatty():
         raise typer.BadParameter("pipe the rendered manifests into stdin (e.g. helm template ... | helm-egress render)")
-    data = sys.stdin.buffer.read()
+    data = _read_bounded(sys.stdin.buffer, MAX_STDIN_BYTES)
+    if data is None:
+        raise EgressError.one(Location(file="stdin"), f"more than {MAX_STDIN_BYTES // (1024 * 1024)} MiB of "
+                                                      "manifests; refusing to read on")
     # Bytes that are not UTF-8 pass through untouched in documents helm-egress never
     # reads; the YAML reader refuses them, located, in documents it must read.
     return data.decode("utf-8", errors="surrogateescape")
+
+
+def _read_bounded(stream: Any, limit: int) -> bytes | None:
+    """Everything ``stream`` holds, or None once it holds more than ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = stream.read(min(1 << 20, limit + 1 - size))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return None
 
 
 def _read_values(path: Path, what: str = "values file") -> ValuesFile:
     from post_renderer.values import ValuesFile
 
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as f:
+            raw = _read_bounded(f, MAX_VALUES_BYTES)
     except OSError as e:
         raise EgressError.one(Location(file=str(path)), f"cannot read {what}: {e.strerror}") from e
+    if raw is None:
+        raise EgressError.one(Location(file=str(path)),
+                              f"larger than {MAX_VALUES_BYTES // (1024 * 1024)} MiB; not a {what}")
     try:
         return ValuesFile(str(path), raw.decode("utf-8-sig"))
     except UnicodeDecodeError as e:
@@ -467,15 +529,35 @@ def _read_values(path: Path, what: str = "values file") -> ValuesFile:
 
 
 def _write_stdout(text: str) -> None:
+    out = sys.stdout
     try:
+        if out is None:  # started with stdout closed
+            raise OSError(9, "stdout is closed")
         # In slices, so a multi-MB stream is never held twice (as text and as bytes).
         for start in range(0, len(text), 1 << 20):
-            sys.stdout.buffer.write(text[start : start + (1 << 20)].encode("utf-8", errors="surrogateescape"))
-        sys.stdout.buffer.flush()
+            out.buffer.write(text[start : start + (1 << 20)].encode("utf-8", errors="surrogateescape"))
+        out.buffer.flush()
     except BrokenPipeError:
         # The reader went away (e.g. `| head`); nothing useful is left to say.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _silence_stdout()
         raise typer.Exit(1) from None
+    except (OSError, ValueError) as e:  # a full disk, a closed descriptor
+        _silence_stdout()
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        sys.stderr.write(f"helm-egress: cannot write the output: {why}\n")
+        raise typer.Exit(1) from None
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+        if sys.stdout is not None:
+            sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 - lives until exit
+    except OSError:
+        pass
 
 
 def _default_error_file() -> Path | None:
@@ -492,21 +574,53 @@ def _fail(error: EgressError, error_file: Path | None, exit_code: int = 1) -> ty
         typer.echo(line, err=True)
     target = error_file or _default_error_file()
     if target is not None:
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-            target.write_text(f"# helm-egress {__version__} failed at {stamp}\n" + "\n".join(lines) + "\n")
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        report = f"{ERROR_FILE_HEADER}{__version__} failed at {stamp}\n" + "\n".join(lines) + "\n"
+        if _write_error_file(target, report):
             typer.echo(f"helm-egress: errors written to {target}", err=True)
-        except OSError:
-            pass
+        else:
+            typer.echo(f"helm-egress: errors not written to {target}: it exists and is not a helm-egress "
+                       "error file", err=True)
     return typer.Exit(exit_code)
 
 
-def _clear_error_file(error_file: Path | None) -> None:
-    target = error_file or _default_error_file()
-    if target is not None:
+def _ours(target: Path) -> bool:
+    """Whether ``target`` is a regular file helm-egress wrote (it starts with our header)."""
+    try:
+        fd = os.open(target, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        return os.read(fd, len(ERROR_FILE_HEADER)) == ERROR_FILE_HEADER.encode()
+    finally:
+        os.close(fd)
+
+
+def _write_error_file(target: Path, report: str) -> bool:
+    """Write the report to a new file, or over an earlier report; never over anything else."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            target.unlink(missing_ok=True)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            if not _ours(target):
+                return False
+            fd = os.open(target, os.O_WRONLY | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(report)
+        return True
+    except OSError:
+        return False
+
+
+def _clear_error_file(error_file: Path | None) -> None:
+    """After a success, remove the last error report: only a file helm-egress wrote."""
+    target = error_file or _default_error_file()
+    if target is not None and _ours(target):
+        try:
+            target.unlink()
         except OSError:
             pass
 

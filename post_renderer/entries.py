@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from post_renderer import schema
 from post_renderer.errors import Location, Problems
 from post_renderer.model import EgressEntry, Port
-from post_renderer.settings import Settings, overlaps_forbidden
-from post_renderer.validate import is_ip_literal, wildcard_domain_problem
+from post_renderer.settings import Settings, ip_network, overlaps_forbidden
+from post_renderer.validate import is_ip_literal, non_ascii_host_problem, wildcard_domain_problem
 
 Locate = Callable[[Sequence[str | int]], Location]
 
@@ -42,12 +41,14 @@ def checked_entries(
     if verdicts is not None and subject is None:
         data = schema.canonical(raw)
         subject = b"entries\0" + data if data is not None else None
-    schema_problems = schema.validate(raw, locate, verdicts=verdicts, subject=subject)
-    problems.extend(schema_problems)
+    violations = schema.violations(raw, locate, verdicts=verdicts, subject=subject)
+    problems.extend([p for _, p in violations])
     if not isinstance(raw, list):
         return []
     # (entry, field) pairs the schema rejected; field None means the entry as a whole.
-    broken = {_entry_field(p.location.path) for p in schema_problems}
+    # Taken from the instance path itself: a rendered location may number entries its
+    # own way (an annotation's entries follow a compact one).
+    broken = {_entry_field(path) for path, _ in violations}
     if (None, None) in broken:
         return []
     entries: list[EgressEntry] = []
@@ -74,6 +75,9 @@ def checked_entries(
         if (i, "ports") not in broken:
             ports = _ports(item["ports"], functools.partial(_at, locate, i, "ports"), problems)
         resolution = item.get("resolution")
+        if resolution is not None and (i, "resolution") not in broken and not str(resolution).isascii():
+            problems.add(locate([i, "resolution"]), f"{resolution!r} is not one of Istio's resolutions (ASCII only)")
+            ok = False
         if ok:
             entries.append(
                 EgressEntry(
@@ -94,12 +98,11 @@ def _at(locate: Locate, index: int, field: str, item: int) -> Location:
     return locate([index, field, item])
 
 
-def _entry_field(path: str | None) -> tuple[int | None, str | None]:
-    """The entry and field a schema problem is in, from its path (``base[3].ports[0]...``)."""
-    m = re.search(r"\[(\d+)\](?:\.([A-Za-z_]+))?", path or "")
-    if not m:
+def _entry_field(path: Sequence[str | int]) -> tuple[int | None, str | None]:
+    """The entry and field a schema problem is in, from its instance path (``[3, "ports", 0]``)."""
+    if not path or not isinstance(path[0], int):
         return None, None
-    return int(m.group(1)), m.group(2)
+    return path[0], (path[1] if len(path) > 1 and isinstance(path[1], str) else None)
 
 
 def host_problem(host: str) -> str | None:
@@ -126,6 +129,10 @@ def host_problem(host: str) -> str | None:
 def _hosts(values: Sequence[Any], locate: Callable[[int], Location], problems: Problems) -> tuple[str, ...]:
     hosts: list[str] = []
     for j, value in enumerate(values):
+        why = non_ascii_host_problem(str(value).strip())
+        if why:
+            problems.add(locate(j), f"{value!r}: {why}")
+            continue
         host = str(value).strip().lower()
         if len(host) > 1 and host.endswith("."):
             # A trailing dot only marks the name absolute; Istio compares names without it.
@@ -145,16 +152,18 @@ def _addresses(
     for j, value in enumerate(values):
         text = str(value).strip()
         try:
-            net = ipaddress.ip_network(text, strict=False)
-        except ValueError:
-            problems.add(locate(j), f"{value!r} is not an IP address or CIDR")
+            net = ip_network(text, strict=False)
+        except ValueError as e:
+            why = str(e) if "zone index" in str(e) else "not an IP address or CIDR"
+            problems.add(locate(j), f"{value!r}: {why}")
             continue
         inside, contains = overlaps_forbidden(net)
         if inside:
             problems.add(
                 locate(j),
-                f"{value!r} is link-local or a cloud metadata endpoint (169.254.169.254, fd00:ec2::254); "
-                "workloads must never be allowed to reach it",
+                f"{value!r} is link-local or a cloud metadata endpoint (169.254.169.254, fd00:ec2::254), in "
+                "any spelling (IPv4-mapped, IPv4-compatible, NAT64, 6to4); workloads must never be allowed to "
+                "reach it",
             )
             continue
         if (contains or net.prefixlen == 0) and not settings.allow_broad_cidrs:
@@ -173,6 +182,11 @@ def _addresses(
 def _ports(values: Sequence[Any], locate: Callable[[int], Location], problems: Problems) -> tuple[Port, ...]:
     ports: dict[int, Port] = {}
     for j, value in enumerate(values):
+        if not str(value["protocol"]).isascii():
+            # The schema matches protocols case-insensitively, and Unicode case folding
+            # would read 'HTTPſ' (long s) as HTTPS.
+            problems.add(locate(j), f"{value['protocol']!r} is not one of Istio's protocols (ASCII letters only)")
+            continue
         port = Port(int(value["number"]), str(value["protocol"]).upper())
         other = ports.get(port.number)
         if other is not None and other.protocol != port.protocol:

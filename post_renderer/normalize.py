@@ -6,7 +6,10 @@ re-read comment-preserving and written back with its comments, key order and quo
 so only the repaired values differ.
 
 ServiceEntry (any ``networking.istio.io`` version):
-  apiVersion moved to the target version; port protocols upper-cased; missing, invalid
+  an apiVersion Istio does not serve moved to the target version (a served one, v1,
+  v1beta1 or v1alpha3, is kept as written); an address-only entry whose one host is its
+  own name (a chart convention) moved from DNS to NONE resolution; port protocols
+  upper-cased; missing, invalid
   or duplicate port names replaced by ``<protocol>-<number>`` (endpoint port maps
   follow); hosts lower-cased, trailing dots dropped, duplicates removed; wildcard hosts
   with DNS resolution and no endpoints moved to NONE. Refused: a ``*`` host, IP literals
@@ -31,11 +34,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from post_renderer import yamlio
-from post_renderer.errors import EgressError, Location, Problems
+from post_renderer.errors import EgressError, Location, Problem, Problems
 from post_renderer.model import PROTOCOLS, Existing
-from post_renderer.settings import Settings
+from post_renderer.settings import ISTIO_API_VERSIONS, Settings, ip_network
 from post_renderer.stream import Document, Stream
-from post_renderer.validate import is_ip_literal
+from post_renderer.validate import is_ip_literal, non_ascii_host_problem
 
 ISTIO_GROUP = "networking.istio.io"
 _PORT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
@@ -46,6 +49,7 @@ _PROTOCOLS = {p.upper(): p for p in PROTOCOLS}
 class Normalized:
     replacements: dict[int, str] = field(default_factory=dict)  # doc index -> new text
     serviceentries: list[Existing] = field(default_factory=list)  # as they will be applied
+    warnings: list[Problem] = field(default_factory=list)  # repairs a chart author should hear of
 
 
 def normalize(stream: Stream, existing: list[Existing], settings: Settings, problems: Problems,
@@ -71,7 +75,32 @@ def normalize(stream: Stream, existing: list[Existing], settings: Settings, prob
             continue
         for r in repairs:
             notes.append(f"{item.location.render()}: repaired: {r}")
+            if r.startswith(INVENTED_HOST_REPAIR):
+                result.warnings.append(Problem(item.location.at("spec.resolution"), (
+                    "an address-only ServiceEntry resolved by DNS: its only host is its own name, which no DNS "
+                    "server knows, so Istio accepts it but its traffic goes nowhere; render repairs it to NONE "
+                    "(traffic goes to the addresses, as declared). Fix the chart")))
     return result
+
+
+INVENTED_HOST_REPAIR = "address-only entry"
+
+
+def invented_host(doc: Any) -> bool:
+    """An address-only ServiceEntry as lazy-helm-charts' library renders it: its one host
+    is its own name, which no DNS server knows, so DNS resolution sends the addresses'
+    traffic nowhere. ``doc`` is shape-checked."""
+    metadata, spec = doc.get("metadata") or {}, doc.get("spec") or {}
+    hosts = [str(h).strip().lower() for h in spec.get("hosts") or []]
+    name = metadata.get("name")
+    return (
+        isinstance(name, str)
+        and bool(spec.get("addresses"))
+        and not spec.get("endpoints")
+        and spec.get("resolution") in ("DNS", "DNS_ROUND_ROBIN")
+        and bool(hosts)
+        and all(h == name.lower() for h in hosts)
+    )
 
 
 def _rewrite(doc: Document, stream: Stream, repair: Any, settings: Settings, where: Location) -> str:
@@ -140,13 +169,24 @@ def _indentation(body: str, stream: Stream) -> tuple[int, int, int]:
 def _repair_serviceentry(doc: MutableMapping[str, Any], settings: Settings, problems: Problems,
                          where: Location) -> list[str]:
     repairs: list[str] = []
-    if doc.get("apiVersion") != settings.istio_api_version:
-        repairs.append(f"apiVersion {doc.get('apiVersion')} -> {settings.istio_api_version}")
+    if doc.get("apiVersion") not in ISTIO_API_VERSIONS:
+        # Only a version Istio does not serve is broken; a served one stays as written
+        # (rewriting it breaks older meshes and shows as churn in every helm diff).
+        repairs.append(f"apiVersion {doc.get('apiVersion')} -> {settings.istio_api_version} (not served by Istio)")
         doc["apiVersion"] = settings.istio_api_version
     spec = doc.get("spec")
     if not isinstance(spec, MutableMapping):
         problems.add(where.at("spec"), "a ServiceEntry needs a spec")
         return repairs
+    if invented_host(doc):
+        # Section 2.3 of the rules: with NONE the sidecar forwards to the original
+        # destination, the addresses, which is what the entry asks for; STATIC would need
+        # the addresses as endpoints, which a CIDR cannot be.
+        old = spec.get("resolution")
+        repairs.append(f"{INVENTED_HOST_REPAIR} resolved by {old}: resolution {old} -> NONE (its only host, "
+                       f"{doc['metadata']['name']!r}, is its own name, which DNS cannot resolve; NONE sends the "
+                       "traffic to the addresses as declared)")
+        spec["resolution"] = "NONE"
     resolution = spec.get("resolution", "NONE")
     endpoints = spec.get("endpoints")
 
@@ -158,6 +198,11 @@ def _repair_serviceentry(doc: MutableMapping[str, Any], settings: Settings, prob
     i = 0
     while i < len(hosts):
         raw = str(hosts[i])
+        why = non_ascii_host_problem(raw.strip())
+        if why:
+            problems.add(where.at(f"spec.hosts[{i}]"), f"{raw!r}: {why}")
+            i += 1
+            continue
         host = raw.strip().lower()
         if len(host) > 1 and host.endswith("."):
             host = host[:-1]
@@ -360,7 +405,7 @@ def _repair_ip_block(block: MutableMapping[str, Any], path: str, repairs: list[s
 def _canonical(value: Any, path: str, repairs: list[str], problems: Problems,
                where: Location) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
     try:
-        net = ipaddress.ip_network(str(value), strict=False)
+        net = ip_network(str(value), strict=False)
     except ValueError:
         problems.add(where.at(path), f"{value!r} is not a CIDR")
         return None

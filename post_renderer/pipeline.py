@@ -19,7 +19,7 @@ from post_renderer.emit import emit
 from post_renderer.errors import EgressError, Location, Problem, Problems
 from post_renderer.model import EgressEntry, Existing, Workload
 from post_renderer.names import dns_label
-from post_renderer.normalize import normalize
+from post_renderer.normalize import invented_host, normalize
 from post_renderer.schema import Verdicts
 from post_renderer.settings import Settings
 from post_renderer import kinds
@@ -111,6 +111,7 @@ def analyse(
     if settings.normalize:
         normalized = normalize(stream, inventory.existing, settings, problems, notes)
         existing, replacements = normalized.serviceentries, normalized.replacements
+        warnings.extend(normalized.warnings)
     else:
         existing, replacements = [e for e in inventory.existing if e.kind == "ServiceEntry"], {}
     # Where documents that name no namespace land: Helm's -n, which charts that do name one
@@ -287,7 +288,11 @@ def existing_claims(se: Existing, home: str | None) -> list[Claim]:
         scope = None  # absent means every namespace, unless the mesh says otherwise
     else:
         scope = frozenset(namespace if e == "." else e for e in export_to if e != "~")
-    dests = [destination_key(str(d)) for d in [*(spec.get("hosts") or []), *(spec.get("addresses") or [])]]
+    # A ServiceEntry that resolves an invented host by DNS (left as is with --no-normalize)
+    # sends its addresses' traffic nowhere: it serves no address, so an entry asking for
+    # one still gets its own ServiceEntry.
+    addresses = [] if invented_host(se.data) else spec.get("addresses") or []
+    dests = [destination_key(str(d)) for d in [*(spec.get("hosts") or []), *addresses]]
     source = f"ServiceEntry {metadata.get('name')} (document {se.doc_index})"
     hosts = tuple(str(h) for h in spec.get("hosts") or [])
     return [

@@ -98,9 +98,22 @@ def validate(
     valid is not validated again, and one found valid is remembered. Invalid data is
     always validated, so its problems are the same with and without the cache.
     """
+    return [problem for _, problem in violations(data, locate, schema_file, verdicts=verdicts, subject=subject)]
+
+
+def violations(
+    data: Any,
+    locate: Locate,
+    schema_file: str = SCHEMA_FILE,
+    *,
+    verdicts: Verdicts | None = None,
+    subject: bytes | None = None,
+) -> list[tuple[list[PathItem], Problem]]:
+    """Every violation in ``data`` with the path of the instance it is about, so a caller
+    can tell which entries and fields are broken without parsing messages."""
     if verdicts is not None and subject is not None and verdicts.known_valid(schema_file, subject):
         return []
-    problems: list[Problem] = []
+    found: list[tuple[list[PathItem], Problem]] = []
     for error in _validator(schema_file).iter_errors(data):
         path = list(error.absolute_path)
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
@@ -108,17 +121,16 @@ def validate(
             allowed = sorted(error.schema.get("properties", {}))
             for key in error.instance:
                 if key not in error.schema.get("properties", {}):
-                    problems.append(
-                        Problem(locate([*path, key]), f"unknown key {key!r} (allowed: {', '.join(allowed)})")
-                    )
+                    found.append(([*path, key], Problem(
+                        locate([*path, key]), f"unknown key {key!r} (allowed: {', '.join(allowed)})")))
             continue
         template = error.schema.get("x-message") if isinstance(error.schema, dict) else None
         if template and error.validator in ("pattern", "anyOf", "enum"):
             message = template.format(value=error.instance)
         else:
             message = error.message
-        problems.append(Problem(locate(path), message))
-    problems.sort(key=lambda p: (p.location.line or 0, p.location.path or ""))
-    if not problems and verdicts is not None and subject is not None:
+        found.append((path, Problem(locate(path), message)))
+    found.sort(key=lambda f: (f[1].location.line or 0, f[1].location.path or ""))
+    if not found and verdicts is not None and subject is not None:
         verdicts.remember_valid(schema_file, subject)
-    return problems
+    return found

@@ -18,10 +18,19 @@ METADATA_ENDPOINTS: tuple[IPNetwork, ...] = (
 LINK_LOCAL: tuple[IPNetwork, ...] = (
     ipaddress.ip_network("169.254.0.0/16"),
     ipaddress.ip_network("fe80::/10"),
-    # The same IPv4 range written as IPv4-mapped IPv6.
-    ipaddress.ip_network("::ffff:169.254.0.0/112"),
 )
-FORBIDDEN: tuple[IPNetwork, ...] = METADATA_ENDPOINTS + LINK_LOCAL
+# IPv6 spellings of the IPv4 link-local range (and so of 169.254.169.254): a pod that may
+# dial one of these may reach the metadata service through a translator or tunnel.
+IPV4_LINK_LOCAL_IN_IPV6: tuple[IPNetwork, ...] = (
+    ipaddress.ip_network("::ffff:169.254.0.0/112"),  # IPv4-mapped (RFC 4291)
+    ipaddress.ip_network("::169.254.0.0/112"),  # IPv4-compatible, deprecated but parsed
+    ipaddress.ip_network("64:ff9b::169.254.0.0/112"),  # NAT64 well-known prefix (RFC 6052)
+    # NAT64 local-use prefix (RFC 8215): the operator chooses where the IPv4 address sits
+    # (RFC 6052 section 2.2), so no narrower range is safe.
+    ipaddress.ip_network("64:ff9b:1::/48"),
+    ipaddress.ip_network("2002:a9fe::/32"),  # 6to4 (RFC 3056)
+)
+FORBIDDEN: tuple[IPNetwork, ...] = METADATA_ENDPOINTS + LINK_LOCAL + IPV4_LINK_LOCAL_IN_IPV6
 
 ISTIO_API_VERSIONS = ("networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3")
 NetworkPolicyFlavour = Literal["kubernetes", "cilium", "none"]
@@ -64,6 +73,14 @@ class Settings:
     sidecar: bool = False
     sidecar_hosts: tuple[str, ...] = ()  # in-mesh hosts every Sidecar imports, `namespace/dnsName`
     cluster_domain: str = "cluster.local"
+
+
+def ip_network(text: str, *, strict: bool = False) -> IPNetwork:
+    """An IP address or CIDR, as Istio and Kubernetes take them: no zone index
+    (``fe80::1%eth0``), which ``ipaddress`` accepts and would carry into comparisons."""
+    if "%" in text:
+        raise ValueError(f"{text!r} has a zone index ('%...'); addresses are written without one")
+    return ipaddress.ip_network(text, strict=strict)
 
 
 def excepts_for(cidr: IPNetwork, extra: tuple[IPNetwork, ...] = ()) -> list[IPNetwork]:

@@ -143,17 +143,24 @@ def destination_key(dest: str) -> str:
 
 
 def register(claims: list[Claim], new: list[Claim], where: Location, problems: Problems) -> bool:
-    """Add ``new`` unless one disagrees on a protocol with an overlapping claim (IST0177)."""
+    """Add ``new`` unless one disagrees on a protocol with an overlapping claim (IST0177).
+
+    Every conflicting host and port is reported, not only the first.
+    """
+    conflicts = False
     for c in new:
-        for old in claims:
-            if old.dest == c.dest and old.port == c.port and old.protocol != c.protocol and old.overlaps(c):
-                problems.add(
-                    where,
-                    f"{c.dest}:{c.port} is declared as {c.protocol or 'unset'} here but as "
-                    f"{old.protocol or 'unset'} by {old.source}; Istio allows one protocol per host and "
-                    "port in a namespace scope (IST0177)",
-                )
-                return False
+        old = next((o for o in claims if o.dest == c.dest and o.port == c.port and o.protocol != c.protocol
+                    and o.overlaps(c)), None)
+        if old is not None:
+            problems.add(
+                where,
+                f"{c.dest}:{c.port} is declared as {c.protocol or 'unset'} here but as "
+                f"{old.protocol or 'unset'} by {old.source}; Istio allows one protocol per host and "
+                "port in a namespace scope (IST0177)",
+            )
+            conflicts = True
+    if conflicts:
+        return False
     claims.extend(new)
     return True
 

@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from post_renderer.model import HTTP_FAMILY, PROTOCOLS, RESOLUTIONS, TLS_FAMILY
+from post_renderer.settings import ip_network
 
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 _WILDCARD_FIRST = re.compile(r"(\*|(\*|\*-)?[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?)\Z")
@@ -34,6 +35,18 @@ def wildcard_domain_problem(host: str) -> str | None:
     if len(labels) > 1 and labels[-1].isdigit():
         return "the last label may not be all digits (IP addresses are not hosts)"
     return None
+
+
+def non_ascii_host_problem(host: str) -> str | None:
+    """Hosts are ASCII on the wire. Lower-casing first would be wrong: 'K' (KELVIN SIGN)
+    lower-cases to 'k', so the user would silently get another name."""
+    if host.isascii():
+        return None
+    try:
+        suggestion = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return "hosts must be ASCII DNS names"
+    return f"hosts must be ASCII DNS names; the IDNA (punycode) form of this one is {suggestion!r}"
 
 
 def is_ip_literal(text: str) -> bool:
@@ -77,11 +90,8 @@ def serviceentry_problems(spec: Any) -> list[str]:
     for i, address in enumerate(addresses):
         text = str(address)
         try:
-            if "/" in text:
-                ipaddress.ip_network(text, strict=False)
-                cidr = True
-            else:
-                ipaddress.ip_address(text)
+            ip_network(text, strict=False)
+            cidr = cidr or "/" in text
         except ValueError:
             out.append(f"spec.addresses[{i}]: {text!r} is not an IP address or CIDR")
     if cidr and resolution not in ("NONE", "STATIC"):
@@ -203,7 +213,7 @@ def _port_problems(port: Any) -> list[str]:
 @functools.lru_cache(maxsize=1024)  # every generated NetworkPolicy repeats the same few CIDRs
 def _canonical_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
     try:
-        return ipaddress.ip_network(text, strict=True)
+        return ip_network(text, strict=True)
     except ValueError:
         return None
 

@@ -12,9 +12,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from post_renderer import yamlio
+from post_renderer import shape, yamlio
 from post_renderer.errors import EgressError, Location, Problems
 from post_renderer.model import Existing, Workload
+from post_renderer.names import dns_label_problem, label_key_problem, label_value_problem
 from post_renderer.stream import Document, Stream
 
 GENERATED_BY = "helm-egress.io/generated-by"
@@ -123,16 +124,26 @@ def _classify(doc: Document, data: dict[str, Any], inventory: Inventory, problem
     if GENERATED_BY in annotations:
         inventory.generated.add(doc.index)
         return
-    group = str(data.get("apiVersion", "")).rpartition("/")[0]
-    if isinstance(kind, str) and POLICY_KINDS.get(kind) == group:
-        where = Location(file="stdin", line=doc.start_line, doc_index=doc.index, kind=kind, name=str(name))
-        inventory.existing.append(Existing(doc.index, kind, data, where))
+    api_version = data.get("apiVersion")
+    group = api_version.rpartition("/")[0] if isinstance(api_version, str) else None
+    if not isinstance(kind, str):
         return
-    if not isinstance(kind, str) or kind not in WORKLOAD_KINDS:
+    where = Location(file="stdin", line=doc.start_line, doc_index=doc.index, kind=kind,
+                     name=name if isinstance(name, str) else doc.name)
+    if POLICY_KINDS.get(kind) == group:
+        wrong = shape.check(shape.SERVICEENTRY if kind == "ServiceEntry" else shape.NETWORKPOLICY, data)
+        for path, message in wrong:
+            problems.add(where.at(path), message)
+        if not wrong:
+            inventory.existing.append(Existing(doc.index, kind, data, where))
         return
-    if group not in WORKLOAD_KINDS[kind]:
+    if kind not in WORKLOAD_KINDS or group not in WORKLOAD_KINDS[kind]:
         return
-    where = Location(file="stdin", line=doc.start_line, doc_index=doc.index, kind=kind, name=str(name))
+    wrong = shape.check(shape.workload(kind), data)
+    for path, message in wrong:
+        problems.add(where.at(path), message)
+    if wrong:
+        return
     if not isinstance(name, str) or not name:
         problems.add(where.at("metadata.name"), "a workload without a name")
         return
@@ -165,6 +176,12 @@ def _classify(doc: Document, data: dict[str, Any], inventory: Inventory, problem
                 f"template ({value!r}); declare it once",
             )
     namespace = metadata.get("namespace")
+    if namespace:
+        # Copied into every document generated for the workload.
+        why = dns_label_problem(namespace, "namespace")
+        if why:
+            problems.add(where.at("metadata.namespace"), why)
+            return
     raw_labels = template_meta.get("labels") if template is not None else metadata.get("labels")
     pod_labels = {str(k): v for k, v in _mapping(raw_labels).items() if isinstance(v, str)}
     inventory.workloads.append(
@@ -183,7 +200,8 @@ def _classify(doc: Document, data: dict[str, Any], inventory: Inventory, problem
 
 
 def _mapping(value: Any) -> dict[str, Any]:
-    """``value`` when it is a mapping, else an empty one: the API server reports bad shapes."""
+    """``value`` when it is a mapping, else an empty one (absent or null; the shape check
+    has refused every other type before this is used)."""
     return value if isinstance(value, dict) else {}
 
 
@@ -231,8 +249,10 @@ def _pod_selector(
         out.update(checked)
     expressions = selector.get("matchExpressions")
     if expressions:
-        if not isinstance(expressions, list) or not all(_valid_expression(e) for e in expressions):
-            problems.add(where.at("spec.selector.matchExpressions"), "not a list of label selector requirements")
+        wrong = [(i, why) for i, e in enumerate(expressions) for why in _expression_problems(e)]
+        for i, why in wrong:
+            problems.add(where.at(f"spec.selector.matchExpressions[{i}]"), why)
+        if wrong:
             return None
         out["matchExpressions"] = [_copy_expression(e) for e in expressions]
     if not out:
@@ -253,19 +273,33 @@ def _from_labels(labels: Any, where: Location, path: str, problems: Problems) ->
             "add labels, or exclude the workload",
         )
         return None
-    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
-        problems.add(where.at(path), "labels must be a mapping of strings")
-        return None
-    return {"matchLabels": {str(k): v for k, v in sorted(labels.items())}}
+    # The shape check made this a mapping of strings to strings; the selector is copied
+    # into the policy, so its syntax must be what the API server accepts.
+    bad = False
+    for key, value in labels.items():
+        for why in (label_key_problem(key), label_value_problem(value)):
+            if why:
+                problems.add(where.at(f"{path}.{key}"), why)
+                bad = True
+    return None if bad else {"matchLabels": dict(sorted(labels.items()))}
 
 
-def _valid_expression(expr: Any) -> bool:
-    return (
-        isinstance(expr, dict)
-        and isinstance(expr.get("key"), str)
-        and expr.get("operator") in ("In", "NotIn", "Exists", "DoesNotExist")
-        and all(isinstance(v, str) for v in expr.get("values") or [])
-    )
+def _expression_problems(expr: dict[str, Any]) -> list[str]:
+    """Why a (shape-checked) label selector requirement would be rejected, if it would."""
+    key, operator, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+    out = []
+    if not key:
+        out.append("key: required")
+    elif label_key_problem(key):
+        out.append(f"key: {label_key_problem(key)}")
+    if operator not in ("In", "NotIn", "Exists", "DoesNotExist"):
+        out.append(f"operator: {operator!r} is not In, NotIn, Exists or DoesNotExist")
+    elif operator in ("In", "NotIn") and not values:
+        out.append(f"values: {operator} needs at least one value")
+    elif operator in ("Exists", "DoesNotExist") and values:
+        out.append(f"values: {operator} takes no values")
+    out += [f"values: {why}" for why in map(label_value_problem, values) if why]
+    return out
 
 
 def _copy_expression(expr: dict[str, Any]) -> dict[str, Any]:

@@ -40,7 +40,16 @@ from post_renderer.errors import EgressError, Location
 # visits the document is refused instead of hanging the renderer.
 MAX_NODES = 200_000
 MAX_DEPTH = 200
+# Limits checked on the text, before any parser sees it. libyaml's composer recurses in C
+# (about 30,000 levels crash the process) and its flow scanner is quadratic in depth, so
+# depth is bounded from the text first: brackets plus twice the deepest block indentation
+# is an upper bound; only text above SAFE_NESTING pays for an exact, early-stopping count.
+MAX_CHARS = 16 * 1024 * 1024
+SAFE_NESTING = 2000
 _SURROGATE = re.compile("[\udc80-\udcff]")
+# Indentation and compact indicators (`- - x`, `? `) at the start of each line; YAML's
+# line breaks include lone CR, NEL, LS and PS.
+_LEAD = re.compile("(?:^|[\r\x85\u2028\u2029])[ \t?:-]+", re.MULTILINE)
 
 
 class _Constructor(SafeConstructor):
@@ -291,7 +300,40 @@ def load_with_nodes(text: str, where: Location) -> tuple[Any, Node | None]:
     return _parse(safe_loader(), text, where, 0, keep_nodes=True)
 
 
+def nesting_bound(text: str) -> int:
+    """An upper bound of the nesting depth of ``text``, read off the text alone."""
+    flow = text.count("[") + text.count("{")
+    if flow > SAFE_NESTING:
+        return flow
+    lead = max((len(m.group()) for m in _LEAD.finditer(text)), default=0)
+    return flow + 2 * (lead + 1)
+
+
+def _check_nesting(text: str, where: Location, line_offset: int) -> None:
+    if nesting_bound(text) <= SAFE_NESTING:
+        return
+    # Count exactly with libyaml's events (iterative), stopping at the first level too many.
+    depth = 0
+    events = safe_loader().parse(io.StringIO(text))
+    try:
+        for event in events:
+            if isinstance(event, (MappingStartEvent, SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    line = event.start_mark.line + 1 + line_offset if event.start_mark else None
+                    raise EgressError.one(where.at(line=line), f"nested more than {MAX_DEPTH} levels deep; refusing it")
+            elif isinstance(event, (MappingEndEvent, SequenceEndEvent)):
+                depth -= 1
+    except YAMLError:
+        return  # the real parse reports it, located
+    finally:
+        events.close()
+
+
 def _parse(yaml: YAML, text: str, where: Location, line_offset: int, *, keep_nodes: bool) -> tuple[Any, Node | None]:
+    if len(text) > MAX_CHARS:
+        raise EgressError.one(where, f"larger than {MAX_CHARS // (1024 * 1024)} MiB; refusing to parse it")
+    _check_nesting(text, where, line_offset)
     if _has_surrogate(text):
         bad = next(i for i, c in enumerate(text) if "\udc80" <= c <= "\udcff")
         line = text.count("\n", 0, bad) + 1 + line_offset

@@ -555,17 +555,17 @@ def test_diff_bad_values_is_trouble(shape: str, files: Files) -> None:
 @pytest.mark.parametrize("with_values", [False, True], ids=["no-values", "ci-values"])
 def test_diff_shows_exactly_the_repaired_lines(shape: str, with_values: bool) -> None:
     """The seed chart writes ServiceEntries Istio rejects (resolution DNS on a wildcard host)
-    with an older apiVersion; diff shows those lines, and only those, replaced."""
+    or that send traffic nowhere (DNS for an address-only entry whose host is its own name);
+    diff shows those lines, and only those, replaced. Its apiVersion, v1beta1, is served
+    and stays."""
     stream = chart_stream("seed-se", shape, SEED_VALUES.read_text())
     chart_ses = [d for d in documents(stream) if d.kind == "ServiceEntry"]
     assert chart_ses, "the seed chart renders its ServiceEntries"
     want_removed, want_added = [], []
     for se in chart_ses:
-        if se.data["apiVersion"] != DEFAULT_ISTIO_API:
-            line = se.text.splitlines()[line_of(se.text, r"^apiVersion:") - 1]
-            want_removed.append(line)
-            want_added.append(line.replace(se.data["apiVersion"], DEFAULT_ISTIO_API))
-        if any(h.startswith("*") for h in se.data["spec"]["hosts"]) and se.data["spec"]["resolution"] == "DNS":
+        spec = se.data["spec"]
+        invented = bool(spec.get("addresses")) and spec["hosts"] == [se.name]
+        if (any(h.startswith("*") for h in spec["hosts"]) or invented) and spec["resolution"] == "DNS":
             line = se.text.splitlines()[line_of(se.text, r"^\s*resolution: DNS") - 1]
             want_removed.append(line)
             want_added.append(line.replace("DNS", "NONE"))
@@ -798,8 +798,12 @@ def warning_case(name: str, shape: str, files: Files) -> WarningCase:
         stream = re.sub(r"(?m)^  exportTo:\n(?:[ \t]*- .*\n)+", "", chart_stream("seed-se", shape, SEED_VALUES.read_text()))
         ses = [d for d in documents(stream) if d.kind == "ServiceEntry"]
         assert all("exportTo" not in d.data["spec"] for d in ses)
-        return WarningCase(stream, [], [(f"(ServiceEntry/{d.name}): spec.exportTo: ", "every namespace")
-                                        for d in ses])
+        invented = [d for d in ses if d.data["spec"].get("addresses") and d.data["spec"]["hosts"] == [d.name]
+                    and d.data["spec"]["resolution"] == "DNS"]
+        # In document order; within one document the repair's warning comes first.
+        return WarningCase(stream, [], [w for d in ses for w in (
+            ([(f"(ServiceEntry/{d.name}): spec.resolution: ", "own name")] if d in invented else [])
+            + [(f"(ServiceEntry/{d.name}): spec.exportTo: ", "every namespace")])])
     if name == "ignored while values apply":
         stream = chart_stream("shop", shape, IGNORED_WEB)
         ignored = [w for w in workloads(stream) if w.egress_annotations.get(f"{PREFIX}/ignore") == "true"]

@@ -84,7 +84,7 @@ def test_every_problem_is_reported_at_once(values: str) -> None:
     [
         ("spec:\n  template:\n    metadata: {}\n", "no labels"),
         ("spec:\n  selector: {}\n  template: {metadata: {labels: {a: b}}}\n", "empty selector"),
-        ("spec:\n  selector: {matchLabels: {a: 1}}\n", "labels must be a mapping of strings"),
+        ("spec:\n  selector: {matchLabels: {a: 1}}\n", "matchLabels.a: expected a string, found an integer (1)"),
     ],
 )
 def test_workloads_a_policy_cannot_select_are_refused(body: str, message: str, values: str) -> None:

@@ -52,9 +52,18 @@ SEED_VARIANTS: dict[str, Any] = {"istio": {"egress": [
     {"name": "ledger-db", "addresses": ["10.40.0.15"], "ports": [{"number": 5432, "protocol": "tcp"}],
      "resolution": "NONE"},
 ]}}
+# A real host with CIDR addresses and DNS: Istio rejects it, and no repair keeps both.
 SEED_CIDR_DNS: dict[str, Any] = {"istio": {"egress": [
     {"name": "slack", "hosts": ["hooks.slack.com"], "ports": [{"number": 443, "protocol": "TLS"}]},
+    {"name": "vpc", "hosts": ["vpc.internal.example.com"], "addresses": ["10.0.0.0/8"],
+     "ports": [{"number": 443, "protocol": "TLS"}], "resolution": "DNS"},
+]}}
+# Address-only entries get the ServiceEntry's own name as host and DNS resolution: the
+# name resolves nowhere. Repaired to NONE (CIDR and single address alike), and values
+# asking for the same address are served by the repaired entry.
+SEED_ADDRESS_ONLY: dict[str, Any] = {"istio": {"egress": [
     {"name": "vpc", "addresses": ["10.0.0.0/8"], "ports": [{"number": 443, "protocol": "TLS"}], "resolution": "DNS"},
+    {"name": "ledger", "addresses": ["10.40.0.15", "10.40.0.16"], "ports": [{"number": 5432, "protocol": "TCP"}]},
 ]}}
 SEED_SLACK: dict[str, Any] = {"istio": {"egress": [
     {"name": "slack", "hosts": ["hooks.slack.com"], "ports": [{"number": 443, "protocol": "TLS"}]},
@@ -121,6 +130,9 @@ CASES: dict[str, tuple[str, dict[str, Any], str]] = {
     "normalize-seed-no-normalize": ("seed-se", SEED_CI, "helm3"),
     "normalize-seed-allowlist-helm3": ("seed-se", SEED_SLACK, "helm3"),
     "normalize-error-seed-cidr-dns": ("seed-se", SEED_CIDR_DNS, "helm3"),
+    "normalize-seed-address-only-helm3": ("seed-se", SEED_ADDRESS_ONLY, "helm3"),
+    "normalize-seed-check-helm4": ("seed-se", SEED_CI, "helm4"),
+    "normalize-seed-address-only-no-normalize": ("seed-se", SEED_ADDRESS_ONLY, "helm3"),
     "normalize-error-seed-ist0177-annotation": ("seed-se", {**SEED_SLACK, "podAnnotations": {
         "helm-egress.io/hosts": "hooks.slack.com", "helm-egress.io/ports": "443/HTTPS"}}, "helm4"),
     "policy-approved-helm3": ("shop", POLICY_SHOP, "helm3"),
