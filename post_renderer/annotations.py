@@ -176,4 +176,4 @@ def _full_entries(text: str, where: Location, problems: Problems) -> Any:
 
 def _line_of_key(doc: Document, key: str) -> int | None:
     idx = doc.raw.find(key)
-    return doc.start_line + doc.raw.count("\n", 0, idx) if idx >= 0 else None
+    return doc.line_of(idx) if idx >= 0 else None

@@ -6,6 +6,11 @@ top-level ``kind``) are read with anchored regular expressions.
 
 YAML forbids a line starting with ``---`` followed by white space or the line end inside
 any scalar, so splitting on such lines is exact, block scalars included.
+
+A line break is what the YAML reader (libyaml, and Helm's go-yaml) takes for one: LF, CRLF,
+a lone CR, NEL (U+0085), LS and PS (U+2028, U+2029). Each document keeps a ``view`` of its
+text, of the same length, in which every such break is a LF (the CR of a CRLF stays), so
+the splitter, the classifier and the reader never disagree on where a line ends.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from functools import cached_property
 from typing import Literal
 
 BOM = "\ufeff"
+BREAKS = ("\n", "\r", "\x85", "\u2028", "\u2029")
+_ODD_BREAK = re.compile("\r(?!\n)|[\x85\u2028\u2029]")
+_CHART_NAME = re.compile(r"[A-Za-z0-9][-A-Za-z0-9_.]*\Z")
 HELM4_ANNOTATION = "postrenderer.helm.sh/postrender-filename"
 
 _KIND = re.compile(r"""^kind:[ \t]*(["']?)([A-Za-z][A-Za-z0-9]*)\1[ \t]*(?:#[^\n]*)?\r?$""", re.MULTILINE)
@@ -44,26 +52,45 @@ class Document:
     raw: str
     start_line: int  # 1-based line of ``raw``'s first character in the input
     has_separator: bool
+    view: str = ""  # ``raw`` with every YAML line break as LF; same length
+
+    def __post_init__(self) -> None:
+        if not self.view:
+            object.__setattr__(self, "view", line_view(self.raw))
 
     @cached_property
     def kind(self) -> str | None:
-        m = _KIND.search(self.raw)
+        """The top-level ``kind`` read off the text, or None when the text cannot tell
+        for sure (then the document is parsed)."""
+        m = _KIND.search(self.view)
+        if m is None or not _plain_prefix(self.view[: m.start()]):
+            return None
+        return m.group(2)
+
+    @property
+    def kind_hint(self) -> str | None:
+        """The first ``kind:`` line, sure or not: for messages about documents that do not parse."""
+        m = _KIND.search(self.view)
         return m.group(2) if m else None
 
     @property
     def api_version(self) -> str | None:
-        m = _API_VERSION.search(self.raw)
+        m = _API_VERSION.search(self.view)
         return m.group(2) if m else None
 
     @property
     def name(self) -> str | None:
         """A best-effort ``metadata.name``, for messages about documents that do not parse."""
-        m = _NAME.search(self.raw)
+        m = _NAME.search(self.view)
         return m.group(2) if m else None
+
+    def line_of(self, offset: int) -> int:
+        """1-based input line of ``raw[offset]``."""
+        return self.start_line + self.view.count("\n", 0, offset)
 
     @cached_property
     def has_content(self) -> bool:
-        body = self.raw
+        body = self.view
         if self.has_separator:
             # Content may follow the marker on its own line (`--- {a: 1}`, `--- !!map`).
             first, _, body = body.partition("\n")
@@ -82,18 +109,42 @@ class Document:
     @property
     def parse_text(self) -> str:
         """The text handed to a YAML parser: this document only."""
-        return self.yaml_text_after_marker(self.raw)
+        return self.raw[: len(self.yaml_text_after_marker(self.view))]
 
     @property
     def source_path(self) -> str | None:
         """The template path Helm recorded: `# Source:` (Helm 3) or the Helm 4 annotation."""
-        m = _SOURCE.search(self.raw) or _HELM4_PATH.search(self.raw)
+        m = _SOURCE.search(self.view) or _HELM4_PATH.search(self.view)
         return m.group(1).strip() if m else None
+
+
+def line_view(text: str) -> str:
+    """``text`` with every YAML line break as LF (a CRLF keeps its CR): same length, same
+    offsets. The text itself when it holds no other break, as nearly every stream."""
+    if "\r" not in text and "\x85" not in text and "\u2028" not in text and "\u2029" not in text:
+        return text
+    return _ODD_BREAK.sub("\n", text)
+
+
+def _plain_prefix(prefix: str) -> bool:
+    """Whether no quoted scalar or flow collection can be open at the end of ``prefix``:
+    each of its content lines closes every quote and bracket it opens. A ``kind:`` line
+    after an open one may be text inside it (``x: "a<newline>kind: ConfigMap``)."""
+    if not any(c in prefix for c in "\"'[{"):
+        return True
+    for line in prefix.split("\n"):
+        if line.lstrip().startswith("#"):
+            continue
+        line = line.replace("\\\\", "").replace('\\"', "")
+        if line.count('"') % 2 or line.count("'") % 2 or line.count("[") != line.count("]") \
+                or line.count("{") != line.count("}"):
+            return False
+    return True
 
 
 @dataclass(frozen=True)
 class Stream:
-    bom: bool
+    bom: str  # the BOMs the input started with ("" when none), given back as they were
     documents: tuple[Document, ...]
     newline: str  # the input's own line ending, reused for generated documents
     shape: Shape
@@ -103,7 +154,10 @@ class Stream:
         for doc in self.documents:
             path = doc.source_path
             if path and "/" in path:
-                return path.split("/", 1)[0]
+                # Written into the `# Source:` line of generated documents: a chart name
+                # or nothing, never text that could end the comment.
+                name = path.split("/", 1)[0]
+                return name if _CHART_NAME.match(name) else None
         return None
 
     @property
@@ -112,10 +166,11 @@ class Stream:
 
 
 def split(text: str) -> Stream:
-    bom = text.startswith(BOM)
-    if bom:
-        text = text[1:]
-    starts = _separator_starts(text)
+    body = text.lstrip(BOM)
+    bom = text[: len(text) - len(body)]
+    text = body
+    view = line_view(text)
+    starts = _separator_starts(view)
     bounds: list[tuple[int, int, bool]] = []
     if not starts or starts[0] > 0:
         bounds.append((0, starts[0] if starts else len(text), False))
@@ -129,8 +184,9 @@ def split(text: str) -> Stream:
         raw = text[start:end]
         if not raw and not has_sep:
             continue
-        documents.append(Document(len(documents), raw, line, has_sep))
-        line += raw.count("\n")
+        part = view[start:end] if view is not text else raw
+        documents.append(Document(len(documents), raw, line, has_sep, part))
+        line += part.count("\n")
 
     newline = "\r\n" if "\r\n" in text[:4096] else "\n"
     # Helm 4 annotates every document it sends; Helm 3 and `helm template` output never do.
@@ -157,17 +213,17 @@ def _is_marker(text: str, at: int) -> bool:
     return text.startswith("---", at) and (at + 3 == len(text) or text[at + 3] in " \t\r\n")
 
 
-def join(pieces: list[tuple[str, bool]], *, bom: bool, newline: str) -> str:
+def join(pieces: list[tuple[str, bool]], *, bom: str | bool, newline: str) -> str:
     """Concatenate document texts; ``(raw, has_separator)`` pairs in output order.
 
     A separator is added only where a document without one no longer comes first, and a
     line end only where a document without a final one is no longer last.
     """
-    out: list[str] = [BOM] if bom else []
+    out: list[str] = [bom if isinstance(bom, str) else BOM if bom else ""]
     previous = ""
     for raw, has_separator in pieces:
         if previous:
-            if not previous.endswith("\n"):
+            if not previous.endswith(BREAKS):
                 out.append(newline)
             if not has_separator:
                 out.append("---" + newline)

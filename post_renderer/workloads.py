@@ -74,7 +74,7 @@ def scan(stream: Stream, problems: Problems) -> Inventory:
             continue
         if kind is None and (not doc.has_content or "kind" not in doc.raw):
             continue
-        where = Location(file="stdin", line=doc.start_line, doc_index=doc.index, kind=kind, name=doc.name)
+        where = Location(file="stdin", line=doc.start_line, doc_index=doc.index, kind=doc.kind_hint, name=doc.name)
         try:
             data = _read(loader, doc, kind, where)
         except EgressError as e:
