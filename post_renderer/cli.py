@@ -244,8 +244,8 @@ def _shared_options(
         if not any(net.version == c.version and net.subnet_of(c) and net.prefixlen > c.prefixlen  # type: ignore[arg-type]
                    for c in cidrs):
             raise typer.BadParameter(
-                f"{net} is not strictly inside any hostname CIDR ({', '.join(map(str, cidrs))}); it would exclude "
-                "nothing", param_hint="--hostname-except")
+                f"{net} is not strictly inside any hostname CIDR ({', '.join(map(str, cidrs))}); a NetworkPolicy "
+                "except must be, so it could not be excluded", param_hint="--hostname-except")
     if release is not None:
         # Helm's own rule for release names; the name lands in labels and object names.
         why = dns_subdomain_problem(release, "release name", limit=53)

@@ -18,7 +18,7 @@ from post_renderer import stream as streams
 from post_renderer.emit import emit
 from post_renderer.errors import EgressError, Location, Problem, Problems
 from post_renderer.model import EgressEntry, Existing, Workload
-from post_renderer.names import dns_label
+from post_renderer.names import dns_label, label_value_problem
 from post_renderer.normalize import invented_host, normalize
 from post_renderer.schema import Verdicts
 from post_renderer.settings import Settings
@@ -162,6 +162,10 @@ def analyse(
                              "workload with egress declared; this one gets no policy")
 
     release = settings.release or release_from_labels(stream)
+    if settings.release is None and release is not None and label_value_problem(release) and (release_wide or served):
+        # It becomes a label value and part of object names; --release is validated too.
+        raise EgressError.one(Location(), f"the stream's app.kubernetes.io/instance label, {release!r}, is not a "
+                                          "valid release name; pass --release NAME")
     if release is None and release_wide:
         raise EgressError.one(
             Location(),

@@ -1,0 +1,298 @@
+"""Regressions for the fuzzing campaign's root causes (issue 10): every malformed input is
+refused with a located message, exit 1, nothing on stdout; options are checked like the
+fields they fill (exit 2); what succeeds is idempotent and keeps every input document."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from post_renderer.cli import app
+
+EXE = shutil.which("helm-egress", path=str(Path(sys.executable).parent)) or shutil.which("helm-egress")
+LABELS = "  labels: {app.kubernetes.io/instance: r}\n"
+HEAD = "---\n# Source: c/templates/w.yaml\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: w\n" + LABELS
+POD = "spec:\n  selector: {matchLabels: {app: w}}\n  template:\n    metadata: {labels: {app: w}}\n"
+WORKLOAD = HEAD + POD
+VALUES = "istio:\n  egress:\n    - {name: api, hosts: [api.example.com], ports: [{number: 443, protocol: TLS}]}\n"
+
+
+def serviceentry(spec: str, name: str = "se") -> str:
+    return f"---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: {name}\nspec:\n{spec}"
+
+
+def networkpolicy(spec: str) -> str:
+    return f"---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: np\nspec:\n{spec}"
+
+
+def annotated(annotations: dict[str, str]) -> str:
+    lines = "".join(f"        {k}: {v!r}\n" for k, v in annotations.items())
+    return HEAD + ("spec:\n  selector: {matchLabels: {app: w}}\n  template:\n    metadata:\n"
+                   "      labels: {app: w}\n      annotations:\n" + lines)
+
+
+def pod_template(expression: str) -> str:
+    return HEAD + ("spec:\n  selector: {matchExpressions: [" + expression + "]}\n"
+                   "  template:\n    metadata: {labels: {app: w}}\n")
+
+
+@pytest.fixture
+def values(tmp_path: Path) -> str:
+    path = tmp_path / "values.yaml"
+    path.write_text(VALUES)
+    return str(path)
+
+
+def render(stdin: str | bytes, *args: str) -> tuple[int, bytes, str]:
+    result = CliRunner().invoke(app, ["render", *args], input=stdin)
+    return result.exit_code, result.stdout_bytes, result.stderr
+
+
+TLS = "  ports: [{number: 443, name: tls, protocol: TLS}]\n"
+BAD_INPUT = {
+    # Exit 3 before: a value of the wrong type used before it was checked.
+    "exportTo-5": (serviceentry("  hosts: [a.example.com]\n  exportTo: 5\n" + TLS) + WORKLOAD,
+                   "document 0 (ServiceEntry/se): spec.exportTo: expected a list"),
+    "metadata-x": ("---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: x\nspec:\n"
+                   "  hosts: [a.example.com]\n" + TLS + WORKLOAD, "document 0 (ServiceEntry): metadata: expected a mapping"),
+    "addresses-5": (serviceentry("  hosts: [a.example.com]\n  addresses: 5\n" + TLS) + WORKLOAD,
+                    "spec.addresses: expected a list"),
+    "endpoints-5": (serviceentry("  hosts: [a.example.com]\n  resolution: STATIC\n  endpoints: 5\n" + TLS) + WORKLOAD,
+                    "spec.endpoints: expected a list"),
+    "port-name-list": (serviceentry("  hosts: [a.example.com]\n  ports: [{number: 443, name: [a], protocol: TLS}]\n")
+                       + WORKLOAD, "spec.ports[0].name: expected a string, found a list"),
+    "egress-ports-5": (networkpolicy("  podSelector: {}\n  egress: [{ports: 5}]\n") + WORKLOAD,
+                       "document 0 (NetworkPolicy/np): spec.egress[0].ports: expected a list"),
+    "except-5": (networkpolicy("  podSelector: {}\n  egress: [{to: [{ipBlock: {cidr: 10.0.0.0/8, except: 5}}]}]\n")
+                 + WORKLOAD, "spec.egress[0].to[0].ipBlock.except: expected a list"),
+    "matchExpressions-values-5": (pod_template("{key: app, operator: In, values: 5}"),
+                                  "spec.selector.matchExpressions[0].values: expected a list"),
+    "label-key-not-a-string": (HEAD + "spec:\n  selector: {matchLabels: {1: w, app: x}}\n"
+                               "  template:\n    metadata: {labels: {app: w}}\n",
+                               "spec.selector.matchLabels.1: keys must be strings"),
+    "job-template-metadata-x": ("---\napiVersion: batch/v1\nkind: Job\nmetadata:\n  name: j\n" + LABELS
+                                + "spec:\n  template:\n    metadata: x\n",
+                                "document 0 (Job/j): spec.template.metadata: expected a mapping"),
+    "full-annotation-without-protocol-mixed": (annotated({
+        "helm-egress.io/hosts": "x.example.com", "helm-egress.io/ports": "443/TLS",
+        "helm-egress.io/egress": "[{name: a, hosts: [a.example.com], ports: [{number: 443}]}]"}),
+        "\"helm-egress.io/egress\"]: [0].ports[0]: 'protocol' is a required property"),
+    "ports-superscript-two": (annotated({"helm-egress.io/hosts": "a.example.com", "helm-egress.io/ports": "²"}),
+                              "'²' is not NUMBER or NUMBER/PROTOCOL"),
+    # Limits before parsing (a segmentation fault at about 30,000 levels before).
+    "stream-nested-30000": (WORKLOAD + "  deep: " + "[" * 30000 + "]" * 30000 + "\n", "nested more than 200 levels"),
+    "stream-block-nested-30000": (WORKLOAD + "  deep:\n    " + "- " * 30000 + "x\n", "nested more than 200 levels"),
+    "annotation-nested-30000": (annotated({"helm-egress.io/egress": "[" * 30000 + "]" * 30000}),
+                                "nested more than 200 levels"),
+    # Invalid output before: copied into generated documents unchecked.
+    "workload-namespace": (HEAD.replace("  name: w\n", "  name: w\n  namespace: Bad_NS\n") + POD,
+                           "metadata.namespace: 'Bad_NS' is not a valid namespace"),
+    "matchExpressions-key": (pod_template("{key: 'a b', operator: In, values: [x]}"),
+                             "matchExpressions[0]: key: label key 'a b'"),
+    "matchExpressions-operator": (pod_template("{key: app, operator: Maybe, values: [x]}"),
+                                  "operator: 'Maybe' is not In, NotIn, Exists or DoesNotExist"),
+    "matchExpressions-in-without-values": (pod_template("{key: app, operator: In}"), "In needs at least one value"),
+    "label-value": (HEAD + "spec:\n  selector: {matchLabels: {app: 'a b'}}\n  template:\n    metadata: {}\n",
+                    "label value 'a b'"),
+    # Silently wrong before.
+    "arabic-indic-port": (annotated({"helm-egress.io/hosts": "a.example.com", "helm-egress.io/ports": "٤٤٣/TLS"}),
+                          "'٤٤٣/TLS' is not NUMBER or NUMBER/PROTOCOL"),
+    "kelvin-sign-host": (annotated({"helm-egress.io/hosts": "\u212a.com", "helm-egress.io/ports": "443/TLS"}),
+                         "hosts must be ASCII DNS names; the IDNA (punycode) form of this one is 'k.com'"),
+    "idna-host": (annotated({"helm-egress.io/hosts": "bücher.de", "helm-egress.io/ports": "443/TLS"}),
+                  "'xn--bcher-kva.de'"),
+    "long-s-protocol": (annotated({"helm-egress.io/egress": "[{name: a, hosts: [a.example.com], "
+                                                            "ports: [{number: 443, protocol: HTTP\u017f}]}]"}),
+                        "ASCII letters only"),
+    "chart-serviceentry-non-ascii-host": (serviceentry("  hosts: [\u212a.com]\n" + TLS) + WORKLOAD,
+                                          "spec.hosts[0]: '\u212a.com': hosts must be ASCII"),
+}
+METADATA_SPELLINGS = ["64:ff9b::a9fe:a9fe", "64:ff9b::169.254.169.254", "::169.254.169.254", "::a9fe:a9fe",
+                      "::ffff:169.254.169.254", "64:ff9b:1::a9fe:a9fe", "64:ff9b:1:a9fe:a9::", "2002:a9fe:a9fe::1",
+                      "fd00:ec2::254%eth0", "fe80::1%eth0", "169.254.169.254", "fd00:ec2::254"]
+
+
+@pytest.mark.parametrize(("stdin", "message"), BAD_INPUT.values(), ids=BAD_INPUT.keys())
+def test_malformed_input_is_a_located_error(stdin: str, message: str, values: str) -> None:
+    code, out, err = render(stdin, "-f", values)
+    assert (code, out) == (1, b""), err
+    assert err.startswith("error: stdin:"), err
+    assert message in err
+    assert "Traceback" not in err and "unexpected" not in err
+
+
+@pytest.mark.parametrize("address", METADATA_SPELLINGS)
+def test_every_spelling_of_the_metadata_endpoint_is_refused(address: str, values: str) -> None:
+    code, out, err = render(annotated({"helm-egress.io/addresses": address, "helm-egress.io/ports": "443/TLS"}),
+                            "-f", values)
+    assert (code, out) == (1, b""), err
+    assert '"helm-egress.io/addresses"]: addresses[0]' in err
+    assert "metadata endpoint" in err or "zone index" in err
+
+
+def test_metadata_spellings_are_excepted_from_hostname_cidrs(values: str) -> None:
+    code, out, err = render(WORKLOAD, "-f", values)
+    assert code == 0, err
+    for spelling in ("'::a9fe:0/112'", "'::ffff:a9fe:0/112'", "'64:ff9b::a9fe:0/112'", "'64:ff9b:1::/48'"):
+        assert spelling in out.decode()
+
+
+def test_every_ist0177_conflict_is_reported(values: str) -> None:
+    first = serviceentry("  hosts: [a.example.com, b.example.com]\n  exportTo: ['.']\n  resolution: NONE\n" + TLS, "one")
+    second = serviceentry("  hosts: [a.example.com, b.example.com]\n  exportTo: ['.']\n  resolution: NONE\n"
+                          "  ports: [{number: 443, name: https, protocol: HTTPS}]\n", "two")
+    code, out, err = render(first + second + WORKLOAD, "-f", values)
+    assert (code, out) == (1, b"")
+    conflicts = [line for line in err.splitlines() if "IST0177" in line]
+    assert len(conflicts) == 2, err
+    assert "a.example.com:443" in conflicts[0] and "b.example.com:443" in conflicts[1]
+
+
+# --------------------------------------------------------------------------- limits
+
+
+def test_values_file_that_never_ends_is_refused(tmp_path: Path) -> None:
+    result = subprocess.run([EXE, "render", "-f", "/dev/zero"], input=WORKLOAD.encode(), capture_output=True,
+                            timeout=20)
+    assert (result.returncode, result.stdout) == (1, b"")
+    assert result.stderr.decode() == "error: /dev/zero: larger than 16 MiB; not a values file\n"
+
+
+def test_values_nested_too_deep_is_refused(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("istio:\n  egress: " + "[" * 30000 + "]" * 30000 + "\n")
+    code, out, err = render(WORKLOAD, "-f", str(deep))
+    assert (code, out) == (1, b"")
+    assert err == f"error: {deep}:2: nested more than 200 levels deep; refusing it\n"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_disk_is_one_line_and_exit_1(values: str) -> None:
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run([EXE, "render", "-f", values], input=WORKLOAD.encode(), stdout=full,
+                                stderr=subprocess.PIPE, timeout=20)
+    assert result.returncode == 1
+    assert result.stderr.decode() == "helm-egress: cannot write the output: No space left on device\n"
+
+
+def test_a_closed_stdout_is_one_line_and_exit_1(values: str) -> None:
+    result = subprocess.run(f'"{EXE}" render -f "{values}" >&-', shell=True, input=WORKLOAD.encode(),
+                            stderr=subprocess.PIPE, timeout=20)
+    assert result.returncode == 1
+    assert result.stderr.decode() == "helm-egress: cannot write the output: stdout is closed\n"
+
+
+# --------------------------------------------------------------------------- options
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--release", "Bad_Release"], "Invalid value for --release"),
+        (["--release", "a" * 54], "Invalid value for --release"),
+        (["--namespace", "NS!"], "Invalid value for --namespace"),
+        (["--dns-namespace", "Kube"], "Invalid value for --dns-namespace"),
+        (["--istiod-namespace", "x_y"], "Invalid value for --istiod-namespace"),
+        (["--dns-selector", "k8s-app=kube dns"], "Invalid value for --dns-selector"),
+        (["--istiod-selector", "a b=c"], "Invalid value for --istiod-selector"),
+        (["--istiod-selector", "-x=c"], "Invalid value for --istiod-selector"),
+        (["--hostname-cidr", "10.0.0.0/8%eth0"], "zone index"),
+        (["--hostname-except", "0.0.0.0/0"], "not strictly inside any hostname CIDR"),
+        (["--hostname-cidr", "10.0.0.0/8", "--hostname-except", "10.0.0.0/8"], "not strictly inside"),
+        (["--hostname-cidr", "10.0.0.0/8", "--hostname-except", "11.0.0.0/8"], "not strictly inside"),
+    ],
+)
+def test_options_are_checked_like_the_fields_they_fill(args: list[str], message: str, values: str) -> None:
+    code, out, err = render(WORKLOAD, "-f", values, *args)
+    assert (code, out) == (2, b"")
+    assert message in err
+
+
+def test_hostname_except_inside_a_hostname_cidr_is_excepted(values: str) -> None:
+    code, out, err = render(WORKLOAD, "-f", values, "--hostname-except", "10.0.0.0/8")
+    assert code == 0, err
+    assert "- '10.0.0.0/8'" in out.decode()
+
+
+def test_an_invalid_instance_label_is_not_used_as_release(values: str) -> None:
+    stream = WORKLOAD.replace("instance: r}", "instance: " + "r" * 70 + "}")
+    code, out, err = render(stream, "-f", values)
+    assert (code, out) == (1, b"")
+    assert "pass --release NAME" in err
+
+
+# --------------------------------------------------------------------------- --error-file
+
+
+def test_error_file_never_touches_a_file_it_did_not_write(tmp_path: Path, values: str) -> None:
+    precious = tmp_path / "notes.txt"
+    precious.write_text("mine\n")
+    assert render(WORKLOAD, "-f", values, "--error-file", str(precious))[0] == 0
+    assert precious.read_text() == "mine\n"  # a success removes only helm-egress's own report
+    code, _, err = render(WORKLOAD + "  x: [\n", "-f", values, "--error-file", str(precious))
+    assert code == 1
+    assert precious.read_text() == "mine\n"  # and a failure never overwrites it
+    assert "not a helm-egress error file" in err
+
+
+def test_error_file_is_written_replaced_and_cleared(tmp_path: Path, values: str) -> None:
+    report = tmp_path / "state" / "last-error.log"
+    assert render(WORKLOAD + "  x: [\n", "-f", values, "--error-file", str(report))[0] == 1
+    first = report.read_text()
+    assert first.startswith("# helm-egress ") and "invalid YAML" in first
+    assert render(WORKLOAD.replace("name: w", "name: v") + "  y: {\n", "-f", values, "--error-file", str(report))[0] == 1
+    assert "Deployment/v" in report.read_text()
+    assert render(WORKLOAD, "-f", values, "--error-file", str(report))[0] == 0
+    assert not report.exists()
+
+
+# --------------------------------------------------------------------------- line breaks and kinds
+
+
+CONFIGMAP = "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: b}\n"
+ODD_STREAMS = {
+    "ends-in-bare-cr": CONFIGMAP.rstrip("\n") + "\r",
+    "workload-ends-in-bare-cr": WORKLOAD + "  x: 1\r",
+    "doubled-bom": "\ufeff\ufeff" + WORKLOAD,
+    "nel-in-source-comment": WORKLOAD.replace("# Source: c/templates/w.yaml", "# Source: c/templates/w.yaml\x85"),
+    "lone-cr-line-ends": WORKLOAD.replace("\n", "\r"),
+    "line-separators": WORKLOAD.replace("\n", "\u2028"),
+    "nel-before-marker": WORKLOAD + "\x85---\n" + CONFIGMAP,
+    "cr-before-marker": CONFIGMAP.rstrip("\n") + "\r---\r" + WORKLOAD,
+}
+
+
+@pytest.mark.parametrize("stdin", ODD_STREAMS.values(), ids=ODD_STREAMS.keys())
+def test_odd_line_breaks_render_idempotently_and_keep_the_input(stdin: str, values: str) -> None:
+    code, out, err = render(stdin.encode(), "-f", values, "--release", "r")
+    assert code == 0, err
+    text = out.decode()
+    assert b"kind: ServiceEntry" in out
+    assert text.startswith("\ufeff\ufeff") == stdin.startswith("\ufeff\ufeff")
+    for piece in stdin.lstrip("\ufeff").split("---"):
+        assert piece in text  # every input document, byte for byte
+    again = render(out, "-f", values, "--release", "r")
+    assert again[:2] == (0, out), again[2]
+
+
+def test_a_kind_line_inside_a_quoted_scalar_does_not_hide_the_workload(values: str) -> None:
+    stream = ("---\napiVersion: apps/v1\nmetadata:\n  name: w\n" + LABELS + "  annotations:\n"
+              '    note: "a\n\nkind: ConfigMap\n\n  b"\nkind: Deployment\n' + POD)
+    code, out, err = render(stream, "-f", values)
+    assert code == 0, err
+    assert out.decode().count("kind: NetworkPolicy") == 1
+    assert "name: w-egress" in out.decode()
+
+
+def test_the_chart_name_in_generated_source_lines_is_a_name(values: str) -> None:
+    stream = WORKLOAD.replace("# Source: c/templates/w.yaml", "# Source: c\u2028x: y/templates/w.yaml")
+    code, out, err = render(stream, "-f", values)
+    assert code == 0, err
+    assert "# Source: c/templates/helm-egress-" not in out.decode()
+    assert "# Source: helm-egress/templates/helm-egress-serviceentries.yaml" in out.decode()
