@@ -5,7 +5,11 @@ Stages raise ``EgressError`` with one or more ``Problem``s; only the CLI renders
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+
+# Control characters and every character str.splitlines() breaks on.
+_BREAK = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
 
 
 @dataclass(frozen=True)
@@ -55,8 +59,11 @@ class Problem:
     message: str
 
     def render(self) -> str:
+        """One line: a line break or control character that reached a message from the
+        input is shown escaped."""
         where = self.location.render()
-        return f"{where}: {self.message}" if where else self.message
+        text = f"{where}: {self.message}" if where else self.message
+        return _BREAK.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 @dataclass

@@ -115,7 +115,10 @@ class Map(Shape):
                 yield sub, f"keys must be strings; quote {key!r}"
                 continue
             shape = self.fields.get(key, self.values)
-            if shape is not None:
+            if key not in self.fields and item is None and not isinstance(shape, _Any):
+                # Only a named field may be null (absent); a label's value may not.
+                yield sub, f"expected {shape.expected if shape else 'a value'}, found null"
+            elif shape is not None:
                 yield from shape.problems(item, sub)
 
 

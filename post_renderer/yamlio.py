@@ -351,7 +351,11 @@ def _parse(yaml: YAML, text: str, where: Location, line_offset: int, *, keep_nod
         what = " ".join(str(x) for x in (e.context, e.problem) if x)
         raise EgressError.one(where.at(line=at), f"invalid YAML: {what}") from e
     except YAMLError as e:
-        raise EgressError.one(where, f"invalid YAML: {e}") from e
+        # A reader error (a character YAML does not allow) knows its offset, not its line.
+        position = getattr(e, "position", None)
+        at = text.count("\n", 0, position) + 1 + line_offset if isinstance(position, int) else None
+        message = str(e).split("\n", 1)[0]
+        raise EgressError.one(where.at(line=at), f"invalid YAML: {message}") from e
     except RecursionError as e:
         raise EgressError.one(where, "invalid YAML: nested too deeply") from e
     check_size(data, where)

@@ -1,0 +1,306 @@
+"""Property-based checks of the error and stream contract (hypothesis).
+
+Generated streams (workloads with annotations, the chart's own ServiceEntries and
+NetworkPolicies, documents helm-egress never reads, junk), values files and raw mutations
+of a real stream, each held to what README promises:
+
+- exit status 0, 1 or 2 only; never a traceback or an "unexpected error";
+- on failure nothing on stdout and every problem on stderr as an ``error:`` line;
+- on success every input document byte for byte (the chart's ServiceEntries and
+  NetworkPolicies may be repaired), the same output twice, the same output again when
+  the output is rendered, and every generated document valid under ``tests/oracle.py``.
+
+The budget is fixed and the examples derandomized in CI (``HELM_EGRESS_FUZZ_EXAMPLES``
+examples per test, default 100); set it higher, and ``HELM_EGRESS_FUZZ_RANDOM=1``, for a
+longer exploratory run. Failures found this way are kept as golden cases in tests/cases/
+or as regressions in tests/test_robustness.py. Text lengths are capped: the oracle's
+Cilium ``matchName`` regex backtracks exponentially in Python.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+import oracle
+from helmstream import split_documents
+from post_renderer.cli import app
+from post_renderer.errors import EgressError, Location
+from post_renderer.yamlio import load, safe_loader
+
+EXAMPLES = int(os.environ.get("HELM_EGRESS_FUZZ_EXAMPLES", "100"))
+PROPERTY = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=os.environ.get("HELM_EGRESS_FUZZ_RANDOM") != "1",
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
+                           HealthCheck.function_scoped_fixture],
+)
+ROOT = Path(__file__).resolve().parent.parent
+SHOP = (ROOT / "tests" / "cases" / "annotations-and-values-helm4" / "input.yaml").read_text()
+PREFIX = "helm-egress.io/"
+
+# --------------------------------------------------------------------------- strategies
+
+NAMES = st.from_regex(r"[a-z][a-z0-9-]{0,8}[a-z0-9]", fullmatch=True)
+TRICKY = st.sampled_from([
+    "", " ", "-", "*", "\u212a.com", "bücher.de", "٤٤٣", "²", "a\x85b", "a\rb", "a\u2028b", "\ufeff", "'", '"',
+    "[", "{", "#", "&a", "*a", "!!python/object", "~", "null", "yes", "0x1F", "1e3", ".inf", "a: b", "- x",
+])
+TEXT = st.one_of(TRICKY, NAMES, st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12))
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-2, 70000), st.floats(allow_nan=False, width=16), TEXT)
+ANY = st.recursive(SCALARS, lambda c: st.lists(c, max_size=3) | st.dictionaries(TEXT, c, max_size=3), max_leaves=6)
+
+
+def maybe(valid: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Mostly ``valid``, sometimes anything at all (a wrong type, a hostile string)."""
+    return st.one_of(valid, valid, valid, ANY)
+
+
+HOSTS = st.sampled_from(["api.example.com", "*.example.com", "API.Example.com.", "a.b.example.org", "db", "*",
+                         "10.0.0.1", "http://x.example.com", "*foo.com", "\u212a.com", "bücher.de", "a..b",
+                         "x" * 64 + ".com"])
+ADDRESSES = st.sampled_from(["10.0.0.5", "10.1.0.0/16", "10.1.2.3/16", "2001:db8::/32", "169.254.169.254",
+                             "64:ff9b::a9fe:a9fe", "::169.254.169.254", "::ffff:169.254.169.254", "0.0.0.0/0",
+                             "fe80::1%eth0", "fd00:ec2::254", "300.1.1.1", "::/0"])
+PROTOCOLS = st.sampled_from(["TCP", "tls", "HTTPS", "http", "HTTP_PROXY", "GRPC-Web", "UDP", "Mongo", "HTTPX",
+                             "HTTP\u017f", ""])
+RESOLUTIONS = st.sampled_from(["NONE", "STATIC", "DNS", "dns", "DNS_ROUND_ROBIN", "DYNAMIC_DNS", "WHATEVER"])
+PORT_NUMBERS = st.one_of(st.integers(1, 65535), st.sampled_from([0, 70000, 443, 8080]))
+
+
+@st.composite
+def entries(draw: st.DrawFn) -> list[Any]:
+    out = []
+    for _ in range(draw(st.integers(0, 3))):
+        entry: dict[str, Any] = {"name": draw(maybe(NAMES))}
+        if draw(st.booleans()):
+            entry["hosts"] = draw(maybe(st.lists(HOSTS, min_size=1, max_size=3)))
+        if draw(st.booleans()):
+            entry["addresses"] = draw(maybe(st.lists(ADDRESSES, min_size=1, max_size=2)))
+        entry["ports"] = draw(maybe(st.lists(st.fixed_dictionaries(
+            {"number": maybe(PORT_NUMBERS), "protocol": maybe(PROTOCOLS)}), min_size=1, max_size=2)))
+        if draw(st.booleans()):
+            entry["resolution"] = draw(RESOLUTIONS)
+        out.append(entry)
+    return out
+
+
+@st.composite
+def annotations(draw: st.DrawFn) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if draw(st.booleans()):
+        out[PREFIX + "hosts"] = ", ".join(draw(st.lists(HOSTS, min_size=1, max_size=3)))
+    if draw(st.booleans()):
+        out[PREFIX + "addresses"] = " ".join(draw(st.lists(ADDRESSES, min_size=1, max_size=2)))
+    if draw(st.booleans()):
+        out[PREFIX + "ports"] = draw(st.one_of(
+            st.lists(st.builds(lambda n, p: f"{n}/{p}" if p else str(n), PORT_NUMBERS, PROTOCOLS), min_size=1,
+                     max_size=2).map(", ".join), TRICKY))
+    if draw(st.booleans()):
+        out[PREFIX + "egress"] = draw(st.one_of(entries().map(json.dumps), TRICKY))
+    if draw(st.integers(0, 5)) == 0:
+        out[PREFIX + draw(st.sampled_from(["ignore", "host", "egres"]))] = draw(st.sampled_from(["true", "no", 5]))
+    return out
+
+
+LABELS = st.one_of(st.dictionaries(st.sampled_from(["app", "tier", "app.kubernetes.io/name"]), NAMES, min_size=1,
+                                   max_size=2), ANY)
+
+
+@st.composite
+def workload(draw: st.DrawFn) -> dict[str, Any]:
+    kind, api = draw(st.sampled_from([("Deployment", "apps/v1"), ("StatefulSet", "apps/v1"), ("Job", "batch/v1"),
+                                      ("CronJob", "batch/v1"), ("Pod", "v1"), ("DaemonSet", "apps/v1")]))
+    name = draw(NAMES)
+    labels = draw(st.one_of(st.just({"app": name}), LABELS))
+    metadata: dict[str, Any] = {"name": draw(maybe(st.just(name))),
+                                "labels": {"app.kubernetes.io/instance": "rel", **(labels if isinstance(labels, dict) else {})}}
+    if draw(st.booleans()):
+        metadata["namespace"] = draw(maybe(st.sampled_from(["prod", "team-a"])))
+    own = draw(annotations())
+    if kind == "Pod":
+        metadata["annotations"] = own
+        return {"apiVersion": api, "kind": kind, "metadata": metadata, "spec": {"containers": []}}
+    template = {"metadata": draw(maybe(st.just({"labels": labels, "annotations": own})))}
+    spec: dict[str, Any] = {"template": template}
+    if kind not in ("Job",):
+        spec["selector"] = draw(maybe(st.one_of(
+            st.just({"matchLabels": labels}),
+            st.fixed_dictionaries({"matchExpressions": st.lists(st.fixed_dictionaries({
+                "key": maybe(st.just("app")), "operator": maybe(st.sampled_from(["In", "NotIn", "Exists"])),
+                "values": maybe(st.lists(NAMES, max_size=2))}), min_size=1, max_size=2)}))))
+    if kind == "CronJob":
+        spec = {"schedule": "* * * * *", "jobTemplate": {"spec": spec}}
+    return {"apiVersion": api, "kind": kind, "metadata": metadata, "spec": spec}
+
+
+@st.composite
+def serviceentry(draw: st.DrawFn) -> dict[str, Any]:
+    spec: dict[str, Any] = {"hosts": draw(maybe(st.lists(HOSTS, min_size=1, max_size=3)))}
+    if draw(st.booleans()):
+        spec["addresses"] = draw(maybe(st.lists(ADDRESSES, min_size=1, max_size=2)))
+    spec["ports"] = draw(maybe(st.lists(st.fixed_dictionaries(
+        {"number": maybe(PORT_NUMBERS), "name": maybe(NAMES), "protocol": maybe(PROTOCOLS)}), min_size=1, max_size=3)))
+    spec["resolution"] = draw(maybe(RESOLUTIONS))
+    if draw(st.booleans()):
+        spec["exportTo"] = draw(maybe(st.lists(st.sampled_from([".", "*", "prod", "~"]), min_size=1, max_size=2)))
+    if draw(st.integers(0, 3)) == 0:
+        spec["endpoints"] = draw(maybe(st.lists(st.fixed_dictionaries({"address": st.sampled_from(
+            ["10.0.0.9", "db.example.com"])}), max_size=2)))
+    version = draw(st.sampled_from(["v1", "v1beta1", "v1alpha3", "v1alpha2"]))
+    return {"apiVersion": f"networking.istio.io/{version}", "kind": "ServiceEntry",
+            "metadata": draw(maybe(st.fixed_dictionaries({"name": NAMES}))), "spec": spec}
+
+
+@st.composite
+def networkpolicy(draw: st.DrawFn) -> dict[str, Any]:
+    block = {"cidr": draw(maybe(ADDRESSES))}
+    if draw(st.booleans()):
+        block["except"] = draw(maybe(st.lists(ADDRESSES, max_size=2)))
+    rule = {"to": draw(maybe(st.just([{"ipBlock": block}]))),
+            "ports": draw(maybe(st.lists(st.fixed_dictionaries({"port": maybe(PORT_NUMBERS),
+                                                                 "protocol": maybe(st.sampled_from(["tcp", "UDP"]))}),
+                                         max_size=2)))}
+    spec: dict[str, Any] = {"podSelector": {}, "egress": draw(maybe(st.just([rule])))}
+    if draw(st.booleans()):
+        spec["policyTypes"] = ["Egress"]
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": draw(NAMES)}, "spec": spec}
+
+
+CONFIGMAP = st.builds(lambda name, data: {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
+                                          "data": data}, NAMES, ANY)
+JUNK = st.text(st.sampled_from(list("ab: -[]{}'\"#\n\r\x85\u2028\ufeff\t&*!|>%.")), max_size=40)
+
+
+def block_yaml(value: Any, indent: int = 0) -> str:
+    """Block-style YAML for generated data (scalars as JSON, which YAML reads alike)."""
+    pad = " " * indent
+    if isinstance(value, dict) and value:
+        lines = []
+        for k, v in value.items():
+            key = json.dumps(k, ensure_ascii=False) if not isinstance(k, str) or not re.fullmatch(r"[A-Za-z][\w./-]*", k) else k
+            if isinstance(v, (dict, list)) and v:
+                lines.append(f"{pad}{key}:\n{block_yaml(v, indent + 2)}")
+            else:
+                lines.append(f"{pad}{key}: {json.dumps(v, ensure_ascii=False)}\n")
+        return "".join(lines)
+    if isinstance(value, list) and value:
+        return "".join(f"{pad}- {json.dumps(v, ensure_ascii=False)}\n" for v in value)
+    return f"{pad}{json.dumps(value, ensure_ascii=False)}\n"
+
+
+@st.composite
+def documents(draw: st.DrawFn) -> list[str]:
+    docs = []
+    for _ in range(draw(st.integers(1, 5))):
+        data = draw(st.one_of(workload(), workload(), serviceentry(), networkpolicy(), CONFIGMAP))
+        style = draw(st.sampled_from(["block", "flow"]))
+        body = block_yaml(data) if style == "block" else json.dumps(data, ensure_ascii=False) + "\n"
+        docs.append(f"---\n# Source: chart/templates/t{len(docs)}.yaml\n{body}")
+    if draw(st.integers(0, 3)) == 0:
+        docs.append("---\n" + draw(JUNK) + "\n")
+    return docs
+
+
+@st.composite
+def streams(draw: st.DrawFn) -> tuple[str, list[str]]:
+    docs = draw(documents())
+    if draw(st.booleans()):
+        docs = [d.replace("\n", "\r\n") for d in docs]
+    return ("\ufeff" if draw(st.booleans()) else "") + "".join(docs), docs
+
+
+def values_text(data: Any, style: str) -> str:
+    doc = {"istio": {"egress": data}}
+    return json.dumps(doc, ensure_ascii=False) if style == "json" else block_yaml(doc)
+
+
+# --------------------------------------------------------------------------- the contract
+
+
+def invoke(args: list[str], stdin: bytes) -> Any:
+    return CliRunner().invoke(app, ["render", *args], input=stdin)
+
+
+def _chart_policy(text: str) -> bool:
+    try:
+        doc = load(safe_loader(), text, Location())
+    except EgressError:
+        return False
+    return isinstance(doc, dict) and doc.get("kind") in ("ServiceEntry", "NetworkPolicy")
+
+
+def assert_contract(stdin: str, args: list[str], docs: list[str]) -> None:
+    data = stdin.encode("utf-8")
+    first = invoke(args, data)
+    assert first.exit_code in (0, 1, 2), (first.exit_code, first.stderr)
+    assert "Traceback" not in first.stderr and "unexpected error" not in first.stderr, first.stderr
+    if first.exit_code != 0:
+        assert first.stdout_bytes == b"", first.stderr
+        if first.exit_code == 1:
+            assert all(line.startswith(("error: ", "note: ", "helm-egress: ")) for line in first.stderr.splitlines())
+            assert any(line.startswith("error: ") for line in first.stderr.splitlines()), first.stderr
+        return
+    out = first.stdout_bytes
+    assert invoke(args, data).stdout_bytes == out  # deterministic
+    again = invoke(args, out)
+    assert (again.exit_code, again.stdout_bytes) == (0, out), again.stderr  # idempotent
+    text = out.decode("utf-8")
+    for doc in docs:
+        if not _chart_policy(doc):
+            assert doc in text  # byte for byte
+    for piece in split_documents(text):
+        try:
+            doc = load(safe_loader(), piece, Location())
+        except EgressError:
+            continue
+        if not isinstance(doc, dict) or "helm-egress.io/generated-by" not in ((doc.get("metadata") or {}).get(
+                "annotations") or {}):
+            continue
+        check = oracle.serviceentry_problems if doc["kind"] == "ServiceEntry" else oracle.networkpolicy_problems
+        assert check(doc) == [], (doc, check(doc))
+
+
+@pytest.fixture(scope="module")
+def values_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("values")
+
+
+@PROPERTY
+@given(stream=streams(), egress=st.one_of(st.none(), entries()), release=st.booleans())
+def test_generated_streams_keep_the_contract(stream: tuple[str, list[str]], egress: list[Any] | None,
+                                             release: bool, values_dir: Path) -> None:
+    text, docs = stream
+    args = ["--release", "rel"] if release else []
+    if egress is not None:
+        path = values_dir / "values.yaml"
+        path.write_text(values_text(egress, "json"))
+        args += ["-f", str(path)]
+    assert_contract(text, args, docs)
+
+
+@PROPERTY
+@given(egress=st.one_of(entries(), ANY), style=st.sampled_from(["json", "block"]),
+       junk=st.one_of(st.none(), JUNK))
+def test_generated_values_keep_the_contract(egress: Any, style: str, junk: str | None, values_dir: Path) -> None:
+    path = values_dir / "values.yaml"
+    path.write_text(values_text(egress, style) if junk is None else junk, encoding="utf-8")
+    assert_contract(SHOP, ["-f", str(path)], [])
+
+
+@PROPERTY
+@given(at=st.integers(0, len(SHOP)), insert=JUNK, cut=st.integers(0, 8))
+def test_a_mutated_real_stream_keeps_the_contract(at: int, insert: str, cut: int) -> None:
+    """A real Helm 4 stream with a few characters cut or inserted anywhere."""
+    assert_contract(SHOP[:at] + insert + SHOP[at + cut:], ["--release", "demo"], [])
