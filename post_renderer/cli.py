@@ -228,7 +228,7 @@ def _shared_options(
         why = sidecar_host_problem(host)
         if why:
             raise typer.BadParameter(f"{host!r}: {why}", param_hint="--sidecar-host")
-    if not _DNS_SUBDOMAIN.match(cluster_domain) or len(cluster_domain) > 253:
+    if dns_subdomain_problem(cluster_domain) is not None:
         raise typer.BadParameter(f"{cluster_domain!r} is not a DNS domain", param_hint="--cluster-domain")
     if istio_api_version not in ISTIO_API_VERSIONS:
         raise typer.BadParameter(f"{istio_api_version!r} is not one of {', '.join(ISTIO_API_VERSIONS)}",

@@ -109,7 +109,7 @@ BAD_INPUT = {
                   "'xn--bcher-kva.de'"),
     "long-s-protocol": (annotated({"helm-egress.io/egress": "[{name: a, hosts: [a.example.com], "
                                                             "ports: [{number: 443, protocol: HTTP\u017f}]}]"}),
-                        "ASCII letters only"),
+                        "is not one of TCP"),
     "chart-serviceentry-non-ascii-host": (serviceentry("  hosts: [\u212a.com]\n" + TLS) + WORKLOAD,
                                           "spec.hosts[0]: '\u212a.com': hosts must be ASCII"),
 }
