@@ -122,7 +122,7 @@ def load_pruned(yaml: YAML, text: str, where: Location, keep: Keep, *, line_offs
     sends the document through ``load``, so what is refused, and the located error, are
     exactly those of a whole read.
     """
-    if CParser is not None and not _has_surrogate(text):
+    if CParser is not None and len(text) <= MAX_CHARS and not _has_surrogate(text):
         try:
             data = _Pruner(yaml, text).document(keep)
         except Exception:  # noqa: BLE001 - ``load`` below is the reference; it decides
