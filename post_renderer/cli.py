@@ -293,14 +293,14 @@ class Shared:
     def inputs(self) -> tuple[list[ValuesFile], ValuesFile | None]:
         return [_read_values(p) for p in self.values], _read_values(self.allowlist) if self.allowlist else None
 
-    def destination_policy(self) -> Policy | None:
+    def destination_policy(self, verdicts: VerdictCache | None = None) -> Policy | None:
         if self.policy is None:
             return None
         # Imported only here: checking the file needs jsonschema, which plain renders skip.
         from post_renderer.destpolicy import load
 
         file = _read_values(self.policy, "policy file")
-        return load(file.text, file.name)
+        return load(file.text, file.name, verdicts)
 
 
 @functools.lru_cache(maxsize=None)
@@ -366,7 +366,7 @@ def check(
     verdicts = _verdict_cache()
     policy = None
     try:
-        policy = shared.destination_policy()
+        policy = shared.destination_policy(verdicts)
     except EgressError as e:
         errors.extend(e.problems)
     if errors:
@@ -459,7 +459,7 @@ def _analyse(shared: Shared, *, text: str | None = None, exit_code: int = 1, exp
     verdicts = _verdict_cache()
     try:
         values, allowlist = shared.inputs()
-        policy = shared.destination_policy()
+        policy = shared.destination_policy(verdicts)
         # No local keeps the input alive: analyse drops it once split, which matters for
         # peak memory on multi-MB streams.
         return analyse(_read_stdin() if text is None else text, values, shared.settings, allowlist=allowlist,

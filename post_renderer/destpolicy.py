@@ -151,8 +151,9 @@ def host_covers(rule: str, host: str) -> bool:
 # --- the file ---------------------------------------------------------------------
 
 
-def load(text: str, name: str) -> Policy:
-    """The policy in ``text`` (the file ``name``); every problem located and raised at once."""
+def load(text: str, name: str, verdicts: schema.Verdicts | None = None) -> Policy:
+    """The policy in ``text`` (the file ``name``); every problem located and raised at once.
+    ``verdicts`` may vouch for the schema check, keyed by the file's bytes."""
     data, root = yamlio.load_with_nodes(text, Location(file=name, line=1))
 
     def locate(path: Sequence[str | int]) -> Location:
@@ -165,7 +166,8 @@ def load(text: str, name: str) -> Policy:
     if not isinstance(data, dict):
         raise EgressError.one(locate([]), "a policy file is a mapping with an allow list of rules")
     problems = Problems()
-    problems.extend(schema.validate(data, locate, SCHEMA_FILE))
+    subject = b"policy\0" + text.encode("utf-8", "surrogatepass")
+    problems.extend(schema.validate(data, locate, SCHEMA_FILE, verdicts=verdicts, subject=subject))
     rules: list[Rule] = []
     raw = data.get("allow")
     for i, item in enumerate(raw if isinstance(raw, list) else []):

@@ -99,3 +99,16 @@ def test_the_console_entry_flushes_everything_before_it_ends_the_process(tmp_pat
     assert len(proc.stdout) > 3_000_000
     assert proc.stdout == expected.stdout_bytes
     assert proc.stderr.decode() == expected.stderr
+
+
+def test_a_destination_policy_file_is_cached_too(tmp_path: Path) -> None:
+    case = REPO / "tests/cases/policy-approved-helm3"
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    args = (case / "args").read_text().splitlines()
+    assert "--policy" in args
+    stdin = (case / "input.yaml").read_bytes()
+    cold = startup_probe.run(args, tmp_path, stdin=stdin, env=env, cwd=case)
+    warm = startup_probe.run(args, tmp_path, stdin=stdin, env=env, cwd=case)
+    assert cold.code == warm.code == 0, cold.stderr
+    assert cold.imported("jsonschema") and not warm.imported("jsonschema")
+    assert warm.stdout == cold.stdout == (case / "expected.yaml").read_bytes()
