@@ -116,11 +116,10 @@ def load_pruned(yaml: YAML, text: str, where: Location, keep: Keep, *, line_offs
     For reading a few fields of large documents (a workload's labels and annotations,
     not its pod spec): the C parser's events are read once, the kept parts are built as
     ``load`` builds them (a string directly, any other scalar by the same constructor),
-    and the rest is only checked. Whatever the
-    checks cannot vouch for on their own -- a tag, an anchor or alias, a key that is not
-    a plain string, a duplicate key, a size or depth past the limits, a syntax error --
-    sends the document through ``load``, so what is refused, and the located error, are
-    exactly those of a whole read.
+    and the rest is only checked. Whatever those checks cannot vouch for on their own --
+    a tag, an anchor or alias, a key that is not a plain string, a duplicate key, a size
+    or depth near the limits, a syntax error -- sends the document through ``load``, so
+    what is refused, and the located error, are exactly those of a whole read.
     """
     if CParser is not None and len(text) <= MAX_CHARS and not _has_surrogate(text):
         try:
