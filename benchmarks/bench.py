@@ -409,7 +409,8 @@ def table(results: list[Result]) -> list[str]:
             for row in (header, tuple("-" * w for w in widths), *rows)]
 
 
-def readme_table(results: list[Result], load: tuple[float, float], repeat: int) -> str:
+def readme_table(results: list[Result], load: tuple[float, float], repeat: int, fixed: dict[str, Series],
+                 linearity: dict[str, float]) -> str:
     lines = [
         README_BEGIN,
         f"Measured by `benchmarks/bench.py` on the {os.cpu_count()}-CPU development VM (median of {repeat} "
@@ -425,6 +426,15 @@ def readme_table(results: list[Result], load: tuple[float, float], repeat: int) 
         lines.append(f"| {r.label}, {_size(r.size_bytes)} | {r.cold.median_s:.3f} s | {r.warm.median_s:.3f} s | "
                      f"{r.kustomize.median_s:.3f} s | {verdict} | {max(r.cold.peak_mb, r.warm.peak_mb):.0f} MB vs "
                      f"{r.kustomize.peak_mb:.0f} MB ({r.memory_ratio:.2f}) |")
+    lines.append("")
+    lines.append(f"Fixed cost: `helm-egress --version` {fixed['--version'].median_s:.3f} s, a warm render of an empty "
+                 f"stream {fixed['empty stream, warm'].median_s:.3f} s. Warm import time "
+                 + ", ".join(f"{r.label} {r.imports_warm.total_ms:.0f} ms" for r in results if r.imports_warm)
+                 + " (`python -X importtime`).")
+    if linearity:
+        lines.append(f"Four times the input takes {linearity['helm_egress_wall']:.2f}× the time "
+                     f"({linearity['helm_egress_work']:.2f}× without the fixed cost; kustomize "
+                     f"{linearity['kustomize_wall']:.2f}×).")
     lines.append(README_END)
     return "\n".join(lines)
 
@@ -549,7 +559,8 @@ def main() -> int:
     print(f"load avg (1 min) before {load_before[0]:.2f}, after {load_after[0]:.2f}")
 
     if args.readme:
-        update_readme(args.readme, readme_table(results, (load_before[0], load_after[0]), args.repeat))
+        update_readme(args.readme, readme_table(results, (load_before[0], load_after[0]), args.repeat, fixed,
+                                                linearity))
         print(f"updated {args.readme}")
     if args.json:
         args.json.write_text(json.dumps({
