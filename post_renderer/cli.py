@@ -481,7 +481,7 @@ def _verdict_cache() -> VerdictCache | None:
 def _print_notes(notes: list[str], quiet: bool) -> None:
     if not quiet:
         for note in notes:
-            typer.echo(f"note: {note}", err=True)
+            _say(f"note: {note}")
 
 
 def _read_stdin() -> str:
@@ -544,8 +544,19 @@ def _write_stdout(text: str) -> None:
     except (OSError, ValueError) as e:  # a full disk, a closed descriptor
         _silence_stdout()
         why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        sys.stderr.write(f"helm-egress: cannot write the output: {why}\n")
+        _say(f"helm-egress: cannot write the output: {why}")
         raise typer.Exit(1) from None
+
+
+def _say(line: str) -> None:
+    """One line on stderr. Best effort: with stderr closed or on a full disk, the exit
+    status is all that can still tell how the run went."""
+    try:
+        if sys.stderr is not None:
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
 
 
 def _silence_stdout() -> None:
@@ -571,16 +582,15 @@ def _fail(error: EgressError, error_file: Path | None, exit_code: int = 1) -> ty
     ordered = sorted(error.problems, key=lambda p: (p.location.file or "", p.location.doc_index or 0, p.location.line or 0))
     lines = [f"error: {p.render()}" for p in ordered]
     for line in lines:
-        typer.echo(line, err=True)
+        _say(line)
     target = error_file or _default_error_file()
     if target is not None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         report = f"{ERROR_FILE_HEADER}{__version__} failed at {stamp}\n" + "\n".join(lines) + "\n"
         if _write_error_file(target, report):
-            typer.echo(f"helm-egress: errors written to {target}", err=True)
+            _say(f"helm-egress: errors written to {target}")
         else:
-            typer.echo(f"helm-egress: errors not written to {target}: it exists and is not a helm-egress "
-                       "error file", err=True)
+            _say(f"helm-egress: errors not written to {target}: it exists and is not a helm-egress error file")
     return typer.Exit(exit_code)
 
 
@@ -652,12 +662,12 @@ def invoke() -> int:
     except SystemExit as e:
         if e.code is None or isinstance(e.code, int):
             return e.code or 0
-        sys.stderr.write(f"{e.code}\n")
+        _say(str(e.code))
         return 1
     except KeyboardInterrupt:
-        sys.stderr.write("helm-egress: interrupted\n")
+        _say("helm-egress: interrupted")
         return 130
     except Exception as e:  # noqa: BLE001 - the one place unexpected failures become exit 3
-        sys.stderr.write(f"helm-egress: unexpected error: {type(e).__name__}: {e}\n")
+        _say(f"helm-egress: unexpected error: {type(e).__name__}: {e}")
         return 3
     return 0

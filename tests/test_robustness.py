@@ -296,3 +296,15 @@ def test_the_chart_name_in_generated_source_lines_is_a_name(values: str) -> None
     assert code == 0, err
     assert "# Source: c/templates/helm-egress-" not in out.decode()
     assert "# Source: helm-egress/templates/helm-egress-serviceentries.yaml" in out.decode()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_notes_that_cannot_be_written_do_not_fail_the_render(tmp_path: Path) -> None:
+    """stderr on a full disk: the manifests were written, so the render still succeeds."""
+    case = Path(__file__).parent / "cases" / "normalize-seed-ci-helm3"
+    out = tmp_path / "out.yaml"
+    with open("/dev/full", "wb") as full, out.open("wb") as sink:
+        result = subprocess.run([EXE, "render", "-f", str(case / "values.yaml")], stdin=(case / "input.yaml").open("rb"),
+                                stdout=sink, stderr=full, timeout=20)
+    assert result.returncode == 0
+    assert out.read_bytes() == (case / "expected.yaml").read_bytes()
