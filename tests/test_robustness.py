@@ -303,8 +303,8 @@ def test_notes_that_cannot_be_written_do_not_fail_the_render(tmp_path: Path) -> 
     """stderr on a full disk: the manifests were written, so the render still succeeds."""
     case = Path(__file__).parent / "cases" / "normalize-seed-ci-helm3"
     out = tmp_path / "out.yaml"
-    with open("/dev/full", "wb") as full, out.open("wb") as sink:
-        result = subprocess.run([EXE, "render", "-f", str(case / "values.yaml")], stdin=(case / "input.yaml").open("rb"),
-                                stdout=sink, stderr=full, timeout=20)
+    with open("/dev/full", "wb") as full, out.open("wb") as sink, (case / "input.yaml").open("rb") as stdin:
+        result = subprocess.run([EXE, "render", "-f", str(case / "values.yaml")], stdin=stdin, stdout=sink,
+                                stderr=full, timeout=20)
     assert result.returncode == 0
     assert out.read_bytes() == (case / "expected.yaml").read_bytes()
