@@ -13,6 +13,9 @@ Sources, each located where the user (or the chart) wrote it:
 - the chart's own CiliumNetworkPolicies (and clusterwide ones): ``toFQDNs`` names and
   patterns, ``toCIDR``/``toCIDRSet`` ranges and the ``world`` entities, on the rule's
   ``toPorts``.
+- the chart's own ExternalName Services (the name, unless it is a Service of the cluster)
+  and Endpoints/EndpointSlices (their addresses), which Istio routes like a ServiceEntry,
+  on their ports, in every namespace the Service is visible in.
 
 Not requests: what helm-egress adds around a declaration (DNS, istiod, the workload's
 namespace, the hostname CIDRs standing in for a declared hostname: the hostname itself is
@@ -122,13 +125,7 @@ _WORLD = {"world": _EVERY_ADDRESS, "all": _EVERY_ADDRESS, "world-ipv4": ("0.0.0.
 def from_cilium(doc: Document, home: str | None, problems: Problems) -> list[Request]:
     """What a chart's own Cilium policy opens. It is read only here, when a policy judges it,
     and passes through untouched either way."""
-    where = Location(file="stdin", line=doc.start_line, doc_index=doc.index, kind=doc.kind, name=doc.name)
-    try:
-        data = yamlio.load(yamlio.safe_loader(), doc.parse_text, where, line_offset=doc.start_line - 1)
-    except EgressError as e:
-        problems.extend(e.problems)
-        return []
-    data = _mapping(data)
+    data, where = _read(doc, problems)
     if str(data.get("apiVersion", "")).rpartition("/")[0] != "cilium.io":
         return []
     metadata = _mapping(data.get("metadata"))
@@ -140,6 +137,93 @@ def from_cilium(doc: Document, home: str | None, problems: Problems) -> list[Req
         for r, rule in enumerate(_list(_mapping(spec).get("egress"))):
             out += _cilium_rule(_mapping(rule), f"{base}.egress[{r}]", where, namespace)
     return out
+
+
+_EXPORT_TO = "networking.istio.io/exportTo"
+
+
+def wants_service(doc: Document) -> bool:
+    """Whether ``doc`` is read for :func:`from_services`: ExternalName Services, Services
+    whose visibility their endpoints share, hand-written endpoints. Plain Services are not
+    parsed for nothing."""
+    return doc.kind in ("Endpoints", "EndpointSlice") or (
+        doc.kind == "Service" and ("ExternalName" in doc.raw or _EXPORT_TO in doc.raw))
+
+
+def from_services(docs: Iterable[Document], home: str | None, problems: Problems,
+                  cluster_domain: str) -> list[Request]:
+    """What a chart's ExternalName Services and its own Endpoints/EndpointSlices open.
+
+    Istio routes both like a ServiceEntry (an ExternalName Service to its name, a
+    Service's endpoints to their addresses), visible in every namespace unless the
+    Service's ``networking.istio.io/exportTo`` annotation narrows it. Read only when a
+    policy judges them; they pass through untouched."""
+    read = [(doc, *_read(doc, problems)) for doc in docs if wants_service(doc)]
+    visible: dict[tuple[str | None, str], list[str | None]] = {}
+    for doc, data, _ in read:
+        metadata = _mapping(data.get("metadata"))
+        if doc.kind == "Service" and data.get("apiVersion") == "v1" and isinstance(metadata.get("name"), str):
+            visible[(metadata.get("namespace") or home, metadata["name"])] = _service_scopes(metadata, home)
+    out: list[Request] = []
+    for doc, data, where in read:
+        api = str(data.get("apiVersion", ""))
+        metadata = _mapping(data.get("metadata"))
+        namespace = metadata.get("namespace") or home
+        dests: list[tuple[str, str, list[PortRange | None]]] = []  # destination, path, ports
+        if doc.kind == "Service" and api == "v1":
+            spec = _mapping(data.get("spec"))
+            name = spec.get("externalName")
+            if spec.get("type") != "ExternalName" or not isinstance(name, str):
+                continue
+            if name.strip().lower().rstrip(".").endswith(f".svc.{cluster_domain}"):
+                continue  # another Service of the cluster: an in-cluster peer
+            listed = [p for p in _list(spec.get("ports")) if isinstance(p, dict)]
+            numbers = sorted({r for p in listed for r in (_single(p.get("port")), _single(p.get("targetPort"))) if r})
+            dests.append((name, "spec.externalName", [*numbers] or [None]))
+            service = metadata.get("name")
+        elif doc.kind == "Endpoints" and api == "v1":
+            for s, subset in enumerate(_list(data.get("subsets"))):
+                subset = _mapping(subset)
+                ports = _endpoint_ports(subset.get("ports"))
+                for key in ("addresses", "notReadyAddresses"):
+                    for a, address in enumerate(_list(subset.get(key))):
+                        dests.append((str(_mapping(address).get("ip")), f"subsets[{s}].{key}[{a}].ip", ports))
+            service = metadata.get("name")
+        elif doc.kind == "EndpointSlice" and api.rpartition("/")[0] == "discovery.k8s.io":
+            ports = _endpoint_ports(data.get("ports"))
+            for e, endpoint in enumerate(_list(data.get("endpoints"))):
+                for a, address in enumerate(_list(_mapping(endpoint).get("addresses"))):
+                    dests.append((str(address), f"endpoints[{e}].addresses[{a}]", ports))
+            service = _mapping(metadata.get("labels")).get("kubernetes.io/service-name")
+        else:
+            continue
+        # Endpoints are reached through their Service, as widely as it is visible.
+        scopes = visible.get((namespace, service)) if isinstance(service, str) else None
+        out += [Request(dest, _is_address(dest), port, scope, where.at(path))
+                for dest, path, port_list in dests for scope in scopes or [None] for port in port_list]
+    return out
+
+
+def _service_scopes(metadata: dict[str, Any], home: str | None) -> list[str | None]:
+    export = _mapping(metadata.get("annotations")).get(_EXPORT_TO)
+    listed = [e.strip() for e in export.split(",")] if isinstance(export, str) else None
+    return _export_scopes(listed, metadata.get("namespace") or home)
+
+
+def _endpoint_ports(ports: Any) -> list[PortRange | None]:
+    # A port without a number (an EndpointSlice's null port), or no ports at all: every port.
+    numbers = [_single(_mapping(p).get("port")) for p in _list(ports)]
+    return list(dict.fromkeys(numbers)) or [None]
+
+
+def _read(doc: Document, problems: Problems) -> tuple[dict[str, Any], Location]:
+    where = Location(file="stdin", line=doc.start_line, doc_index=doc.index, kind=doc.kind, name=doc.name)
+    try:
+        data = yamlio.load(yamlio.safe_loader(), doc.parse_text, where, line_offset=doc.start_line - 1)
+    except EgressError as e:
+        problems.extend(e.problems)
+        return {}, where
+    return _mapping(data), where
 
 
 def _cilium_rule(rule: dict[str, Any], path: str, where: Location, namespace: str | None) -> list[Request]:

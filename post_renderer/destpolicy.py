@@ -291,10 +291,9 @@ def _uncovered_ports(wanted: PortRange | None, granted: Sequence[tuple[PortRange
     """The parts of ``wanted`` that no granted port list covers (all of them together)."""
     if any(g is None for g in granted):
         return []
-    if wanted is None:
-        return [(1, MAX_PORT)]
     missing: list[PortRange] = []
-    first, last = wanted
+    # Every port is 1-65535: rules whose ranges add up to that approve it too.
+    first, last = wanted or (1, MAX_PORT)
     for lo, hi in sorted(p for g in granted for p in g or ()):
         if hi < first:
             continue

@@ -232,9 +232,11 @@ def analyse(
             requests += asked.from_serviceentry(se, home)
         for np in (e for e in inventory.existing if e.kind == "NetworkPolicy"):
             requests += asked.from_networkpolicy(np, home)
-        for doc in stream.documents:
-            if doc.kind in asked.CILIUM_KINDS and doc.index not in inventory.generated:
+        chart = [doc for doc in stream.documents if doc.index not in inventory.generated]
+        for doc in chart:
+            if doc.kind in asked.CILIUM_KINDS:
                 requests += asked.from_cilium(doc, home, problems)
+        requests += asked.from_services(chart, home, problems, settings.cluster_domain)
         problems.raise_if_any()
         violations = judge(policy, requests)
     anchor = min((w.doc_index for w in inventory.workloads if w.hook is None), default=None)

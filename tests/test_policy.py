@@ -25,7 +25,7 @@ from ruamel.yaml import YAML
 from typer.testing import CliRunner, Result
 
 from helmstream import helm3_stream, helm4_stream, render_chart
-from post_renderer.asked import from_cilium, from_networkpolicy, from_serviceentry
+from post_renderer.asked import from_cilium, from_networkpolicy, from_serviceentry, from_services
 from post_renderer.cli import app
 from post_renderer.destpolicy import Policy, Request, host_covers, load
 from post_renderer.errors import EgressError, Location, Problems
@@ -383,6 +383,8 @@ def judge_one(policy_yaml: str, destination: str, ports: tuple[int, int] | None 
     ("addresses: [10.50.0.0/16], ports: ['8000-8199']", "10.50.0.1", (8190, 8210), False),
     ("addresses: [10.50.0.0/16], ports: [8200]", "10.50.0.1", None, False),  # every port needs a rule without ports
     ("addresses: [10.50.0.0/16]", "10.50.0.1", None, True),
+    ("addresses: [10.50.0.0/16], ports: ['1-65535']", "10.50.0.1", None, True),  # ... or all of 1-65535
+    ("addresses: [10.50.0.0/16], ports: ['2-65535']", "10.50.0.1", None, False),
 ])
 def test_address_and_port_coverage(rule_text: str, dest: str, ports: tuple[int, int] | None, ok: bool) -> None:
     assert (judge_one(f"allow: [{{{rule_text}}}]", dest, ports) is None) is ok
@@ -393,6 +395,8 @@ def test_ports_of_several_rules_for_one_destination_add_up() -> None:
             "  - {hosts: ['*.example.com'], ports: ['8100-8199']}\n")
     assert judge_one(text, "a.example.com", (8050, 8150)) is None
     assert judge_one(text, "b.example.com", (8050, 8150)) is not None
+    halves = "allow:\n  - {hosts: [a.example.com], ports: ['1-1000']}\n  - {hosts: [a.example.com], ports: ['1001-65535']}\n"
+    assert judge_one(halves, "a.example.com", None) is None  # every port, in two rules
 
 
 def test_a_request_in_every_or_an_unknown_namespace_needs_a_rule_for_all_namespaces() -> None:
@@ -566,3 +570,94 @@ def test_a_cilium_policy_that_is_not_yaml_is_a_located_error() -> None:
     doc = split("---\n" + CILIUM.format(rule="toFQDNs: [")).documents[0]
     assert from_cilium(doc, None, problems) == []
     assert problems.items and problems.items[0].location.doc_index == 0
+
+
+# ------------------------------------------------- Services Istio routes outside the mesh
+
+SERVICES = """\
+apiVersion: v1
+kind: Service
+metadata: {name: partner, namespace: prod}
+spec:
+  type: ExternalName
+  externalName: API.Partner.example.
+  ports: [{port: 443, targetPort: 8443}, {port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: alias, namespace: prod}
+spec: {type: ExternalName, externalName: vault.security.svc.cluster.local.}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: anyport, namespace: prod}
+spec: {type: ExternalName, externalName: 192.0.2.10}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: legacy
+  namespace: prod
+  annotations: {networking.istio.io/exportTo: ".,batch"}
+spec: {ports: [{port: 5432}]}
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: legacy, namespace: prod}
+subsets:
+  - addresses: [{ip: 203.0.113.7}]
+    notReadyAddresses: [{ip: 203.0.113.9}]
+    ports: [{port: 5432}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: other-1, namespace: prod, labels: {kubernetes.io/service-name: other}}
+addressType: IPv4
+ports: [{port: null}]
+endpoints: [{addresses: ["2001:db8::7"]}]
+---
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata: {name: fn, namespace: prod}
+spec: {type: ExternalName, externalName: not.core.example}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: prod}
+spec: {ports: [{port: 80}]}
+"""
+
+
+def test_what_a_chart_externalname_service_and_its_own_endpoints_open() -> None:
+    problems = Problems()
+    requests = from_services(split(SERVICES).documents, None, problems, "cluster.local")
+    got = {(r.destination, r.address, r.ports, r.namespace, r.origin.kind, r.origin.path) for r in requests}
+    assert not problems.items
+    assert got == {
+        # The name Istio resolves, on the port dialled and the port forwarded to; a named
+        # targetPort adds nothing. A Service of the cluster is an in-cluster peer.
+        ("API.Partner.example.", False, (80, 80), None, "Service", "spec.externalName"),
+        ("API.Partner.example.", False, (443, 443), None, "Service", "spec.externalName"),
+        ("API.Partner.example.", False, (8443, 8443), None, "Service", "spec.externalName"),
+        ("192.0.2.10", True, None, None, "Service", "spec.externalName"),  # no ports: every port
+        # Endpoints are as visible as their Service.
+        *{(ip, True, (5432, 5432), ns, "Endpoints", f"subsets[0].{key}[0].ip")
+          for ip, key in (("203.0.113.7", "addresses"), ("203.0.113.9", "notReadyAddresses"))
+          for ns in ("batch", "prod")},
+        ("2001:db8::7", True, None, None, "EndpointSlice", "endpoints[0].addresses[0]"),
+    }
+    policy = load("allow: [{hosts: ['*.partner.example'], ports: [443, 8443, 80]}]", "p.yaml")
+    assert [r.destination for r in requests if policy.approves(r)] == ["API.Partner.example."] * 3
+
+
+@pytest.mark.parametrize("body", [
+    "apiVersion: v1\nkind: Service\nspec: {type: ExternalName, externalName: [a], ports: 3}\n",
+    "apiVersion: v1\nkind: Service\nspec: {type: ExternalName, externalName: a.example, ports: [{port: x}, 7]}\n",
+    "apiVersion: v1\nkind: Endpoints\nsubsets: [{addresses: [{ip: 5}, 7], ports: {port: 1}}, 3]\n",
+    "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {labels: 4}\nendpoints: [{addresses: 5}, 6]\n",
+    "apiVersion: v1\nkind: Endpoints\nmetadata: [1]\n",
+])
+def test_odd_services_never_break_the_judging(body: str) -> None:
+    requests = from_services(split(body).documents, None, Problems(), "cluster.local")
+    policy = load("allow: [{hosts: [a.example.com]}]", "p.yaml")
+    assert all(isinstance(policy.refusal(r), str) for r in requests)
