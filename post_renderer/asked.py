@@ -13,6 +13,8 @@ Sources, each located where the user (or the chart) wrote it:
 - the chart's own CiliumNetworkPolicies (and clusterwide ones): ``toFQDNs`` names and
   patterns, ``toCIDR``/``toCIDRSet`` ranges and the ``world`` entities, on the rule's
   ``toPorts``.
+- the chart's own Istio Sidecars with ``outboundTrafficPolicy.mode: ALLOW_ANY``: every
+  address, on every port (no policy approves that);
 - the chart's own ExternalName Services (the name, unless it is a Service of the cluster)
   and Endpoints/EndpointSlices (their addresses), which Istio routes like a ServiceEntry,
   on their ports, in every namespace the Service is visible in.
@@ -202,6 +204,20 @@ def from_services(docs: Iterable[Document], home: str | None, problems: Problems
         out += [Request(dest, _is_address(dest), port, scope, where.at(path))
                 for dest, path, port_list in dests for scope in scopes or [None] for port in port_list]
     return out
+
+
+def from_sidecar(doc: Document, home: str | None, problems: Problems) -> list[Request]:
+    """A chart's own Istio Sidecar with ``outboundTrafficPolicy.mode: ALLOW_ANY`` lets its
+    pods' proxies pass traffic to any destination the mesh does not know: every address."""
+    data, where = _read(doc, problems)
+    if str(data.get("apiVersion", "")).rpartition("/")[0] != "networking.istio.io":
+        return []
+    policy = _mapping(_mapping(data.get("spec")).get("outboundTrafficPolicy"))
+    if str(policy.get("mode", "")).upper() != "ALLOW_ANY":
+        return []
+    namespace = _mapping(data.get("metadata")).get("namespace") or home
+    return [Request(a, True, None, namespace, where.at("spec.outboundTrafficPolicy.mode"),
+                    "ALLOW_ANY passes traffic to every destination") for a in _EVERY_ADDRESS]
 
 
 def _service_scopes(metadata: dict[str, Any], home: str | None) -> list[str | None]:

@@ -236,6 +236,8 @@ def analyse(
         for doc in chart:
             if doc.kind in asked.CILIUM_KINDS:
                 requests += asked.from_cilium(doc, home, problems)
+            elif doc.kind == "Sidecar" and "allow_any" in doc.raw.lower():
+                requests += asked.from_sidecar(doc, home, problems)
         requests += asked.from_services(chart, home, problems, settings.cluster_domain)
         problems.raise_if_any()
         violations = judge(policy, requests)

@@ -25,7 +25,13 @@ from ruamel.yaml import YAML
 from typer.testing import CliRunner, Result
 
 from helmstream import helm3_stream, helm4_stream, render_chart
-from post_renderer.asked import from_cilium, from_networkpolicy, from_serviceentry, from_services
+from post_renderer.asked import (
+    from_cilium,
+    from_networkpolicy,
+    from_serviceentry,
+    from_services,
+    from_sidecar,
+)
 from post_renderer.cli import app
 from post_renderer.destpolicy import Policy, Request, host_covers, load
 from post_renderer.errors import EgressError, Location, Problems
@@ -661,3 +667,21 @@ def test_odd_services_never_break_the_judging(body: str) -> None:
     requests = from_services(split(body).documents, None, Problems(), "cluster.local")
     policy = load("allow: [{hosts: [a.example.com]}]", "p.yaml")
     assert all(isinstance(policy.refusal(r), str) for r in requests)
+
+
+@pytest.mark.parametrize(("body", "opens_everything"), [
+    ("apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {namespace: crawl}\n"
+     "spec: {outboundTrafficPolicy: {mode: ALLOW_ANY}}\n", True),
+    ("apiVersion: networking.istio.io/v1beta1\nkind: Sidecar\nspec: {outboundTrafficPolicy: {mode: allow_any}}\n",
+     True),
+    ("apiVersion: networking.istio.io/v1\nkind: Sidecar\nspec: {outboundTrafficPolicy: {mode: REGISTRY_ONLY}}\n",
+     False),
+    ("apiVersion: example.com/v1\nkind: Sidecar\nspec: {outboundTrafficPolicy: {mode: ALLOW_ANY}}\n", False),
+    ("apiVersion: networking.istio.io/v1\nkind: Sidecar\nspec: {outboundTrafficPolicy: ALLOW_ANY}\n", False),
+    ("apiVersion: networking.istio.io/v1\nkind: Sidecar\nspec: [ALLOW_ANY]\n", False),
+])
+def test_a_chart_sidecar_allowing_any_destination_asks_for_every_address(body: str, opens_everything: bool) -> None:
+    requests = from_sidecar(split(body).documents[0], "prod", Problems())
+    assert sorted(r.destination for r in requests) == (["0.0.0.0/0", "::/0"] if opens_everything else [])
+    policy = load("allow: [{addresses: [10.0.0.0/8]}]", "p.yaml")
+    assert not any(policy.approves(r) for r in requests)
