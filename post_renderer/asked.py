@@ -31,7 +31,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from post_renderer import yamlio
-from post_renderer.destpolicy import PortRange, Request
+from post_renderer.destpolicy import EVERY_NAMESPACE, PortRange, Request
 from post_renderer.errors import EgressError, Location, Problems
 from post_renderer.model import EgressEntry, Existing
 from post_renderer.names import dns_label
@@ -131,7 +131,7 @@ def from_cilium(doc: Document, home: str | None, problems: Problems) -> list[Req
     if str(data.get("apiVersion", "")).rpartition("/")[0] != "cilium.io":
         return []
     metadata = _mapping(data.get("metadata"))
-    namespace = None if doc.kind == "CiliumClusterwideNetworkPolicy" else (metadata.get("namespace") or home)
+    namespace = EVERY_NAMESPACE if doc.kind == "CiliumClusterwideNetworkPolicy" else (metadata.get("namespace") or home)
     specs = [("spec", data.get("spec"))] if data.get("spec") is not None else []
     specs += [(f"specs[{k}]", s) for k, s in enumerate(_list(data.get("specs")))]
     out: list[Request] = []
@@ -202,7 +202,7 @@ def from_services(docs: Iterable[Document], home: str | None, problems: Problems
         # Endpoints are reached through their Service, as widely as it is visible.
         scopes = visible.get((namespace, service)) if isinstance(service, str) else None
         out += [Request(dest, _is_address(dest), port, scope, where.at(path))
-                for dest, path, port_list in dests for scope in scopes or [None] for port in port_list]
+                for dest, path, port_list in dests for scope in scopes or [EVERY_NAMESPACE] for port in port_list]
     return out
 
 
@@ -302,9 +302,10 @@ def _pattern(pattern: str) -> str:
 
 
 def _export_scopes(export_to: Any, namespace: str | None) -> list[str | None]:
-    """The namespaces a ServiceEntry is visible in; [None] for every namespace."""
+    """The namespaces a ServiceEntry is visible in: EVERY_NAMESPACE, names, or None for "."
+    when its namespace is not known."""
     if not isinstance(export_to, list) or not export_to or "*" in export_to:
-        return [None]
+        return [EVERY_NAMESPACE]
     scopes = {namespace if e == "." else str(e) for e in export_to if e != "~"}
     return sorted(scopes, key=lambda n: (n is not None, n or ""))
 

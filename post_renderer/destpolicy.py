@@ -32,6 +32,7 @@ from post_renderer.settings import IPNetwork
 SCHEMA_FILE = "destination-policy.schema.json"
 MAX_PORT = 65535
 PortRange = tuple[int, int]  # inclusive
+EVERY_NAMESPACE = "*"  # a Request opened in every namespace (no namespace name can be "*")
 _RANGE = re.compile(r"[0-9]{1,5}-[0-9]{1,5}\Z")
 
 _MAPPED = ipaddress.ip_network("::ffff:0:0/96")
@@ -54,8 +55,8 @@ class Rule:
     namespaces: frozenset[str] | None  # None: every namespace
 
     def applies_in(self, namespace: str | None) -> bool:
-        # A request opened in every namespace (or in one nobody named) is only covered by a
-        # rule that holds everywhere.
+        # A request opened in every namespace ("*", never a listed name) or in one nobody
+        # named is only covered by a rule that holds everywhere.
         return self.namespaces is None or (namespace is not None and namespace in self.namespaces)
 
 
@@ -66,7 +67,7 @@ class Request:
     destination: str  # a host ("*.example.com": every name below) or an address/CIDR
     address: bool
     ports: PortRange | None  # None: every port
-    namespace: str | None  # where it is opened; None: every namespace, or not known
+    namespace: str | None  # where it is opened; EVERY_NAMESPACE, or None when not known
     origin: Location
     who: str = ""  # what the location does not say, e.g. "entry stripe"
 
@@ -98,11 +99,11 @@ class Policy:
         covering = [r for r in anywhere if r.applies_in(request.namespace)]
         if not covering:
             if anywhere:
-                where = f"in namespace {request.namespace}" if request.namespace else \
-                    "in every namespace, or in one not known (pass --namespace)"
                 limits = sorted({ns for r in anywhere for ns in r.namespaces or ()})
-                return (f"{_labels(anywhere)} {_verb(anywhere)} it only in namespace(s) {', '.join(limits)}, "
-                        f"and it is opened {where}")
+                # Where it is opened leads the message (judge); only an unknown one needs saying.
+                unknown = "" if request.namespace else \
+                    ", and it is opened in a namespace the stream does not name (pass --namespace)"
+                return f"{_labels(anywhere)} {_verb(anywhere)} it only in namespace(s) {', '.join(limits)}{unknown}"
             return _uncovered_destination(request, net, host, self.rules)
         missing = _uncovered_ports(request.ports, [r.ports for r in covering])
         if not missing:
@@ -124,7 +125,7 @@ def judge(policy: Policy, requests: Iterable[Request]) -> list[Problem]:
             continue
         opened = ""
         if policy.per_namespace and request.namespace:
-            opened = f" in namespace {request.namespace}"
+            opened = f" {_where(request.namespace)}"
         who = f"{request.who}: " if request.who else ""
         message = (f"{who}{request.destination} on {_ports_text(request.ports)}{opened} is not approved by the "
                    f"policy {policy.file}: {why}")
@@ -323,6 +324,10 @@ def _uncovered_destination(request: Request, net: IPNetwork | None, host: str, r
             return (f"a wildcard needs a rule approving every host it matches; {_labels(parts)} {_verb(parts)} only "
                     f"{', '.join(some)}")
     return "no rule approves this host"
+
+
+def _where(namespace: str) -> str:
+    return "in every namespace" if namespace == EVERY_NAMESPACE else f"in namespace {namespace}"
 
 
 def _labels(rules: Sequence[Rule]) -> str:

@@ -33,7 +33,7 @@ from post_renderer.asked import (
     from_sidecar,
 )
 from post_renderer.cli import app
-from post_renderer.destpolicy import Policy, Request, host_covers, load
+from post_renderer.destpolicy import Policy, Request, host_covers, judge, load
 from post_renderer.errors import EgressError, Location, Problems
 from post_renderer.model import Existing
 from post_renderer.stream import split
@@ -401,7 +401,8 @@ def test_ports_of_several_rules_for_one_destination_add_up() -> None:
             "  - {hosts: ['*.example.com'], ports: ['8100-8199']}\n")
     assert judge_one(text, "a.example.com", (8050, 8150)) is None
     assert judge_one(text, "b.example.com", (8050, 8150)) is not None
-    halves = "allow:\n  - {hosts: [a.example.com], ports: ['1-1000']}\n  - {hosts: [a.example.com], ports: ['1001-65535']}\n"
+    halves = ("allow:\n  - {hosts: [a.example.com], ports: ['1-1000']}\n"
+              "  - {hosts: [a.example.com], ports: ['1001-65535']}\n")
     assert judge_one(halves, "a.example.com", None) is None  # every port, in two rules
 
 
@@ -410,6 +411,10 @@ def test_a_request_in_every_or_an_unknown_namespace_needs_a_rule_for_all_namespa
     assert judge_one(text, "a.example.com", namespace="prod") is None
     why = judge_one(text, "a.example.com", namespace=None)
     assert why is not None and "--namespace" in why
+    # Exported everywhere is known, not a missing --namespace.
+    (problem,) = judge(load(text, "p.yaml"), [Request("a.example.com", False, (443, 443), "*", Location())])
+    assert "a.example.com on port 443 in every namespace is not approved" in problem.message
+    assert "--namespace" not in problem.message
 
 
 @pytest.mark.parametrize("text", [
@@ -479,7 +484,7 @@ spec:
 
 def test_a_chart_serviceentry_exported_everywhere_opens_in_every_namespace() -> None:
     se = existing("ServiceEntry", "metadata: {name: a}\nspec: {hosts: [a.example.com], ports: [{number: 443}]}\n")
-    assert [(r.destination, r.namespace) for r in from_serviceentry(se, "prod")] == [("a.example.com", None)]
+    assert [(r.destination, r.namespace) for r in from_serviceentry(se, "prod")] == [("a.example.com", "*")]
 
 
 def test_what_a_chart_networkpolicy_opens() -> None:
@@ -642,15 +647,15 @@ def test_what_a_chart_externalname_service_and_its_own_endpoints_open() -> None:
     assert got == {
         # The name Istio resolves, on the port dialled and the port forwarded to; a named
         # targetPort adds nothing. A Service of the cluster is an in-cluster peer.
-        ("API.Partner.example.", False, (80, 80), None, "Service", "spec.externalName"),
-        ("API.Partner.example.", False, (443, 443), None, "Service", "spec.externalName"),
-        ("API.Partner.example.", False, (8443, 8443), None, "Service", "spec.externalName"),
-        ("192.0.2.10", True, None, None, "Service", "spec.externalName"),  # no ports: every port
+        ("API.Partner.example.", False, (80, 80), "*", "Service", "spec.externalName"),
+        ("API.Partner.example.", False, (443, 443), "*", "Service", "spec.externalName"),
+        ("API.Partner.example.", False, (8443, 8443), "*", "Service", "spec.externalName"),
+        ("192.0.2.10", True, None, "*", "Service", "spec.externalName"),  # no ports: every port
         # Endpoints are as visible as their Service.
         *{(ip, True, (5432, 5432), ns, "Endpoints", f"subsets[0].{key}[0].ip")
           for ip, key in (("203.0.113.7", "addresses"), ("203.0.113.9", "notReadyAddresses"))
           for ns in ("batch", "prod")},
-        ("2001:db8::7", True, None, None, "EndpointSlice", "endpoints[0].addresses[0]"),
+        ("2001:db8::7", True, None, "*", "EndpointSlice", "endpoints[0].addresses[0]"),
     }
     policy = load("allow: [{hosts: ['*.partner.example'], ports: [443, 8443, 80]}]", "p.yaml")
     assert [r.destination for r in requests if policy.approves(r)] == ["API.Partner.example."] * 3
