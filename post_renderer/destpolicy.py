@@ -184,7 +184,7 @@ def load(text: str, name: str, verdicts: schema.Verdicts | None = None) -> Polic
 def _rule(i: int, item: dict[str, Any], locate: Any, problems: Problems) -> Rule | None:
     before = len(problems.items)
     hosts: list[str] = []
-    for j, value in enumerate(_strings(item.get("hosts"))):
+    for j, value in _strings(item.get("hosts"), 255):
         host = _host(value)
         if host.lstrip("*.") == "":
             problems.add(locate(["allow", i, "hosts", j]), f"{value!r} would approve every host; list the hosts "
@@ -196,7 +196,7 @@ def _rule(i: int, item: dict[str, Any], locate: Any, problems: Problems) -> Rule
         else:
             hosts.append(host)
     networks: list[IPNetwork] = []
-    for j, value in enumerate(_strings(item.get("addresses"))):
+    for j, value in _strings(item.get("addresses"), 64):
         net = _address(value, locate(["allow", i, "addresses", j]), problems)
         if net is not None:
             networks.append(net)
@@ -224,9 +224,11 @@ def _rule(i: int, item: dict[str, Any], locate: Any, problems: Problems) -> Rule
     )
 
 
-def _strings(value: Any) -> list[str]:
-    # Non-strings are the schema's to report; the guardrails look at the rest.
-    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+def _strings(value: Any, longest: int) -> list[tuple[int, str]]:
+    # Non-strings and overlong strings are the schema's to report; the guardrails look at the
+    # rest (by their index in the list, for the location).
+    items = value if isinstance(value, list) else []
+    return [(j, v) for j, v in enumerate(items) if isinstance(v, str) and len(v) <= longest]
 
 
 def _address(value: str, where: Location, problems: Problems) -> IPNetwork | None:

@@ -126,11 +126,31 @@ def violations(
             continue
         template = error.schema.get("x-message") if isinstance(error.schema, dict) else None
         if template and error.validator in ("pattern", "anyOf", "enum"):
-            message = template.format(value=error.instance)
+            message = template.format(value=_shown(error.instance))
+        elif error.validator in ("maxItems", "maxLength") and isinstance(error.instance, (list, str)):
+            unit = "items" if isinstance(error.instance, list) else "characters"
+            message = f"{len(error.instance)} {unit}, more than the {error.validator_value} allowed"
         else:
-            message = error.message
+            # jsonschema quotes the whole value: a 10 MB list must not become a 10 MB line.
+            message = error.message.replace(repr(error.instance), repr(_shown(error.instance)))
         found.append((path, Problem(locate(path), message)))
     found.sort(key=lambda f: (f[1].location.line or 0, f[1].location.path or ""))
     if not found and verdicts is not None and subject is not None:
         verdicts.remember_valid(schema_file, subject)
     return found
+
+
+class _Shown(str):
+    """A value as messages show it: ``repr``, cut short, formatting as itself under ``!r``."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _shown(value: Any, limit: int = 80) -> Any:
+    text = repr(value)
+    if len(text) <= limit:
+        return value
+    if isinstance(value, (list, dict)):
+        return _Shown(f"{text[:limit // 2]}... ({len(value)} {'items' if isinstance(value, list) else 'keys'})")
+    return _Shown(f"{text[:limit]}...")

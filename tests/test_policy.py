@@ -444,6 +444,23 @@ def test_bad_policies_are_refused_with_the_file_named(text: str) -> None:
     assert all(p.location.file == "platform.yaml" and p.location.line for p in caught.value.problems)
 
 
+def test_a_problem_is_located_at_its_own_item_and_never_quotes_a_huge_value() -> None:
+    with pytest.raises(EgressError) as caught:
+        load("allow:\n  - hosts: [5, '*']\n    addresses: [7, 0.0.0.0/0]\n", "p.yaml")
+    assert {(p.location.path, p.message.split(" ")[0]) for p in caught.value.problems} >= {
+        ("allow[0].hosts[1]", "'*'"), ("allow[0].addresses[1]", "'0.0.0.0/0'")}
+    rules = "".join(f"  - {{hosts: [h{i}.example.com]}}\n" for i in range(10_001))
+    long_host = "a" * 3000 + ".com"
+    with pytest.raises(EgressError) as caught:
+        load(f"allow:\n{rules}  - hosts: [{long_host}]\n    ports: {{{', '.join(f'p{i}: 1' for i in range(999))}}}\n",
+             "p.yaml")
+    messages = [p.message for p in caught.value.problems]
+    assert "10002 items, more than the 10000 allowed" in messages
+    assert "3004 characters, more than the 255 allowed" in messages
+    assert any("(999 keys) is not of type 'array'" in m for m in messages)
+    assert all(len(m) < 200 for m in messages)
+
+
 def test_an_empty_allow_list_approves_nothing() -> None:
     policy = load("allow: []\n", "p.yaml")
     assert isinstance(policy, Policy) and policy.rules == ()
