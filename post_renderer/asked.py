@@ -67,10 +67,11 @@ def from_serviceentry(se: Existing, home: str | None) -> list[Request]:
     for i, host in enumerate(_list(spec.get("hosts"))):
         host = str(host)
         # An address-only entry carries its own name as host (the seed charts' and
-        # helm-egress's convention). With NONE or STATIC the proxy never resolves it, and a
-        # single label never names a host outside the cluster: the addresses and endpoints
-        # are what is reached, and they are judged.
-        placeholder = host.lower().rstrip(".") == name.lower() and ("." not in name or resolution in ("NONE", "STATIC"))
+        # helm-egress's convention): a single label never names a host outside the cluster,
+        # and under STATIC the proxy sends whatever is asked to the endpoints. The addresses
+        # and endpoints are what is reached, and they are judged. A dotted name under NONE
+        # is a real host: an HTTP request for it goes wherever the application connected.
+        placeholder = host.lower().rstrip(".") == name.lower() and ("." not in name or resolution == "STATIC")
         if addresses and placeholder:
             continue
         dests.append((host, f"spec.hosts[{i}]", numbers))

@@ -499,6 +499,27 @@ spec:
     assert got == expected
 
 
+@pytest.mark.parametrize(("name", "resolution", "judged"), [
+    ("legacy-db", "NONE", False),  # a single label names nothing outside the cluster
+    ("legacy-db", "STATIC", False),
+    ("db.example.com", "STATIC", False),  # the proxy sends it to the endpoints
+    ("db.example.com", "NONE", True),  # an HTTP request for the real name leaves the mesh
+    ("db.example.com", "DNS", True),
+])
+def test_an_address_only_serviceentry_names_itself(name: str, resolution: str, judged: bool) -> None:
+    se = existing("ServiceEntry", f"""\
+metadata: {{name: {name}, namespace: prod}}
+spec:
+  hosts: [{name}]
+  addresses: [10.0.0.5]
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  resolution: {resolution}
+  endpoints: [{{address: 10.0.0.5}}]
+""")
+    hosts = {r.destination for r in from_serviceentry(se, None) if not r.address}
+    assert hosts == ({name} if judged else set())
+
+
 def test_a_chart_serviceentry_exported_everywhere_opens_in_every_namespace() -> None:
     se = existing("ServiceEntry", "metadata: {name: a}\nspec: {hosts: [a.example.com], ports: [{number: 443}]}\n")
     assert [(r.destination, r.namespace) for r in from_serviceentry(se, "prod")] == [("a.example.com", "*")]
