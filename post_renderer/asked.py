@@ -13,6 +13,8 @@ Sources, each located where the user (or the chart) wrote it:
 - the chart's own CiliumNetworkPolicies (and clusterwide ones): ``toFQDNs`` names and
   patterns, ``toCIDR``/``toCIDRSet`` ranges and the ``world`` entities, on the rule's
   ``toPorts``.
+- the chart's own Istio WorkloadEntries (the endpoints of a ServiceEntry with a
+  ``workloadSelector``): the address, on the ports of its port map;
 - the chart's own Istio Sidecars with ``outboundTrafficPolicy.mode: ALLOW_ANY``: every
   address, on every port (no policy approves that);
 - the chart's own ExternalName Services (the name, unless it is a Service of the cluster)
@@ -80,17 +82,22 @@ def from_serviceentry(se: Existing, home: str | None) -> list[Request]:
         address = _mapping(endpoint).get("address")
         if address is None or str(address).startswith("unix://"):
             continue  # a local socket leaves no pod
-        mapped = _mapping(_mapping(endpoint).get("ports"))
-        dialled = {_single(mapped.get(str(p.get("name")))) or _single(p.get("targetPort")) or _single(p.get("number"))
-                   for p in ports}
-        targets: list[PortRange | None] = [*sorted(r for r in dialled if r is not None)] or [None]
-        dests.append((str(address), f"spec.endpoints[{k}].address", targets))
+        dests.append((str(address), f"spec.endpoints[{k}].address", _dialled(ports, _mapping(endpoint).get("ports"))))
     return [
         Request(dest, _is_address(dest), port, namespace, se.location.at(path))
         for dest, path, port_list in dests
         for namespace in namespaces
         for port in port_list
     ]
+
+
+def _dialled(ports: Sequence[dict[str, Any]], port_map: Any) -> list[PortRange | None]:
+    """The ports the proxy dials on an endpoint of a ServiceEntry with ``ports``: the
+    endpoint's own map wins, then each port's targetPort, then its number."""
+    mapped = _mapping(port_map)
+    dialled = {_single(mapped.get(str(p.get("name")))) or _single(p.get("targetPort")) or _single(p.get("number"))
+               for p in ports}
+    return [*sorted(r for r in dialled if r is not None)] or [None]
 
 
 def from_networkpolicy(np: Existing, home: str | None) -> list[Request]:
@@ -204,6 +211,43 @@ def from_services(docs: Iterable[Document], home: str | None, problems: Problems
         scopes = visible.get((namespace, service)) if isinstance(service, str) else None
         out += [Request(dest, _is_address(dest), port, scope, where.at(path))
                 for dest, path, port_list in dests for scope in scopes or [EVERY_NAMESPACE] for port in port_list]
+    return out
+
+
+def from_workloadentries(docs: Iterable[Document], serviceentries: Iterable[Existing], home: str | None,
+                         problems: Problems) -> list[Request]:
+    """What a chart's own Istio WorkloadEntries open. A ServiceEntry with a workloadSelector
+    sends its hosts' traffic to them, so each address is reached like one of its endpoints,
+    on the ports the proxy dials (its port map, or every port, when no such ServiceEntry is
+    in the stream), in every namespace those are exported to (else its own). Read only when a policy judges
+    them; they pass through untouched."""
+    scopes: dict[str | None, set[str | None]] = {}
+    selecting: dict[str | None, list[dict[str, Any]]] = {}  # namespace -> the ports of its ServiceEntries
+    for se in serviceentries:
+        metadata = _mapping(se.data.get("metadata"))
+        spec = _mapping(se.data.get("spec"))
+        if spec.get("workloadSelector") is not None:
+            namespace = metadata.get("namespace") or home
+            scopes.setdefault(namespace, set()).update(_export_scopes(spec.get("exportTo"), namespace))
+            selecting.setdefault(namespace, []).extend(p for p in _list(spec.get("ports")) if isinstance(p, dict))
+    out: list[Request] = []
+    for doc in docs:
+        if doc.kind != "WorkloadEntry":
+            continue
+        data, where = _read(doc, problems)
+        if str(data.get("apiVersion", "")).rpartition("/")[0] != "networking.istio.io":
+            continue
+        spec = _mapping(data.get("spec"))
+        address = spec.get("address")
+        if address is None or str(address).startswith("unix://"):
+            continue  # none: reached through a network gateway; a local socket leaves no pod
+        namespace = _mapping(data.get("metadata")).get("namespace") or home
+        port_map = _mapping(spec.get("ports"))
+        ports: list[PortRange | None] = _dialled(selecting[namespace], port_map) if namespace in selecting else \
+            [*sorted({r for r in map(_single, port_map.values()) if r is not None})] or [None]
+        visible = sorted(scopes.get(namespace) or {namespace}, key=lambda n: (n is not None, n or ""))
+        out += [Request(str(address), _is_address(str(address)), port, scope, where.at("spec.address"))
+                for scope in visible for port in ports]
     return out
 
 

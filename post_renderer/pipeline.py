@@ -239,6 +239,7 @@ def analyse(
             elif doc.kind == "Sidecar" and "allow_any" in doc.raw.lower():
                 requests += asked.from_sidecar(doc, home, problems)
         requests += asked.from_services(chart, home, problems, settings.cluster_domain)
+        requests += asked.from_workloadentries(chart, existing, home, problems)
         problems.raise_if_any()
         violations = judge(policy, requests)
     anchor = min((w.doc_index for w in inventory.workloads if w.hook is None), default=None)

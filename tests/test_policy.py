@@ -31,6 +31,7 @@ from post_renderer.asked import (
     from_serviceentry,
     from_services,
     from_sidecar,
+    from_workloadentries,
 )
 from post_renderer.cli import app
 from post_renderer.destpolicy import Policy, Request, host_covers, judge, load
@@ -728,3 +729,52 @@ def test_a_chart_sidecar_allowing_any_destination_asks_for_every_address(body: s
     assert sorted(r.destination for r in requests) == (["0.0.0.0/0", "::/0"] if opens_everything else [])
     policy = load("allow: [{addresses: [10.0.0.0/8]}]", "p.yaml")
     assert not any(policy.approves(r) for r in requests)
+
+
+WORKLOADENTRIES = """\
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: a, namespace: vms}
+spec: {address: 203.0.113.5, ports: {http: 8080}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: b, namespace: vms}
+spec: {address: vm-b.example.net}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: c, namespace: vms}
+spec: {address: "unix:///var/run/c.sock"}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: d, namespace: vms}
+spec: {network: vpc-2}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+spec: [7]
+"""
+
+
+def test_what_a_chart_workloadentry_opens_without_its_serviceentry() -> None:
+    # No ServiceEntry in the stream selects them: its port map, else every port, in its namespace.
+    requests = from_workloadentries(split(WORKLOADENTRIES).documents, [], None, Problems())
+    assert [(r.destination, r.address, r.ports, r.namespace) for r in requests] == [
+        ("203.0.113.5", True, (8080, 8080), "vms"),
+        ("vm-b.example.net", False, None, "vms"),
+    ]
+    selecting = existing("ServiceEntry", """\
+metadata: {name: vms, namespace: vms}
+spec:
+  hosts: [vms.example.net]
+  ports: [{number: 80, name: http, targetPort: 8000}, {number: 22, name: ssh}]
+  workloadSelector: {labels: {app: vm}}
+  exportTo: ["*"]
+""")
+    requests = from_workloadentries(split(WORKLOADENTRIES).documents, [selecting], None, Problems())
+    assert [(r.destination, r.ports, r.namespace) for r in requests] == [
+        ("203.0.113.5", (22, 22), "*"), ("203.0.113.5", (8080, 8080), "*"),  # its map wins for http
+        ("vm-b.example.net", (22, 22), "*"), ("vm-b.example.net", (8000, 8000), "*"),
+    ]
