@@ -435,6 +435,9 @@ def _tighten_line_comments(comments: Any, source_lines: Sequence[str]) -> None:
         for item in comments:
             _tighten_line_comments(item, source_lines)
     elif isinstance(comments, CommentToken) and comments.start_mark is not None:
+        # yaml.v3 keeps no blank lines: `name: x` + a blank (or blanks-only) line + `labels:`
+        # (what `{{- include ... | nindent 2 }}` of nothing leaves) comes out without it.
+        comments.value = re.sub(r"\n(?:[ \t]*\n)+", "\n", comments.value)
         mark = comments.start_mark
         if mark.line < len(source_lines) and source_lines[mark.line][: mark.column].strip():
             mark.column = 0  # the emitter then pads with exactly one space

@@ -585,6 +585,16 @@ def test_helm4_drops_comment_only_and_null_documents() -> None:
     assert [o["metadata"]["name"] for o in _objects(helm4_stream(rendered))] == ["b"]
 
 
+def test_helm4_drops_blank_lines_but_not_inside_block_scalars() -> None:
+    """What `{{- include "ns" . | nindent 2 }}` of nothing leaves (a line of blanks), and
+    blank lines after a value: yaml.v3 keeps none (checked with Helm 4.1.4 on the travel chart)."""
+    source = "kind: ConfigMap\nmetadata:\n  name: x\n  \n  labels:\n    a: b\n\n\ndata:\n  k: |\n    l1\n\n    l2\n"
+    out = helm4_stream({"c/templates/x.yaml": source})
+    assert out.startswith("kind: ConfigMap\nmetadata:\n  name: x\n  labels:\n    a: b\n  annotations:\n")
+    assert out.endswith("data:\n  k: |\n    l1\n\n    l2\n")
+    assert helm3_stream({"c/templates/x.yaml": source}).endswith(source)
+
+
 def test_helm4_rejects_duplicate_keys_like_yaml_v3() -> None:
     with pytest.raises(HelmStreamError, match="already defined"):
         helm4_stream({"c/x.yaml": "kind: A\nmetadata:\n  name: a\n  name: b\n"})
