@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from post_renderer.errors import Problems
+from post_renderer.errors import Problem, Problems
 from post_renderer.inmesh import InMesh
 from post_renderer.model import SidecarHost, Workload
 from post_renderer.settings import Settings
@@ -53,18 +53,35 @@ class Context:
     claims: list[Claim] = field(default_factory=list)
     reserved: set[tuple[str | None, str]] = field(default_factory=set)  # chart ServiceEntries
     skipped: list[tuple[Wanted, Claim]] = field(default_factory=list)
+    # Written although a chart ServiceEntry serves it, because Sidecars cannot import that one.
+    doubled: list[tuple[Wanted, Claim]] = field(default_factory=list)
     inmesh: InMesh = field(default_factory=InMesh)
+    # Every pod-bearing workload of the stream, served or not (hooks, ignored, no egress):
+    # a label selector written for one must not take in another's pods unnoticed.
+    workloads: list[Workload] = field(default_factory=list)
 
     def scope(self, access: Access) -> str | None:
         return access.namespace or self.home
+
+    def carrying(self, access: Access) -> list[Workload]:
+        """The other workloads of its namespace whose pods carry every label of its pods,
+        and so are selected by a selector made of those labels (Sidecar, Cilium)."""
+        mine = access.workload
+        scope = self.scope(access)
+        return [w for w in self.workloads
+                if w.doc_index != mine.doc_index
+                and (w.namespace or self.settings.namespace or self.home) == scope
+                and all(w.pod_labels.get(k) == v for k, v in mine.pod_labels.items())]
 
     def serving(self, access: Access, dest: str, port: int) -> Claim | None:
         """The ServiceEntry claim that lets the mesh route ``dest:port`` for this workload."""
         scope = self.scope(access)
         key = destination_key(dest)
         found = [c for c in self.claims if c.covers(key, port, scope)]
-        # A ServiceEntry whose namespace is known names the narrowest import.
-        return min(found, key=lambda c: c.namespace == "*", default=None)
+        # Istio routes a name to the ServiceEntry with that exact host before a wildcard
+        # one; a Sidecar can import only a ServiceEntry with an FQDN host; one whose
+        # namespace is known names the narrowest import.
+        return min(found, key=lambda c: (c.dest != key, c.short_named, c.namespace == "*"), default=None)
 
     def imports(self, access: Access) -> list[tuple[str, Planned]]:
         """`namespace/host` Sidecar imports for every destination the workload declared.
@@ -86,6 +103,14 @@ class Context:
                     for host in hosts:
                         out.setdefault(f"{namespace}/{host}", p)
         return list(out.items())
+
+
+def selected_too(other: Workload, access: Access, policy: str, effect: str) -> Problem:
+    """``other``'s pods carry exactly ``access``'s pod labels, so ``policy`` selects them too."""
+    w = access.workload
+    return Problem(other.location, (
+        f"its pods carry exactly the labels of {w.kind}/{w.name}'s, so that workload's {policy} {access.policy_name} "
+        f"selects them too: {effect}; give the workloads distinguishing pod labels"))
 
 
 def others_hostnames(access: Sequence[Access], mine: Access) -> dict[str, str]:

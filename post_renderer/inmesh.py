@@ -117,6 +117,15 @@ def _strip_source(labels: dict[str, str]) -> dict[str, str]:
     return {_label_key(k): v for k, v in labels.items()}
 
 
+def label_selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A Kubernetes LabelSelector (matchLabels, matchExpressions) against a pod's labels."""
+    match_labels = _strings(_mapping(selector.get("matchLabels")))
+    raw = selector.get("matchExpressions")
+    expressions = [e for e in raw if isinstance(e, dict)] if isinstance(raw, list) else []
+    return (all(labels.get(k) == v for k, v in match_labels.items())
+            and all(_expression_holds(e, labels) for e in expressions))
+
+
 def _expression_holds(expr: dict[str, Any], labels: dict[str, str]) -> bool:
     key = _label_key(str(expr.get("key", "")))
     raw = expr.get("values")

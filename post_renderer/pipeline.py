@@ -193,6 +193,7 @@ def analyse(
         wanted=_wanted(release_wide, own, served, egress, release, settings), claims=claims,
         reserved={_name_of(se, home) for se in existing},
         inmesh=scan_inmesh(stream, inventory.generated, problems) if needs_mesh else InMesh(),
+        workloads=list(inventory.workloads),
     )
     if needs_mesh:
         for a in access:

@@ -126,6 +126,12 @@ class Claim:
     def overlaps(self, other: Claim) -> bool:
         return self.scope is None or other.scope is None or bool(self.scope & other.scope)
 
+    @property
+    def short_named(self) -> bool:
+        """Its ServiceEntry names what it serves only by short hosts (the seed chart's
+        address-only entries), which an Istio Sidecar cannot import."""
+        return bool(self.hosts) and not any("." in h for h in self.hosts)
+
     def covers(self, dest: str, port: int, namespace: str | None) -> bool:
         # Istio matches `*.example.com` against any name below example.com.
         host_ok = dest == self.dest or (self.dest.startswith("*.") and dest.endswith(self.dest[1:]))

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from post_renderer.access import Access, Context
+from post_renderer.access import Access, Context, selected_too
 from post_renderer.errors import Problem
+from post_renderer.model import Workload
 from post_renderer.settings import IPNetwork, PeerSelector, excepts_for
 from post_renderer.synth import SOURCE_ANNOTATION, WORKLOAD_ANNOTATION, Generated, addresses, by_name, metadata
 from post_renderer.validate import ciliumnetworkpolicy_problems
@@ -105,13 +106,14 @@ def _policy(access: Access, ctx: Context) -> Generated:
 
 
 def _endpoint_selector(access: Access, ctx: Context) -> dict[str, Any]:
-    """The workload's template labels; where another workload's pods carry all of them and
-    more, a key only those carry must be absent, or this policy would widen theirs."""
+    """The workload's template labels; where another workload's pods (ours, a hook's, an
+    ignored one's) carry all of them and more, a key only those carry must be absent, or
+    this policy would select them too."""
     labels = access.workload.pod_labels
     absent: set[str] = set()
-    for other in _supersets(access, ctx):
-        extra = sorted(set(other.workload.pod_labels) - set(labels))
-        if extra:  # identical labels are refused (errors)
+    for other in ctx.carrying(access):
+        extra = sorted(set(other.pod_labels) - set(labels))
+        if extra:  # identical labels: refused (errors) or warned (warnings)
             absent.add(extra[0])
     selector: dict[str, Any] = {"matchLabels": dict(sorted(labels.items()))}
     if absent:
@@ -119,20 +121,20 @@ def _endpoint_selector(access: Access, ctx: Context) -> dict[str, Any]:
     return selector
 
 
-def _supersets(access: Access, ctx: Context) -> list[Access]:
-    labels = access.workload.pod_labels
-    return [o for o in ctx.access if o is not access and ctx.scope(o) == ctx.scope(access)
-            and all(o.workload.pod_labels.get(k) == v for k, v in labels.items())]
+def _twins(access: Access, ctx: Context) -> list[Workload]:
+    """Workloads whose pods carry exactly its labels: no selector tells them apart."""
+    return [w for w in ctx.carrying(access) if w.pod_labels == access.workload.pod_labels]
 
 
 def errors(ctx: Context) -> list[Problem]:
     if ctx.settings.network_policy != "cilium":
         return []
+    served = {a.workload.doc_index for a in ctx.access}
     out = []
     for a in ctx.access:
-        twins = [o for o in _supersets(a, ctx) if o.workload.pod_labels == a.workload.pod_labels]
+        twins = [w for w in _twins(a, ctx) if w.doc_index in served]
         if twins:
-            other = twins[0].workload
+            other = twins[0]
             out.append(Problem(a.workload.location, (
                 f"its pods carry exactly the labels of {other.kind}/{other.name}'s, so no CiliumNetworkPolicy can "
                 "select one without the other; give the workloads distinguishing pod labels")))
@@ -167,11 +169,19 @@ def _to_ports(ports: tuple[tuple[int, str], ...]) -> list[dict[str, Any]]:
 
 
 def warnings(ctx: Context) -> list[Problem]:
-    """What the per-depth ladder for older Cilium cannot match, once per workload."""
-    depth = ctx.settings.cilium_wildcard_depth
-    if ctx.settings.network_policy != "cilium" or depth == 0:
+    """Pods of a workload we write nothing for that a policy selects anyway; what the
+    per-depth ladder for older Cilium cannot match; each once per workload."""
+    if ctx.settings.network_policy != "cilium":
         return []
+    served = {a.workload.doc_index for a in ctx.access}
     out = []
+    for a in ctx.access:
+        for w in _twins(a, ctx):
+            if w.doc_index not in served:
+                out.append(selected_too(w, a, KIND, "they get only its egress"))
+    depth = ctx.settings.cilium_wildcard_depth
+    if depth == 0:
+        return out
     for a in ctx.access:
         wild = [h for p in a.planned if by_name(p) for h in p.entry.hosts if h.startswith("*.")]
         if wild:

@@ -9,7 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from post_renderer.access import Access, Context
+from post_renderer.access import Access, Context, selected_too
+from post_renderer.errors import Problem
+from post_renderer.inmesh import label_selector_matches
+from post_renderer.model import Workload
 from post_renderer.settings import IPNetwork, PeerSelector, Settings, excepts_for
 from post_renderer.synth import SOURCE_ANNOTATION, WORKLOAD_ANNOTATION, Generated, Planned, destinations, metadata
 from post_renderer.validate import networkpolicy_problems
@@ -45,12 +48,62 @@ def network_policy(access: Access, ctx: Context) -> Generated:
         "kind": KIND,
         "metadata": metadata(access.policy_name, access.namespace, ctx.release, annotations),
         "spec": {
-            "podSelector": workload.pod_selector,
+            "podSelector": _pod_selector(access, ctx),
             "policyTypes": ["Egress"],
             "egress": rules,
         },
     }
     return Generated(KIND, access.policy_name, access.namespace, body, workload.location)
+
+
+def _taken_in(access: Access, ctx: Context) -> list[Workload]:
+    """Other workloads of its namespace (ours, hooks, ignored ones) whose pods its own pod
+    selector selects too."""
+    mine = access.workload
+    scope = ctx.scope(access)
+    return [w for w in ctx.workloads if w.doc_index != mine.doc_index
+            and (w.namespace or ctx.settings.namespace or ctx.home) == scope
+            and label_selector_matches(mine.pod_selector, w.pod_labels)]
+
+
+def _pod_selector(access: Access, ctx: Context) -> dict[str, Any]:
+    """Its own pod selector, narrowed where that selects another workload's pods too:
+    a label only those pods carry must be absent, or a label value of its own present."""
+    selector = access.workload.pod_selector
+    own = access.workload.pod_labels
+    labels = dict(selector.get("matchLabels") or {})
+    expressions = list(selector.get("matchExpressions") or [])
+    absent: set[str] = set()
+    for other in _taken_in(access, ctx):
+        extra = sorted(set(other.pod_labels) - set(own))
+        differ = sorted(k for k in own if other.pod_labels.get(k) != own[k])
+        if extra:
+            absent.add(extra[0])
+        elif differ:
+            labels[differ[0]] = own[differ[0]]
+        # identical pod labels: nothing tells them apart (warnings)
+    if not absent and labels == (selector.get("matchLabels") or {}):
+        return selector
+    out: dict[str, Any] = {}
+    if labels:
+        out["matchLabels"] = dict(sorted(labels.items()))
+    expressions += [{"key": key, "operator": "DoesNotExist"} for key in sorted(absent)]
+    if expressions:
+        out["matchExpressions"] = expressions
+    return out
+
+
+def warnings(ctx: Context) -> list[Problem]:
+    if ctx.settings.network_policy != "kubernetes":
+        return []
+    served = {a.workload.doc_index for a in ctx.access}
+    out = []
+    for a in ctx.access:
+        for w in _taken_in(a, ctx):
+            if w.pod_labels == a.workload.pod_labels:
+                out.append(selected_too(w, a, KIND, "each of the two gets the union of both policies' egress"
+                                        if w.doc_index in served else "they get only its egress"))
+    return out
 
 
 def _peer_rule(peer: PeerSelector) -> dict[str, Any]:

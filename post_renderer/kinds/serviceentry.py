@@ -40,15 +40,21 @@ def build(ctx: Context) -> list[Generated]:
         mine = [Claim(d, port.number, port.protocol, frozenset({scope}), f"ServiceEntry {name} ({entry.source})", name,
                       scope, tuple(hosts))
                 for d, port in pairs]
-        covering = [next((c for c in ctx.claims if c.covers(d, port.number, scope)), None) for d, port in pairs]
+        found = [[c for c in ctx.claims if c.covers(d, port.number, scope)] for d, port in pairs]
+        # Under --sidecar, a ServiceEntry known only by a short host cannot be imported, so
+        # it leaves the destination to a ServiceEntry of ours (with an FQDN host).
+        covering = [next((c for c in cs if not (settings.sidecar and c.short_named)), None) for cs in found]
         if pairs and all(c is not None and c.protocol == port.protocol for c, (_, port) in zip(covering, pairs)):
             first = covering[0]
             assert first is not None
             ctx.skipped.append((w, first))
             continue
+        short = next((c for cs in found for c in cs if settings.sidecar and c.short_named), None)
         if not register(ctx.claims, mine, entry.origin, ctx.problems):
             continue
         taken.add((scope, name))
+        if short is not None:
+            ctx.doubled.append((w, short))
         spec: dict[str, Any] = {"hosts": hosts}
         if entry.addresses:
             spec["addresses"] = list(entry.addresses)
@@ -64,3 +70,9 @@ def build(ctx: Context) -> list[Generated]:
         }
         out.append(Generated(KIND, name, w.namespace, body, entry.origin))
     return out
+
+
+def notes(ctx: Context) -> list[str]:
+    return [f"{w.planned.entry.source}: {claim.source} serves it, but only under the short host(s) "
+            f"{', '.join(claim.hosts)}, which a Sidecar cannot import; written once more with an FQDN host "
+            "for the Sidecars" for w, claim in ctx.doubled]

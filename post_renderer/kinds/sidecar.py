@@ -70,6 +70,7 @@ def errors(ctx: Context) -> list[Problem]:
         return []
     out: list[Problem] = []
     mine = [a for a in ctx.access if a.sidecar]
+    with_sidecar = {a.workload.doc_index for a in mine}
     for a in mine:
         scope = ctx.scope(a)
         for chart in ctx.inmesh.sidecars:
@@ -78,10 +79,10 @@ def errors(ctx: Context) -> list[Problem]:
                     f"Sidecar {chart.name} selects the pods of {a.workload.kind}/{a.workload.name}, which --sidecar gives "
                     "its own Sidecar; Istio leaves two Sidecars for one pod undefined: remove this one, or opt the "
                     f'workload out with {ctx.settings.annotation_prefix}/sidecar: "false"')))
-        for b in mine:
-            if b is not a and ctx.scope(b) == scope and _subset(a.workload.pod_labels, b.workload.pod_labels):
+        for b in ctx.carrying(a):
+            if b.doc_index in with_sidecar:
                 out.append(Problem(a.workload.location, (
-                    f"its pod labels also select the pods of {b.workload.kind}/{b.workload.name}, so both Sidecars "
+                    f"its pod labels also select the pods of {b.kind}/{b.name}, so both Sidecars "
                     "would select them (undefined in Istio); give the workloads distinguishing labels, or opt one out "
                     f'with {ctx.settings.annotation_prefix}/sidecar: "false"')))
         others = others_hostnames(ctx.access, a)
@@ -97,8 +98,8 @@ def errors(ctx: Context) -> list[Problem]:
         for imported, p in ctx.imports(a):
             if "." not in imported.partition("/")[2]:
                 out.append(Problem(p.entry.origin, (
-                    f"{imported}: a Sidecar cannot import a short host name (Istio accepts only FQDNs); the "
-                    "ServiceEntry serving this destination needs a host with a dot")))
+                    f"{imported}: a Sidecar cannot import a short host name (Istio accepts only fully qualified "
+                    "names); declare the host with its domain")))
     return out
 
 
@@ -112,9 +113,18 @@ def notes(ctx: Context) -> list[str]:
 
 def warnings(ctx: Context) -> list[Problem]:
     out = []
+    with_sidecar = {a.workload.doc_index for a in ctx.access if a.sidecar}
     for a in ctx.access:
         if not a.sidecar:
             continue
+        for w in ctx.carrying(a):
+            if w.doc_index not in with_sidecar:
+                # A workloadSelector has labels only: nothing can leave these pods out.
+                out.append(Problem(w.location, (
+                    f"its pods carry every label of {a.workload.kind}/{a.workload.name}'s, so that workload's Sidecar "
+                    f"{a.policy_name} configures their proxy too (REGISTRY_ONLY, only its imports); give the workloads "
+                    f'distinguishing pod labels, or opt that workload out with {ctx.settings.annotation_prefix}/sidecar: '
+                    '"false"')))
         for p in a.planned:
             for address in p.entry.addresses:
                 claim = next((ctx.serving(a, address, port.number) for port in p.entry.ports), None)
@@ -123,10 +133,6 @@ def warnings(ctx: Context) -> list[Problem]:
                         f"{address} is served by {claim.source}, whose host is not known here, so the Sidecar of "
                         f"{a.workload.kind}/{a.workload.name} cannot import it; add it with --sidecar-host NS/HOST")))
     return out
-
-
-def _subset(small: dict[str, str], big: dict[str, str]) -> bool:
-    return all(big.get(k) == v for k, v in small.items())
 
 
 def _overlaps(a: str, b: str) -> bool:
