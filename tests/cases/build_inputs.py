@@ -120,6 +120,9 @@ CASES: dict[str, tuple[str, dict[str, Any], str]] = {
     "fqdn-cilium-sidecar-helm4": ("shop", FQDN, "helm4"),
     "fqdn-sidecar-values-helm3": ("shop", FQDN, "helm3"),
     "fqdn-cilium-ladder-helm4": ("shop", FQDN, "helm4"),
+    # A chart without namespaces; a worker whose pods carry the booking pods' labels plus one.
+    "fqdn-travel-cilium-sidecar-helm3": ("travel", {}, "helm3"),
+    "fqdn-travel-networkpolicy-helm4": ("travel", {}, "helm4"),
     # The chart's own ServiceEntries and NetworkPolicies, normalized.
     "normalize-seed-ci-helm3": ("seed-se", SEED_CI, "helm3"),
     "normalize-seed-ci-helm4": ("seed-se", SEED_CI, "helm4"),
