@@ -42,9 +42,8 @@ class Selecting:
     def selects(self, labels: dict[str, str], namespace: str | None, home: str | None) -> bool:
         if self.namespace != "*" and (self.namespace or home) != namespace:
             return False
-        if any(labels.get(k) != v for k, v in self.match_labels.items()):
-            return False
-        return all(_expression_holds(e, labels) for e in self.match_expressions)
+        return label_selector_matches({"matchLabels": self.match_labels,
+                                       "matchExpressions": list(self.match_expressions)}, labels)
 
 
 @dataclass
