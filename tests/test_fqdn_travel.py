@@ -261,3 +261,34 @@ def test_sidecar_with_a_seed_chart_whose_address_entries_have_short_hosts(shape:
     assert not oracle.mesh_allows(docs, labels, NS, ip="10.99.0.1", port=3306)
     noted = run(["render", "--sidecar", "-f", str(values_file)], stream).stderr
     assert "which a Sidecar cannot import" in noted
+
+
+WORKER_SIDECAR = """\
+---
+# Source: travel/templates/worker-sidecar.yaml
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata:
+  name: worker-mesh
+spec:
+  workloadSelector:
+    labels:
+      role: worker
+  egress:
+    - hosts: ["./*"]
+"""
+
+
+def test_a_chart_sidecar_on_pods_our_sidecar_also_takes_in_is_a_located_error() -> None:
+    stream = stream_of("helm3") + WORKER_SIDECAR
+    result = run(["render", "--sidecar"], stream)
+    assert result.exit_code == 1 and result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert "(Sidecar/worker-mesh)" in line and "Deployment/trip-travel-booking-worker" in line
+    assert "trip-travel-booking-egress" in line and "undefined" in line
+    # Opting booking out leaves the worker's pods to the chart's Sidecar alone.
+    values = {"booking": {"podAnnotations": {"helm-egress.io/sidecar": "false"}}}
+    opted = stream_of("helm3", values=json.dumps(values)) + WORKER_SIDECAR
+    result = run(["render", "--sidecar"], opted)
+    assert result.exit_code == 0, result.stderr
+    assert WORKER_SIDECAR in result.stdout

@@ -73,13 +73,22 @@ def errors(ctx: Context) -> list[Problem]:
     with_sidecar = {a.workload.doc_index for a in mine}
     for a in mine:
         scope = ctx.scope(a)
+        carried = ctx.carrying(a)
         for chart in ctx.inmesh.sidecars:
             if chart.selects(a.workload.pod_labels, scope, ctx.home):
                 out.append(Problem(chart.location, (
                     f"Sidecar {chart.name} selects the pods of {a.workload.kind}/{a.workload.name}, which --sidecar gives "
                     "its own Sidecar; Istio leaves two Sidecars for one pod undefined: remove this one, or opt the "
                     f'workload out with {ctx.settings.annotation_prefix}/sidecar: "false"')))
-        for b in ctx.carrying(a):
+                continue
+            # Ours selects by labels only, so it also takes in pods that carry more.
+            for w in (w for w in carried if chart.selects(w.pod_labels, scope, ctx.home)):
+                out.append(Problem(chart.location, (
+                    f"Sidecar {chart.name} selects the pods of {w.kind}/{w.name}, which carry every label of "
+                    f"{a.workload.kind}/{a.workload.name}'s, so its Sidecar {a.policy_name} selects them too; Istio "
+                    "leaves two Sidecars for one pod undefined: give the workloads distinguishing labels, or opt "
+                    f'{a.workload.kind}/{a.workload.name} out with {ctx.settings.annotation_prefix}/sidecar: "false"')))
+        for b in carried:
             if b.doc_index in with_sidecar:
                 out.append(Problem(a.workload.location, (
                     f"its pod labels also select the pods of {b.kind}/{b.name}, so both Sidecars "
