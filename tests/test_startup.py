@@ -1,4 +1,4 @@
-"""Start-up: each call imports only what it needs (issue 12).
+"""Start-up: each call imports only what it needs.
 
 Helm runs the post-renderer once per release, so import time is paid on every deploy,
 and on small charts it is most of the run: jsonschema alone costs more than kustomize's
@@ -8,11 +8,15 @@ cannot quietly bring the cost back. Timings live in benchmarks/, not here.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 import startup_probe
+from post_renderer.cli import app
 
 REPO = Path(__file__).resolve().parent.parent
 CHART = (REPO / "fixtures/corpus/ingress-nginx.helm3.yaml").read_bytes()
@@ -81,13 +85,6 @@ def test_annotation_entries_are_cached_too(tmp_path: Path) -> None:
 def test_the_console_entry_flushes_everything_before_it_ends_the_process(tmp_path: Path) -> None:
     """main() skips the interpreter's teardown (os._exit): output must be complete and the
     exit status kept, for output far larger than a pipe's buffer."""
-    import subprocess
-    import sys
-
-    from typer.testing import CliRunner
-
-    from post_renderer.cli import app
-
     big = "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big\ndata:\n" + "".join(
         f"  k{i}: {'x' * 100}\n" for i in range(30_000))
     stdin = big.encode() + CHART
