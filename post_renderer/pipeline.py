@@ -198,8 +198,9 @@ def analyse(
     if needs_mesh:
         for a in access:
             if not a.workload.pod_labels and (a.sidecar or settings.network_policy == "cilium"):
-                problems.add(a.workload.location, "the workload's pods have no labels, so no Sidecar or "
-                                                  "CiliumNetworkPolicy can select them alone; add labels, or exclude it")
+                problems.add(a.workload.location, (
+                    "the workload's pods have no labels, so no Sidecar or CiliumNetworkPolicy can select them alone; "
+                    f'add labels, or exclude it with {settings.annotation_prefix}/ignore: "true"'))
     generated = serviceentry.build(ctx)
     problems.raise_if_any()
     problems.extend(kinds.errors(ctx))

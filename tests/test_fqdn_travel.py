@@ -292,3 +292,25 @@ def test_a_chart_sidecar_on_pods_our_sidecar_also_takes_in_is_a_located_error() 
     result = run(["render", "--sidecar"], opted)
     assert result.exit_code == 0, result.stderr
     assert WORKER_SIDECAR in result.stdout
+
+
+UNLABELLED = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: bare
+  labels: {app.kubernetes.io/instance: x}
+  annotations: {helm-egress.io/hosts: a.example.com, helm-egress.io/ports: "443/TLS"}
+spec:
+  selector: {matchExpressions: [{key: app, operator: Exists}]}
+  template:
+    metadata: {labels: {}}
+    spec: {containers: [{name: c, image: i}]}
+"""
+
+
+@pytest.mark.parametrize("flags", [("--network-policy", "cilium"), ("--sidecar",)])
+def test_pods_without_labels_say_how_to_leave_the_workload_out(flags: tuple[str, ...]) -> None:
+    result = run(["render", *flags], UNLABELLED)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert "(Deployment/bare)" in result.stderr and 'helm-egress.io/ignore: "true"' in result.stderr
