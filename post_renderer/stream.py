@@ -121,8 +121,9 @@ class Document:
 def line_view(text: str) -> str:
     """``text`` with every YAML line break as LF (a CRLF keeps its CR): same length, same
     offsets. The text itself when it holds no other break, as nearly every stream."""
-    if "\r" not in text and "\x85" not in text and "\u2028" not in text and "\u2029" not in text:
-        return text
+    if "\x85" not in text and "\u2028" not in text and "\u2029" not in text and (
+            "\r" not in text or text.count("\r") == text.count("\r\n")):
+        return text  # LF or CRLF throughout: a CRLF stream keeps one copy, not two
     return _ODD_BREAK.sub("\n", text)
 
 
