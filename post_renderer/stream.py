@@ -31,7 +31,9 @@ _API_VERSION = re.compile(
     r"""^apiVersion:[ \t]*(["']?)([A-Za-z0-9./-]+)\1[ \t]*(?:#[^\n]*)?\r?$""", re.MULTILINE
 )
 # metadata.name in block style, two-space indented as every Helm generation writes it.
-_NAME = re.compile(r"""^metadata:[ \t]*\r?\n(?:[ \t]+[^\n]*\n)*?  name:[ \t]*(["']?)([-A-Za-z0-9.:_]+)\1[ \t]*\r?$""", re.MULTILINE)
+# One way to match each line (a single leading blank, then anything): `[ \t]+[^\n]*`
+# matched an indented line as many ways as it has leading blanks, exponential in lines.
+_NAME = re.compile(r"""^metadata:[ \t]*\r?\n(?:[ \t][^\n]*\n)*?  name:[ \t]*(["']?)([-A-Za-z0-9.:_]+)\1[ \t]*\r?$""", re.MULTILINE)
 _SOURCE = re.compile(r"^# Source: ([^\r\n]+?)\r?$", re.MULTILINE)
 _HELM4_PATH = re.compile(
     r"""^[ \t]+["']?postrenderer\.helm\.sh/postrender-filename["']?:[ \t]*["']?([^"'\r\n]+)""",

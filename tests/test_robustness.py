@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -308,3 +309,23 @@ def test_notes_that_cannot_be_written_do_not_fail_the_render(tmp_path: Path) -> 
                                 stderr=full, timeout=20)
     assert result.returncode == 0
     assert out.read_bytes() == (case / "expected.yaml").read_bytes()
+
+
+def test_a_four_space_indented_workload_is_read_in_linear_time(values: str) -> None:
+    """Found by the property suite: the best-effort name reader matched each indented line
+    in as many ways as it had leading blanks, so a workload indented by four spaces (or any
+    document with many indented metadata lines and no two-space `name:`) never finished."""
+    labels = "".join(f"      l{i}: v{i}\n" for i in range(40))
+    stream = ("---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n    name: w\n    labels:\n"
+              "      app.kubernetes.io/instance: r\n" + labels + "spec:\n    selector:\n        matchLabels:\n"
+              "            app: w\n    template:\n        metadata:\n            labels:\n                app: w\n")
+    started = time.monotonic()
+    code, out, err = render(stream, "-f", values)
+    assert code == 0, err
+    assert time.monotonic() - started < 5
+    assert "name: w-egress" in out.decode()
+    bad = stream.replace("    selector:", "    selector: [")
+    started = time.monotonic()
+    code, out, err = render(bad, "-f", values)
+    assert (code, out) == (1, b"")
+    assert time.monotonic() - started < 5
