@@ -8,6 +8,7 @@ that needs them is asked for, and only those documents are parsed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,11 +119,23 @@ def _strip_source(labels: dict[str, str]) -> dict[str, str]:
 
 def label_selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
     """A Kubernetes LabelSelector (matchLabels, matchExpressions) against a pod's labels."""
-    match_labels = _strings(_mapping(selector.get("matchLabels")))
+    return selector_matcher(selector)(labels)
+
+
+def selector_matcher(selector: dict[str, Any]) -> Callable[[dict[str, str]], bool]:
+    """``label_selector_matches`` with ``selector`` read once: for testing one selector
+    against every workload of a stream."""
+    match_labels = tuple(_strings(_mapping(selector.get("matchLabels"))).items())
     raw = selector.get("matchExpressions")
     expressions = [e for e in raw if isinstance(e, dict)] if isinstance(raw, list) else []
-    return (all(labels.get(k) == v for k, v in match_labels.items())
-            and all(_expression_holds(e, labels) for e in expressions))
+
+    def matches(labels: dict[str, str]) -> bool:
+        for k, v in match_labels:
+            if labels.get(k) != v:
+                return False
+        return all(_expression_holds(e, labels) for e in expressions)
+
+    return matches
 
 
 def _expression_holds(expr: dict[str, Any], labels: dict[str, str]) -> bool:

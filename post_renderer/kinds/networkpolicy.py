@@ -11,7 +11,7 @@ from typing import Any
 
 from post_renderer.access import Access, Context, selected_too
 from post_renderer.errors import Problem
-from post_renderer.inmesh import label_selector_matches
+from post_renderer.inmesh import selector_matcher
 from post_renderer.model import Workload
 from post_renderer.settings import IPNetwork, PeerSelector, Settings, excepts_for
 from post_renderer.synth import SOURCE_ANNOTATION, WORKLOAD_ANNOTATION, Generated, Planned, destinations, metadata
@@ -61,9 +61,10 @@ def _taken_in(access: Access, ctx: Context) -> list[Workload]:
     selector selects too."""
     mine = access.workload
     scope = ctx.scope(access)
+    matches = selector_matcher(mine.pod_selector)
     return [w for w in ctx.workloads if w.doc_index != mine.doc_index
             and (w.namespace or ctx.settings.namespace or ctx.home) == scope
-            and label_selector_matches(mine.pod_selector, w.pod_labels)]
+            and matches(w.pod_labels)]
 
 
 def _pod_selector(access: Access, ctx: Context) -> dict[str, Any]:
