@@ -334,7 +334,7 @@ def render(*, shared: Shared) -> None:
     if result.violations:
         raise _fail(EgressError(result.violations), shared.error_file)
     _print_notes(result.notes, shared.quiet)
-    _write_stdout(result.output)
+    _write_stdout(result.chunks)
     _clear_error_file(shared.error_file)
 
 
@@ -384,9 +384,9 @@ def check(
         from post_renderer.pipeline import analyse
 
         try:
-            text = _read_stdin()
+            data = _read_stdin()
             values, allowlist = shared.inputs()
-            result = analyse(text, values, shared.settings, allowlist=allowlist, policy=policy, verdicts=verdicts,
+            result = analyse(data, values, shared.settings, allowlist=allowlist, policy=policy, verdicts=verdicts,
                              explain=False)
             warnings, notes, errors = result.warnings, result.notes, result.violations
         except EgressError as e:
@@ -414,10 +414,11 @@ def diff(
     from post_renderer import report
 
     try:
-        text = _read_stdin()
+        data = _read_stdin()
     except EgressError as e:
         raise _fail(e, shared.error_file, 2) from None
-    result = _analyse(shared, text=text, exit_code=2, explain=False)
+    result = _analyse(shared, data=data, exit_code=2, explain=False)
+    text = data.decode("utf-8", errors="surrogateescape")
     if result.violations:
         raise _fail(EgressError(result.violations), shared.error_file, 2)
     _print_notes(result.notes, shared.quiet)
@@ -453,7 +454,7 @@ def schema() -> None:
     _write_stdout(schema_text())
 
 
-def _analyse(shared: Shared, *, text: str | None = None, exit_code: int = 1, explain: bool = True) -> Result:
+def _analyse(shared: Shared, *, data: bytes | None = None, exit_code: int = 1, explain: bool = True) -> Result:
     from post_renderer.pipeline import analyse
 
     verdicts = _verdict_cache()
@@ -462,7 +463,7 @@ def _analyse(shared: Shared, *, text: str | None = None, exit_code: int = 1, exp
         policy = shared.destination_policy(verdicts)
         # No local keeps the input alive: analyse drops it once split, which matters for
         # peak memory on multi-MB streams.
-        return analyse(_read_stdin() if text is None else text, values, shared.settings, allowlist=allowlist,
+        return analyse(_read_stdin() if data is None else data, values, shared.settings, allowlist=allowlist,
                        policy=policy, verdicts=verdicts, explain=explain)
     except EgressError as e:
         raise _fail(e, shared.error_file, exit_code) from None
@@ -484,16 +485,17 @@ def _print_notes(notes: list[str], quiet: bool) -> None:
             _say(f"note: {note}")
 
 
-def _read_stdin() -> str:
+def _read_stdin() -> bytes:
     if sys.stdin is None or sys.stdin.isatty():
         raise typer.BadParameter("pipe the rendered manifests into stdin (e.g. helm template ... | helm-egress render)")
     data = _read_bounded(sys.stdin.buffer, MAX_STDIN_BYTES)
     if data is None:
         raise EgressError.one(Location(file="stdin"), f"more than {MAX_STDIN_BYTES // (1024 * 1024)} MiB of "
                                                       "manifests; refusing to read on")
-    # Bytes that are not UTF-8 pass through untouched in documents helm-egress never
-    # reads; the YAML reader refuses them, located, in documents it must read.
-    return data.decode("utf-8", errors="surrogateescape")
+    # Decoded by the stream splitter, document by document, with surrogateescape: bytes
+    # that are not UTF-8 pass through untouched in documents helm-egress never reads; the
+    # YAML reader refuses them, located, in documents it must read.
+    return data
 
 
 def _read_bounded(stream: Any, limit: int) -> bytes | None:
@@ -528,14 +530,16 @@ def _read_values(path: Path, what: str = "values file") -> ValuesFile:
         raise EgressError.one(Location(file=str(path), line=line), "invalid UTF-8") from e
 
 
-def _write_stdout(text: str) -> None:
+def _write_stdout(text: str | list[str]) -> None:
+    """Write the text, or its pieces (a rendered stream, see ``stream.join_chunks``)."""
     out = sys.stdout
     try:
         if out is None:  # started with stdout closed
             raise OSError(9, "stdout is closed")
         # In slices, so a multi-MB stream is never held twice (as text and as bytes).
-        for start in range(0, len(text), 1 << 20):
-            out.buffer.write(text[start : start + (1 << 20)].encode("utf-8", errors="surrogateescape"))
+        for piece in [text] if isinstance(text, str) else text:
+            for start in range(0, len(piece), 1 << 20):
+                out.buffer.write(piece[start : start + (1 << 20)].encode("utf-8", errors="surrogateescape"))
         out.buffer.flush()
     except BrokenPipeError:
         # The reader went away (e.g. `| head`); nothing useful is left to say.

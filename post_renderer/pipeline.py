@@ -74,7 +74,7 @@ class WorkloadReport:
 
 @dataclass(frozen=True)
 class Result:
-    output: str
+    chunks: list[str]  # the output stream in pieces, as ``emit`` returns it
     notes: list[str] = field(default_factory=list)
     generated: list[Generated] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
@@ -82,9 +82,13 @@ class Result:
     # What the destination policy does not approve; render refuses, explain shows them.
     violations: list[Problem] = field(default_factory=list)
 
+    @property
+    def output(self) -> str:
+        return "".join(self.chunks)
+
 
 def analyse(
-    text: str,
+    text: str | bytes,
     values: Sequence[ValuesFile],
     settings: Settings,
     *,
@@ -93,17 +97,20 @@ def analyse(
     verdicts: Verdicts | None = None,
     explain: bool = True,
 ) -> Result:
-    """``verdicts``: schema verdicts already known (see verdicts.py); None validates all.
+    """``text``: the stream, or its bytes, read as UTF-8 with undecodable bytes kept
+    (surrogateescape). ``verdicts``: schema verdicts already known (see verdicts.py); None validates all.
     ``explain=False`` leaves ``Result.workloads`` empty: only ``explain`` prints it, and
     on large streams it costs as much as writing the new documents."""
-    stream = streams.split(text)
+    stream = streams.split(text) if isinstance(text, str) else streams.split_bytes(text)
     problems = Problems()
     egress = load_egress(values, settings, problems, verdicts=verdicts)
     allowed = load_egress([allowlist], settings, problems, verdicts=verdicts) if allowlist else None
     inventory = scan(stream, problems)
     if stream.is_empty:
         problems.raise_if_any()
-        return Result(text, [*inventory.notes, "the input holds no documents; nothing to add"])
+        # Given back as it came: comments, blank lines, a BOM.
+        return Result([text if isinstance(text, str) else text.decode("utf-8", errors="surrogateescape")],
+                      [*inventory.notes, "the input holds no documents; nothing to add"])
     del text  # the documents hold it now
     notes = list(inventory.notes)
     warnings: list[Problem] = []
@@ -245,12 +252,12 @@ def analyse(
         problems.raise_if_any()
         violations = judge(policy, requests)
     anchor = min((w.doc_index for w in inventory.workloads if w.hook is None), default=None)
-    output = emit(stream, generated, drop=inventory.generated, anchor=anchor, replace=replacements)
+    chunks = emit(stream, generated, drop=inventory.generated, anchor=anchor, replace=replacements)
 
     by_index = {a.workload.doc_index: a for a in access}
     reports = [_report(w, status[w.doc_index], by_index.get(w.doc_index), ctx, generated, policy)
                for w in inventory.workloads] if explain else []
-    return Result(output, notes, generated, warnings, reports, violations)
+    return Result(chunks, notes, generated, warnings, reports, violations)
 
 
 def _wanted(

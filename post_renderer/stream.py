@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal
+from typing import AnyStr, Literal
 
 BOM = "\ufeff"
 BREAKS = ("\n", "\r", "\x85", "\u2028", "\u2029")
@@ -173,17 +173,9 @@ def split(text: str) -> Stream:
     bom = text[: len(text) - len(body)]
     text = body
     view = line_view(text)
-    starts = _separator_starts(view)
-    bounds: list[tuple[int, int, bool]] = []
-    if not starts or starts[0] > 0:
-        bounds.append((0, starts[0] if starts else len(text), False))
-    for i, start in enumerate(starts):
-        end = starts[i + 1] if i + 1 < len(starts) else len(text)
-        bounds.append((start, end, True))
-
     documents: list[Document] = []
     line = 1
-    for start, end, has_sep in bounds:
+    for start, end, has_sep in _bounds(text, _separator_starts(view)):
         raw = text[start:end]
         if not raw and not has_sep:
             continue
@@ -197,23 +189,85 @@ def split(text: str) -> Stream:
     return Stream(bom=bom, documents=tuple(documents), newline=newline, shape=shape)
 
 
-def _separator_starts(text: str) -> list[int]:
+def split_bytes(data: bytes) -> Stream:
+    """``split(data.decode("utf-8", "surrogateescape"))``, decoding document by document.
+
+    A stream decoded whole takes, for every character, the width of its widest one: one
+    emoji in a dashboard makes a multi-MB stream four bytes a character, and decoding,
+    scanning and encoding it cost several times what they cost on the plain ASCII
+    documents that nearly every stream is made of. Where the only line breaks are LF (or CRLF), a LF byte is a line break and never
+    part of a multi-byte sequence, so the documents are found in the bytes and decoded
+    alone, to the same text. Any other break (a lone CR, NEL, LS, PS) takes ``split``.
+    """
+    if _odd_breaks(data):
+        return split(data.decode("utf-8", errors="surrogateescape"))
+    boms = 0
+    while data.startswith(_BOM_BYTES, boms * len(_BOM_BYTES)):
+        boms += 1
+    body = data[boms * len(_BOM_BYTES):] if boms else data
+    documents: list[Document] = []
+    line = 1
+    for start, end, has_sep in _bounds(body, _separator_starts(body)):
+        part = body[start:end]
+        if not part and not has_sep:
+            continue
+        raw = part.decode("utf-8", errors="surrogateescape")
+        documents.append(Document(len(documents), raw, line, has_sep, raw))
+        line += part.count(b"\n")
+    newline = "\r\n" if b"\r\n" in body[:4096] else "\n"
+    shape: Shape = "helm4" if _HELM4_BYTES in body else "helm3"
+    return Stream(bom=BOM * boms, documents=tuple(documents), newline=newline, shape=shape)
+
+
+_BOM_BYTES = BOM.encode()
+_HELM4_BYTES = HELM4_ANNOTATION.encode()
+
+
+def _odd_breaks(data: bytes) -> bool:
+    """Whether ``data`` may hold a line break other than LF and CRLF. Single bytes are
+    searched first: a search for one byte is many times faster than for several."""
+    if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
+        return True
+    return any(last in data and encoded in data for last, encoded in _MULTIBYTE_BREAKS)
+
+
+# NEL, LS and PS in UTF-8, each behind its last byte. Their first bytes are lead bytes,
+# never a continuation, so these bytes always decode to the break, even with bad UTF-8
+# around them.
+_MULTIBYTE_BREAKS = tuple((c.encode()[-1:], c.encode()) for c in ("\x85", "\u2028", "\u2029"))
+
+
+def _bounds(text: AnyStr, starts: list[int]) -> list[tuple[int, int, bool]]:
+    """(start, end, has separator) of each document, from the offsets of its markers."""
+    bounds: list[tuple[int, int, bool]] = []
+    if not starts or starts[0] > 0:
+        bounds.append((0, starts[0] if starts else len(text), False))
+    for i, start in enumerate(starts):
+        end = starts[i + 1] if i + 1 < len(starts) else len(text)
+        bounds.append((start, end, True))
+    return bounds
+
+
+def _separator_starts(text: AnyStr) -> list[int]:
     """Offsets of the lines that are document markers.
 
     ``str.find`` for the rare ``\n---`` is several times faster than a multi-line regex
     that must try ``^`` at every position of a multi-MB stream.
     """
+    marker = "\n---" if isinstance(text, str) else b"\n---"
     starts = [0] if _is_marker(text, 0) else []
-    at = text.find("\n---")
+    at = text.find(marker)
     while at >= 0:
         if _is_marker(text, at + 1):
             starts.append(at + 1)
-        at = text.find("\n---", at + 4)
+        at = text.find(marker, at + 4)
     return starts
 
 
-def _is_marker(text: str, at: int) -> bool:
-    return text.startswith("---", at) and (at + 3 == len(text) or text[at + 3] in " \t\r\n")
+def _is_marker(text: AnyStr, at: int) -> bool:
+    if isinstance(text, str):
+        return text.startswith("---", at) and (at + 3 == len(text) or text[at + 3] in " \t\r\n")
+    return text.startswith(b"---", at) and (at + 3 == len(text) or text[at + 3] in b" \t\r\n")
 
 
 def join(pieces: list[tuple[str, bool]], *, bom: str | bool, newline: str) -> str:
@@ -222,6 +276,12 @@ def join(pieces: list[tuple[str, bool]], *, bom: str | bool, newline: str) -> st
     A separator is added only where a document without one no longer comes first, and a
     line end only where a document without a final one is no longer last.
     """
+    return "".join(join_chunks(pieces, bom=bom, newline=newline))
+
+
+def join_chunks(pieces: list[tuple[str, bool]], *, bom: str | bool, newline: str) -> list[str]:
+    """``join``'s text in pieces, each encoded on its own when written: joined, one wide
+    character would make the whole output wide (see ``split_bytes``)."""
     out: list[str] = [bom if isinstance(bom, str) else BOM if bom else ""]
     previous = ""
     for raw, has_separator in pieces:
@@ -232,4 +292,4 @@ def join(pieces: list[tuple[str, bool]], *, bom: str | bool, newline: str) -> st
                 out.append("---" + newline)
         out.append(raw)
         previous = raw or previous
-    return "".join(out)
+    return out

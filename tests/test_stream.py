@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from post_renderer import stream
 
@@ -82,3 +84,31 @@ def test_join_adds_only_the_joints_it_needs() -> None:
     assert stream.join([("kind: A", False), ("---\nkind: G\n", True)], bom=False, newline="\n") == (
         "kind: A\n---\nkind: G\n"
     )
+
+
+def _facts(s: stream.Stream) -> tuple[object, ...]:
+    return (s.bom, s.newline, s.shape, [(d.raw, d.view, d.start_line, d.has_separator, d.kind, d.has_content)
+                                        for d in s.documents])
+
+
+# Pieces a bytes splitter could get wrong: every YAML line break, BOMs, markers, UTF-8
+# that is wide, partial or invalid (NEL's and LS's bytes alone, a lead byte cut short).
+_PIECES = [b"---", b"--- ", b"----", b"\n", b"\r\n", b"\r", "\x85".encode(), "\u2028".encode(),
+           "\u2029".encode(), b"\x85", b"\xc2", b"\xe2\x80", b"\xa8", b"\xff", "\ufeff".encode(), b"\xef\xbb",
+           "\u00e9".encode(), "\U0001f600".encode(), b"kind: A", b"kind: B", b"...", b"# c", b" ", b"  name: x",
+           b"metadata:", stream.HELM4_ANNOTATION.encode()]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=30))
+def test_split_bytes_is_split_of_the_decoded_text(pieces: list[bytes]) -> None:
+    data = b"".join(pieces)
+    assert _facts(stream.split_bytes(data)) == _facts(stream.split(data.decode("utf-8", "surrogateescape")))
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.name)
+def test_split_bytes_on_real_streams(path: Path) -> None:
+    data = path.read_bytes()
+    assert _facts(stream.split_bytes(data)) == _facts(stream.split(data.decode("utf-8", "surrogateescape")))
+    crlf = data.replace(b"\n", b"\r\n")
+    assert _facts(stream.split_bytes(crlf)) == _facts(stream.split(crlf.decode("utf-8", "surrogateescape")))
