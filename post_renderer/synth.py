@@ -7,7 +7,6 @@ The kinds themselves live in ``post_renderer.kinds``; ``emit`` writes what they 
 from __future__ import annotations
 
 import functools
-import hashlib
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass

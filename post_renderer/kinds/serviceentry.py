@@ -6,7 +6,6 @@ no second one; declarations that disagree on a protocol are refused (IST0177).
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from post_renderer.access import ADDRESS_ONLY_DOMAIN, Context
@@ -35,6 +34,8 @@ def build(ctx: Context) -> list[Generated]:
         name = w.name
         if (scope, name) in taken:
             # Two objects of one kind and name in a namespace: Helm would refuse the release.
+            import hashlib  # rarely needed; it loads OpenSSL
+
             name = dns_label(w.name, hashlib.sha256(entry.source.encode()).hexdigest()[:6])
         hosts = list(entry.hosts) or [f"{name}.{ADDRESS_ONLY_DOMAIN}" if settings.sidecar else name]
         mine = [Claim(d, port.number, port.protocol, frozenset({scope}), f"ServiceEntry {name} ({entry.source})", name,
