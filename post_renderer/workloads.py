@@ -36,6 +36,10 @@ WORKLOAD_KINDS: dict[str, frozenset[str]] = {
 }
 # Egress documents a chart renders itself: kind -> API group.
 POLICY_KINDS = {"ServiceEntry": "networking.istio.io", "NetworkPolicy": "networking.k8s.io"}
+# The kinds helm-egress writes (those of kinds/): only a document of one of these can be
+# its own earlier output. Any other document keeps whatever annotations it carries, and
+# is not searched for them (CRDs are most of some streams' bytes).
+GENERATED_KINDS = frozenset({"ServiceEntry", "NetworkPolicy", "CiliumNetworkPolicy", "Sidecar"})
 # Block or flow style; the first occurrence in a document is its metadata label in every
 # chart seen, and one vote per document keeps selectors from counting twice.
 _INSTANCE_KEY = "app.kubernetes.io/instance"
@@ -70,7 +74,8 @@ def scan(stream: Stream, problems: Problems) -> Inventory:
     loader = yamlio.safe_loader()
     for doc in stream.documents:
         kind = doc.kind
-        if kind is not None and kind not in WORKLOAD_KINDS and kind not in POLICY_KINDS and GENERATED_BY not in doc.raw:
+        if kind is not None and kind not in WORKLOAD_KINDS and kind not in POLICY_KINDS and (
+                kind not in GENERATED_KINDS or GENERATED_BY not in doc.raw):
             continue
         if kind is None and (not doc.has_content or "kind" not in doc.raw):
             continue
@@ -121,7 +126,7 @@ def _classify(doc: Document, data: dict[str, Any], inventory: Inventory, problem
     metadata = _mapping(data.get("metadata"))
     name = metadata.get("name")
     annotations = _mapping(metadata.get("annotations"))
-    if GENERATED_BY in annotations:
+    if GENERATED_BY in annotations and kind in GENERATED_KINDS:
         inventory.generated.add(doc.index)
         return
     api_version = data.get("apiVersion")

@@ -735,6 +735,24 @@ def test_a_second_pass_with_other_values_replaces_what_the_first_generated(lab: 
     assert render_ok(first.output, *direct.args) == direct.output
 
 
+def test_only_documents_of_the_kinds_it_writes_are_taken_for_its_own_output() -> None:
+    """A chart's ConfigMap or Deployment that carries the generated-by annotation is the
+    chart's, never dropped as an earlier helm-egress document: the ConfigMap passes
+    through, the workload's annotation is refused like any unknown one of the prefix."""
+    from post_renderer import kinds, workloads
+
+    assert workloads.GENERATED_KINDS == set(kinds.TEMPLATE_FILES)
+    config_map = ("---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  annotations:\n"
+                  f"    {GENERATED_BY}: helm-egress\ndata: {{}}\n")
+    deployment = ("---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\n  annotations:\n"
+                  f"    {GENERATED_BY}: helm-egress\nspec:\n  selector:\n    matchLabels: {{app: d}}\n"
+                  "  template:\n    metadata:\n      labels: {app: d}\n    spec:\n      containers: []\n")
+    assert render_ok(config_map) == config_map
+    run = invoke(config_map + deployment)
+    assert (run.exit_code, run.stdout) == (1, "")
+    assert f'document 1 (Deployment/d): metadata.annotations["{GENERATED_BY}"]: unknown annotation' in run.stderr
+
+
 @every_stream
 @every_variant
 def test_network_policy_none_on_the_output_drops_only_the_policies(lab: Lab, stream_id: str, variant: str) -> None:
