@@ -8,6 +8,7 @@ else. Writing them here keeps key order as built and costs no emitter import.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any
@@ -26,6 +27,13 @@ def scalar(value: Any) -> str:
         return str(value)
     if not isinstance(value, str):
         raise TypeError(f"cannot write {type(value).__name__}")
+    return _string(value)
+
+
+# Generated documents repeat a few hundred keys and values (CIDRs, ports' protocols,
+# selectors) across every workload's policy.
+@functools.lru_cache(maxsize=4096)
+def _string(value: str) -> str:
     if _PLAIN.match(value) and value.lower() not in _RESERVED:
         return value
     if "'" not in value and value.isprintable():
