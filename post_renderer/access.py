@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from post_renderer.errors import Problem, Problems
 from post_renderer.inmesh import InMesh
@@ -63,12 +64,26 @@ class Context:
     def scope(self, access: Access) -> str | None:
         return access.namespace or self.home
 
+    def with_label(self, key: str, value: str) -> list[Workload]:
+        """The workloads whose pods carry the label ``key=value``, in stream order: what
+        a selector is tested against, instead of every workload for every workload."""
+        return self._by_label.get((key, value), [])
+
+    @cached_property
+    def _by_label(self) -> dict[tuple[str, str], list[Workload]]:
+        index: dict[tuple[str, str], list[Workload]] = {}
+        for w in self.workloads:
+            for pair in w.pod_labels.items():
+                index.setdefault(pair, []).append(w)
+        return index
+
     def carrying(self, access: Access) -> list[Workload]:
         """The other workloads of its namespace whose pods carry every label of its pods,
         and so are selected by a selector made of those labels (Sidecar, Cilium)."""
         mine = access.workload
         scope = self.scope(access)
-        return [w for w in self.workloads
+        first = next(iter(mine.pod_labels.items()), None)
+        return [w for w in (self.workloads if first is None else self.with_label(*first))
                 if w.doc_index != mine.doc_index
                 and (w.namespace or self.settings.namespace or self.home) == scope
                 and all(w.pod_labels.get(k) == v for k, v in mine.pod_labels.items())]

@@ -62,7 +62,11 @@ def _taken_in(access: Access, ctx: Context) -> list[Workload]:
     mine = access.workload
     scope = ctx.scope(access)
     matches = selector_matcher(mine.pod_selector)
-    return [w for w in ctx.workloads if w.doc_index != mine.doc_index
+    labels = mine.pod_selector.get("matchLabels")
+    first = next(iter(labels.items()), None) if isinstance(labels, dict) else None
+    # Only workloads with its first label can match; the matcher judges the rest.
+    candidates = ctx.workloads if first is None else ctx.with_label(str(first[0]), str(first[1]))
+    return [w for w in candidates if w.doc_index != mine.doc_index
             and (w.namespace or ctx.settings.namespace or ctx.home) == scope
             and matches(w.pod_labels)]
 
