@@ -168,6 +168,9 @@ class Stream:
         return not any(d.has_content for d in self.documents)
 
 
+_NEWLINE_PROBE = 4096  # characters read to tell the stream's own line ending
+
+
 def split(text: str) -> Stream:
     body = text.lstrip(BOM)
     bom = text[: len(text) - len(body)]
@@ -183,7 +186,7 @@ def split(text: str) -> Stream:
         documents.append(Document(len(documents), raw, line, has_sep, part))
         line += part.count("\n")
 
-    newline = "\r\n" if "\r\n" in text[:4096] else "\n"
+    newline = "\r\n" if "\r\n" in text[:_NEWLINE_PROBE] else "\n"
     # Helm 4 annotates every document it sends; Helm 3 and `helm template` output never do.
     shape: Shape = "helm4" if HELM4_ANNOTATION in text else "helm3"
     return Stream(bom=bom, documents=tuple(documents), newline=newline, shape=shape)
@@ -214,7 +217,9 @@ def split_bytes(data: bytes) -> Stream:
         raw = part.decode("utf-8", errors="surrogateescape")
         documents.append(Document(len(documents), raw, line, has_sep, raw))
         line += part.count(b"\n")
-    newline = "\r\n" if b"\r\n" in body[:4096] else "\n"
+    # As ``split`` decides it, from the first 4096 characters (at most four bytes each).
+    head = body[:4 * _NEWLINE_PROBE].decode("utf-8", errors="surrogateescape")[:_NEWLINE_PROBE]
+    newline = "\r\n" if "\r\n" in head else "\n"
     shape: Shape = "helm4" if _HELM4_BYTES in body else "helm3"
     return Stream(bom=BOM * boms, documents=tuple(documents), newline=newline, shape=shape)
 

@@ -106,6 +106,13 @@ def test_split_bytes_is_split_of_the_decoded_text(pieces: list[bytes]) -> None:
     assert _facts(stream.split_bytes(data)) == _facts(stream.split(data.decode("utf-8", "surrogateescape")))
 
 
+@pytest.mark.parametrize("text", ["\u00e9" * 4000 + "\n" * 90 + "\r\n", "\U0001f600" * 4094 + "\r\n",
+                                  "\U0001f600" * 4095 + "\r\n", "a" * 4095 + "\r\n"])
+def test_split_bytes_tells_the_line_ending_from_the_same_characters(text: str) -> None:
+    data = text.encode()
+    assert _facts(stream.split_bytes(data)) == _facts(stream.split(text))
+
+
 @pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.name)
 def test_split_bytes_on_real_streams(path: Path) -> None:
     data = path.read_bytes()
