@@ -235,9 +235,15 @@ def _peer_problems(peer: Any) -> list[str]:
         if net is None:
             out.append(f".ipBlock.except[{e}]: {text!r} is not a canonical CIDR")
             continue
-        if net.version != cidr.version or not net.subnet_of(cidr) or net.prefixlen <= cidr.prefixlen:  # type: ignore[arg-type]
+        if not _strictly_inside(net, cidr):
             out.append(f".ipBlock.except[{e}]: {text} must be a strict subset of {cidr}")
     return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _strictly_inside(net: ipaddress.IPv4Network | ipaddress.IPv6Network,
+                     cidr: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    return net.version == cidr.version and net.subnet_of(cidr) and net.prefixlen > cidr.prefixlen  # type: ignore[arg-type]
 
 
 def sidecar_host_problem(host: str) -> str | None:

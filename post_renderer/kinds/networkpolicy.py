@@ -6,6 +6,7 @@ hostname CIDRs (by default the whole internet, metadata and link-local excepted)
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -125,6 +126,11 @@ def _peer_rule(peer: PeerSelector) -> dict[str, Any]:
     }
 
 
+@functools.lru_cache(maxsize=1024)  # every workload's policy writes the same few ranges
+def _text(net: IPNetwork) -> str:
+    return str(net)
+
+
 def _destination_rules(planned: Sequence[Planned], settings: Settings) -> list[dict[str, Any]]:
     # Entries that reach the same ranges share one rule; different ranges never do, or
     # one entry's ports would open on another's addresses.
@@ -139,10 +145,10 @@ def _destination_rules(planned: Sequence[Planned], settings: Settings) -> list[d
     for nets, ports in grouped.items():
         peers = []
         for net in nets:
-            block: dict[str, Any] = {"cidr": str(net)}
+            block: dict[str, Any] = {"cidr": _text(net)}
             excepts = excepts_for(net, settings.hostname_excepts if net in settings.hostname_cidrs else ())
             if excepts:
-                block["except"] = [str(e) for e in excepts]
+                block["except"] = [_text(e) for e in excepts]
             peers.append({"ipBlock": block})
         rules.append(
             {
