@@ -183,7 +183,7 @@ CONFIGMAP = st.builds(lambda name, data: {"apiVersion": "v1", "kind": "ConfigMap
 JUNK = st.text(st.sampled_from(list("ab: -[]{}'\"#\n\r\x85\u2028\ufeff\t&*!|>%.")), max_size=40)
 
 
-def block_yaml(value: Any, indent: int = 0) -> str:
+def block_yaml(value: Any, indent: int = 0, step: int = 2) -> str:
     """Block-style YAML for generated data (scalars as JSON, which YAML reads alike)."""
     pad = " " * indent
     if isinstance(value, dict) and value:
@@ -191,7 +191,7 @@ def block_yaml(value: Any, indent: int = 0) -> str:
         for k, v in value.items():
             key = json.dumps(k, ensure_ascii=False) if not isinstance(k, str) or not re.fullmatch(r"[A-Za-z][\w./-]*", k) else k
             if isinstance(v, (dict, list)) and v:
-                lines.append(f"{pad}{key}:\n{block_yaml(v, indent + 2)}")
+                lines.append(f"{pad}{key}:\n{block_yaml(v, indent + step, step)}")
             else:
                 lines.append(f"{pad}{key}: {json.dumps(v, ensure_ascii=False)}\n")
         return "".join(lines)
@@ -205,8 +205,11 @@ def documents(draw: st.DrawFn) -> list[str]:
     docs = []
     for _ in range(draw(st.integers(1, 5))):
         data = draw(st.one_of(workload(), workload(), serviceentry(), networkpolicy(), CONFIGMAP))
-        style = draw(st.sampled_from(["block", "flow"]))
-        body = block_yaml(data) if style == "block" else json.dumps(data, ensure_ascii=False) + "\n"
+        style = draw(st.sampled_from(["block", "block4", "flow"]))
+        if style == "flow":
+            body = json.dumps(data, ensure_ascii=False) + "\n"
+        else:
+            body = block_yaml(data, step=4 if style == "block4" else 2)
         docs.append(f"---\n# Source: chart/templates/t{len(docs)}.yaml\n{body}")
     if draw(st.integers(0, 3)) == 0:
         docs.append("---\n" + draw(JUNK) + "\n")
