@@ -10,12 +10,14 @@ import functools
 import gc
 import inspect
 import os
+import re
 import stat
 import sys
 import time
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from ipaddress import collapse_addresses
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -110,6 +112,17 @@ def _dns_label(text: str | None, hint: str, what: str) -> str | None:
     return text
 
 
+def _ascii_int(value: Any) -> int:
+    """An integer option: ASCII digits only (Python's int() also reads '٥٣' and '²'-free
+    Unicode digits, which would silently become another number)."""
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    if not re.fullmatch(r"[-+]?[0-9]+", text):
+        raise typer.BadParameter(f"{value!r} is not a whole number (ASCII digits 0-9)")
+    return int(text)
+
+
 def _port(value: int) -> int:
     if not 1 <= value <= 65535:
         raise typer.BadParameter(f"{value} is not a port number 1..65535")
@@ -144,7 +157,7 @@ def _shared_options(
         int,
         typer.Option(help="cilium: 0 writes **.example.com for *.example.com (Cilium >= 1.19); N writes the "
                           "ladder *.example.com ... N labels deep, for older Cilium.",
-                     envvar=ENV + "CILIUM_WILDCARD_DEPTH"),
+                     envvar=ENV + "CILIUM_WILDCARD_DEPTH", parser=_ascii_int),
     ] = 0,
     sidecar: Annotated[
         bool,
@@ -163,10 +176,12 @@ def _shared_options(
     ] = "cluster.local",
     dns_namespace: Annotated[str, typer.Option(help="Namespace of the cluster DNS pods.", envvar=ENV + "DNS_NAMESPACE")] = "kube-system",
     dns_selector: Annotated[str, typer.Option(help="Labels of the cluster DNS pods, k=v[,k=v].", envvar=ENV + "DNS_SELECTOR")] = "k8s-app=kube-dns",
-    dns_port: Annotated[int, typer.Option(help="DNS pod port, allowed over UDP and TCP (OpenShift: 5353).", envvar=ENV + "DNS_PORT")] = 53,
+    dns_port: Annotated[int, typer.Option(help="DNS pod port, allowed over UDP and TCP (OpenShift: 5353).", envvar=ENV + "DNS_PORT",
+                                                parser=_ascii_int)] = 53,
     istiod_namespace: Annotated[str, typer.Option(help="Namespace of istiod.", envvar=ENV + "ISTIOD_NAMESPACE")] = "istio-system",
     istiod_selector: Annotated[str, typer.Option(help="Labels of the istiod pods, k=v[,k=v].", envvar=ENV + "ISTIOD_SELECTOR")] = "app=istiod",
-    istiod_port: Annotated[int, typer.Option(help="istiod xDS and CA port (TCP).", envvar=ENV + "ISTIOD_PORT")] = 15012,
+    istiod_port: Annotated[int, typer.Option(help="istiod xDS and CA port (TCP).", envvar=ENV + "ISTIOD_PORT",
+                                                                                                    parser=_ascii_int)] = 15012,
     same_namespace: Annotated[
         bool, typer.Option("--same-namespace/--no-same-namespace", help="Allow egress to every pod of the workload's own namespace.",
                            envvar=ENV + "SAME_NAMESPACE"),
@@ -174,11 +189,13 @@ def _shared_options(
     hostname_cidr: Annotated[
         Optional[list[str]],
         typer.Option(help="CIDR that stands in for hostname destinations (NetworkPolicy cannot name hosts); "
-                          "repeatable [default: 0.0.0.0/0 and ::/0, cloud metadata and link-local excepted]."),
+                          "repeatable [default: 0.0.0.0/0 and ::/0, cloud metadata and link-local excepted].",
+                     envvar=ENV + "HOSTNAME_CIDR"),
     ] = None,
     hostname_except: Annotated[
         Optional[list[str]],
-        typer.Option(help="CIDR to carve out of the hostname CIDRs too (e.g. 10.0.0.0/8); repeatable."),
+        typer.Option(help="CIDR to carve out of the hostname CIDRs too (e.g. 10.0.0.0/8); repeatable.",
+                     envvar=ENV + "HOSTNAME_EXCEPT"),
     ] = None,
     allow_broad_cidrs: Annotated[
         bool, typer.Option(help="Allow addresses such as 0.0.0.0/0 (the metadata endpoints stay excepted).",
@@ -209,7 +226,8 @@ def _shared_options(
                            help="Repair the ServiceEntry and egress NetworkPolicy documents the chart renders itself.",
                            envvar=ENV + "NORMALIZE"),
     ] = True,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print no notes; errors are always printed.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print no notes; errors are always printed.",
+                                        envvar=ENV + "QUIET")] = False,
     error_file: Annotated[
         Optional[Path],
         typer.Option(help="Also write errors to this file. Helm 4 hides a post-renderer's stderr; as a Helm 4 plugin "
@@ -246,6 +264,14 @@ def _shared_options(
             raise typer.BadParameter(
                 f"{net} is not strictly inside any hostname CIDR ({', '.join(map(str, cidrs))}); a NetworkPolicy "
                 "except must be, so it could not be excluded", param_hint="--hostname-except")
+    for cidr in cidrs:
+        # Excepts that together cover a whole hostname CIDR merge into one equal to it,
+        # which the API server rejects: the user asked for that CIDR not to be opened.
+        inside = [n for n in excepts if n.version == cidr.version and n.subnet_of(cidr)]  # type: ignore[arg-type]
+        if inside and list(collapse_addresses(inside)) == [cidr]:  # type: ignore[type-var]
+            raise typer.BadParameter(
+                f"{', '.join(map(str, inside))} together cover the whole hostname CIDR {cidr}; drop that "
+                "--hostname-cidr instead", param_hint="--hostname-except")
     if release is not None:
         # Helm's own rule for release names; the name lands in labels and object names.
         why = dns_subdomain_problem(release, "release name", limit=53)
@@ -542,8 +568,9 @@ def _write_stdout(text: str | list[str]) -> None:
                 out.buffer.write(piece[start : start + (1 << 20)].encode("utf-8", errors="surrogateescape"))
         out.buffer.flush()
     except BrokenPipeError:
-        # The reader went away (e.g. `| head`); nothing useful is left to say.
+        # The reader went away (Helm, or `| head`): the output was not delivered.
         _silence_stdout()
+        _say("helm-egress: cannot write the output: the reader closed the pipe")
         raise typer.Exit(1) from None
     except (OSError, ValueError) as e:  # a full disk, a closed descriptor
         _silence_stdout()
@@ -598,6 +625,9 @@ def _fail(error: EgressError, error_file: Path | None, exit_code: int = 1) -> ty
     return typer.Exit(exit_code)
 
 
+_OWN_FIRST_LINE = re.compile(re.escape(ERROR_FILE_HEADER).encode() + rb"[^\s]+ failed at [-+:T0-9]+\n")
+
+
 def _ours(target: Path) -> bool:
     """Whether ``target`` is a regular file helm-egress wrote (it starts with our header)."""
     try:
@@ -607,7 +637,9 @@ def _ours(target: Path) -> bool:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return False
-        return os.read(fd, len(ERROR_FILE_HEADER)) == ERROR_FILE_HEADER.encode()
+        # The whole first line as _fail writes it, not only its start: a user's own notes
+        # that begin with "# helm-egress " are not a report to replace or remove.
+        return _OWN_FIRST_LINE.match(os.read(fd, 256)) is not None
     finally:
         os.close(fd)
 

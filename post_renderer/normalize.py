@@ -38,7 +38,7 @@ from post_renderer.errors import EgressError, Location, Problem, Problems
 from post_renderer.model import PROTOCOLS, Existing
 from post_renderer.settings import ISTIO_API_VERSIONS, Settings, ip_network
 from post_renderer.stream import Document, Stream
-from post_renderer.validate import is_ip_literal, non_ascii_host_problem
+from post_renderer.validate import is_ip_literal, networkpolicy_port_problems, non_ascii_host_problem
 
 ISTIO_GROUP = "networking.istio.io"
 _PORT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
@@ -252,6 +252,10 @@ def _repair_ports(spec: MutableMapping[str, Any], repairs: list[str], problems: 
         for k in endpoint["ports"]
     }
     for i, port in enumerate(ports):
+        for key in ("number", "targetPort"):
+            value = port.get(key) if isinstance(port, MutableMapping) else None
+            if isinstance(value, int) and not isinstance(value, bool) and not 1 <= value <= 65535:
+                problems.add(where.at(f"spec.ports[{i}].{key}"), f"{value} is not a port number 1..65535")
         protocol = port.get("protocol") if isinstance(port, MutableMapping) else None
         if isinstance(protocol, str) and protocol.upper() in _PROTOCOLS and protocol != protocol.upper():
             repairs.append(f"ports[{i}].protocol {protocol} -> {protocol.upper()}")
@@ -378,6 +382,11 @@ def _repair_networkpolicy(doc: MutableMapping[str, Any], settings: Settings, pro
             elif isinstance(protocol, str) and protocol.upper() in ("TCP", "UDP", "SCTP") and protocol != protocol.upper():
                 port["protocol"] = protocol.upper()
                 repairs.append(f"egress[{r}].ports[{p}].protocol {protocol} -> {protocol.upper()}")
+            # No repair for the rest: a port name that is no name ('٤٤٣'), a number out of
+            # range, an unknown protocol. Refused, so a repaired policy is always valid.
+            for why in networkpolicy_port_problems(port):
+                field, _, message = why.partition(": ")
+                problems.add(where.at(f"spec.egress[{r}].ports[{p}]{field}"), message)
         for t, peer in enumerate(rule.get("to") or []):
             block = peer.get("ipBlock") if isinstance(peer, MutableMapping) else None
             if isinstance(block, MutableMapping):

@@ -67,6 +67,10 @@ class Document:
         m = _KIND.search(self.view)
         if m is None or not _plain_prefix(self.view[: m.start()]):
             return None
+        if self.view.find("\nkind:", m.end()) >= 0 and _KIND.search(self.view, m.end()):
+            # Two top-level kinds (a `# Source:` comment whose NEL or lone CR starts a
+            # line, a duplicate key): the reader decides, and refuses the duplicate.
+            return None
         return m.group(2)
 
     @property

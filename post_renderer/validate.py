@@ -50,12 +50,24 @@ def non_ascii_host_problem(host: str) -> str | None:
 
 
 def is_ip_literal(text: str) -> bool:
-    """An IP address or CIDR (``[::1]`` included): something that belongs in addresses."""
+    """An IP address or CIDR (``[::1]`` included), or a legacy IPv4 spelling that resolvers
+    read as an address: something that belongs in addresses, never in hosts."""
     try:
         ipaddress.ip_network(text.strip("[]"), strict=False)
     except ValueError:
-        return False
+        return _inet_aton_spelling(text)
     return True
+
+
+# One to four dot-separated numbers, each decimal, octal (leading 0) or hex (0x): what
+# inet_aton() -- and so getaddrinfo(), curl, Envoy's resolver -- takes for an IPv4
+# address ("2852039166", "0xa9fea9fe", "0251.0376.0251.0376" are all 169.254.169.254).
+_INET_ATON_PART = re.compile(r"0[xX][0-9a-fA-F]*|[0-9]+")
+
+
+def _inet_aton_spelling(text: str) -> bool:
+    parts = text.removesuffix(".").split(".")
+    return 1 <= len(parts) <= 4 and all(p.isascii() and _INET_ATON_PART.fullmatch(p) for p in parts)
 
 
 def _is_fqdn(host: str) -> bool:
@@ -187,6 +199,11 @@ def networkpolicy_problems(spec: Any) -> list[str]:
         for t, peer in enumerate(rule.get("to") or []):
             out.extend(f"{base}.to[{t}]{m}" for m in _peer_problems(peer))
     return out
+
+
+def networkpolicy_port_problems(port: Any) -> list[str]:
+    """Why the API server would reject one NetworkPolicy port (suffixes of its path)."""
+    return _port_problems(port)
 
 
 def _port_problems(port: Any) -> list[str]:

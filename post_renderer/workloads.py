@@ -189,6 +189,15 @@ def _classify(doc: Document, data: dict[str, Any], inventory: Inventory, problem
             return
     raw_labels = template_meta.get("labels") if template is not None else metadata.get("labels")
     pod_labels = {str(k): v for k, v in _mapping(raw_labels).items() if isinstance(v, str)}
+    labels_path = f"{template_path}.metadata.labels" if template is not None else "metadata.labels"
+    if hook or selector.get("matchLabels") != dict(sorted(pod_labels.items())):
+        # The pods' own labels are copied too (Sidecar and Cilium selectors, the narrowing
+        # of other workloads' policies), not only the selector checked above.
+        wrong = _label_problems(pod_labels, labels_path)
+        for path, why in wrong:
+            problems.add(where.at(path), why)
+        if wrong:
+            return
     inventory.workloads.append(
         Workload(
             doc_index=doc.index,
@@ -280,13 +289,16 @@ def _from_labels(labels: Any, where: Location, path: str, problems: Problems) ->
         return None
     # The shape check made this a mapping of strings to strings; the selector is copied
     # into the policy, so its syntax must be what the API server accepts.
-    bad = False
-    for key, value in labels.items():
-        for why in (label_key_problem(key), label_value_problem(value)):
-            if why:
-                problems.add(where.at(f"{path}.{key}"), why)
-                bad = True
-    return None if bad else {"matchLabels": dict(sorted(labels.items()))}
+    wrong = _label_problems(labels, path)
+    for at, why in wrong:
+        problems.add(where.at(at), why)
+    return None if wrong else {"matchLabels": dict(sorted(labels.items()))}
+
+
+def _label_problems(labels: dict[str, Any], path: str) -> list[tuple[str, str]]:
+    """(path, why) for every label the API server would reject."""
+    return [(f"{path}.{key}", why) for key, value in labels.items()
+            for why in (label_key_problem(key), label_value_problem(value)) if why]
 
 
 def _expression_problems(expr: dict[str, Any]) -> list[str]:

@@ -329,3 +329,120 @@ def test_a_four_space_indented_workload_is_read_in_linear_time(values: str) -> N
     code, out, err = render(bad, "-f", values)
     assert (code, out) == (1, b"")
     assert time.monotonic() - started < 5
+
+
+# --------------------------------------------------------------------------- acceptance probes (review of issue 10)
+
+
+def helm4(stream: str) -> str:
+    """The same documents as Helm 4 hands them over: no `# Source:` lines, the filename annotation."""
+    docs = [d.split("\n", 1)[1] if d.startswith("# Source:") else d for d in stream.split("---\n") if d]
+    return "---\n".join(d.replace("metadata:\n", "metadata:\n  annotations:\n"
+                                  "    postrenderer.helm.sh/postrender-filename: 'c/templates/w.yaml'\n", 1)
+                        for d in docs)
+
+
+TEMPLATE_LABELS = HEAD + "spec:\n  selector: {matchLabels: {app: w}}\n  template:\n    metadata: {labels: {app: w, %s}}\n"
+MORE_BAD_INPUT = {
+    # Pod-template labels the selector does not check are copied into Sidecar and Cilium
+    # selectors (and into the narrowing of other workloads' policies).
+    "template-label-key": (TEMPLATE_LABELS % "'a b': x", "spec.template.metadata.labels.a b: label key 'a b'"),
+    "template-label-value": (TEMPLATE_LABELS % ("x: " + "v" * 64), "spec.template.metadata.labels.x: label value"),
+    # Legacy IPv4 spellings resolvers read as 169.254.169.254 are addresses, not hosts.
+    "decimal-ipv4-host": (annotated({"helm-egress.io/hosts": "2852039166", "helm-egress.io/ports": "443/TLS"}),
+                          "'2852039166': IP addresses are not hosts"),
+    "hex-ipv4-host": (annotated({"helm-egress.io/hosts": "0xa9fea9fe", "helm-egress.io/ports": "443/TLS"}),
+                      "'0xa9fea9fe': IP addresses are not hosts"),
+    "chart-serviceentry-hex-ipv4-host": (serviceentry("  hosts: ['0xa9fea9fe']\n" + TLS) + WORKLOAD,
+                                         "spec.hosts[0]: '0xa9fea9fe' is an IP address"),
+    # Two top-level kinds once YAML's line breaks count (NEL or a lone CR in a comment):
+    # classified by the reader, which refuses the duplicate key instead of skipping the workload.
+    "nel-starts-a-kind-line": (WORKLOAD.replace("w.yaml\n", "w.yaml\x85kind: ConfigMap\n"), "duplicate key"),
+    "cr-starts-a-kind-line": (WORKLOAD.replace("w.yaml\n", "w.yaml\rkind: Secret\n"), "duplicate key"),
+    # A chart's egress NetworkPolicy port with no repair is refused, not "repaired" and left invalid.
+    "networkpolicy-arabic-indic-port": (networkpolicy("  podSelector: {}\n  egress: [{ports: [{port: '٤٤٣'}]}]\n")
+                                        + WORKLOAD, "spec.egress[0].ports[0].port: '٤٤٣' is not a port number or name"),
+    "networkpolicy-port-out-of-range": (networkpolicy("  podSelector: {}\n  egress: [{ports: [{port: 70000}]}]\n")
+                                        + WORKLOAD, "spec.egress[0].ports[0].port: 70000 is not 1..65535"),
+    "networkpolicy-end-port-below-port": (networkpolicy("  podSelector: {}\n  egress: [{ports: [{port: 443, endPort: 10}]}]\n")
+                                          + WORKLOAD, "endPort: 10 must be between port and 65535"),
+    "networkpolicy-protocol": (networkpolicy("  podSelector: {}\n  egress: [{ports: [{port: 443, protocol: XTCP}]}]\n")
+                               + WORKLOAD, "protocol: 'XTCP' is not TCP, UDP or SCTP"),
+    "serviceentry-port-out-of-range": (serviceentry("  hosts: [a.example.com]\n  ports: [{number: 70000, protocol: TLS}]\n")
+                                       + WORKLOAD, "spec.ports[0].number: 70000 is not a port number 1..65535"),
+}
+
+
+# Helm 4 writes no `# Source:` comment, where these hide their kind line.
+SOURCE_COMMENT_ONLY = {"nel-starts-a-kind-line", "cr-starts-a-kind-line"}
+
+
+@pytest.mark.parametrize(
+    ("stdin", "message", "shape"),
+    [pytest.param(stdin, message, shape, id=f"{name}-{shape}") for name, (stdin, message) in MORE_BAD_INPUT.items()
+     for shape in ("helm3", "helm4") if shape == "helm3" or name not in SOURCE_COMMENT_ONLY],
+)
+def test_more_malformed_input_is_a_located_error(stdin: str, message: str, shape: str, values: str) -> None:
+    for extra in ([], ["--network-policy", "cilium", "--sidecar"]):
+        code, out, err = render(stdin if shape == "helm3" else helm4(stdin), "-f", values, *extra)
+        assert (code, out) == (1, b""), err
+        assert err.startswith("error: stdin:") and "document 0 (" in err, err
+        assert message in err, err
+
+
+def test_hosts_that_only_look_numeric_are_names(values: str) -> None:
+    stream = annotated({"helm-egress.io/hosts": "0xfoo.example.com, 1.example.com", "helm-egress.io/ports": "443/TLS"})
+    code, out, err = render(stream, "-f", values)
+    assert code == 0, err
+    assert "0xfoo.example.com" in out.decode().split("kind: ServiceEntry", 1)[1]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--dns-port", "٥٣"], {}, "'٥٣' is not a whole number (ASCII digits 0-9)"),
+        (["--istiod-port", "١٥٠١٢"], {}, "ASCII digits"),
+        (["--cilium-wildcard-depth", "٣"], {}, "ASCII digits"),
+        ([], {"HELM_EGRESS_DNS_PORT": "٥٣"}, "ASCII digits"),
+        (["--hostname-cidr", "10.0.0.0/8", "--hostname-except", "10.0.0.0/9", "--hostname-except", "10.128.0.0/9"], {},
+         "together cover the whole hostname CIDR 10.0.0.0/8"),
+        ([], {"HELM_EGRESS_HOSTNAME_CIDR": "10.0.0.0/8", "HELM_EGRESS_HOSTNAME_EXCEPT": "10.0.0.0/8"},
+         "not strictly inside"),
+    ],
+)
+def test_option_values_and_their_environment_forms_are_checked(args: list[str], env: dict[str, str], message: str,
+                                                              values: str) -> None:
+    result = subprocess.run([EXE, "render", "-f", values, *args], input=WORKLOAD.encode(), capture_output=True,
+                            env={**os.environ, **env}, timeout=20)
+    assert (result.returncode, result.stdout) == (2, b""), result.stderr
+    assert message in result.stderr.decode()
+
+
+def test_hostname_options_are_read_from_the_environment(values: str) -> None:
+    env = {**os.environ, "HELM_EGRESS_HOSTNAME_CIDR": "10.0.0.0/8 192.168.0.0/16", "HELM_EGRESS_HOSTNAME_EXCEPT": "10.1.0.0/16"}
+    result = subprocess.run([EXE, "render", "-f", values], input=WORKLOAD.encode(), capture_output=True, env=env, timeout=20)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.decode()
+    assert "cidr: '192.168.0.0/16'" in out and "- '10.1.0.0/16'" in out and "0.0.0.0/0" not in out
+
+
+def test_a_reader_that_goes_away_is_one_line_and_exit_1(values: str) -> None:
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        result = subprocess.run([EXE, "render", "-f", values], input=WORKLOAD.encode(), stdout=write,
+                                stderr=subprocess.PIPE, timeout=20)
+    finally:
+        os.close(write)
+    assert result.returncode == 1
+    assert result.stderr.decode() == "helm-egress: cannot write the output: the reader closed the pipe\n"
+
+
+def test_a_user_file_that_starts_like_a_report_is_not_removed(tmp_path: Path, values: str) -> None:
+    notes = tmp_path / "notes.md"
+    notes.write_text("# helm-egress notes\nmine\n")
+    assert render(WORKLOAD, "-f", values, "--error-file", str(notes))[0] == 0
+    assert notes.read_text() == "# helm-egress notes\nmine\n"
+    code, _, err = render(WORKLOAD + "  x: [\n", "-f", values, "--error-file", str(notes))
+    assert code == 1 and "not a helm-egress error file" in err
+    assert notes.read_text() == "# helm-egress notes\nmine\n"
