@@ -1202,6 +1202,10 @@ def sidecar_problems(doc: Doc) -> list[str]:
     spec = doc.get("spec")
     if not isinstance(spec, Mapping):
         return problems + ["spec: required"]
+    selector = spec.get("workloadSelector")
+    if isinstance(selector, Mapping):
+        # validateWorkloadSelector: labels.Instance.Validate (label keys and values).
+        problems += _selector_problems({"matchLabels": selector.get("labels")}, "spec.workloadSelector")
     egress = _as_list(spec.get("egress"))
     if not egress and not spec.get("ingress") and spec.get("outboundTrafficPolicy") is None:
         problems.append("sidecar: empty configuration provided")

@@ -68,7 +68,8 @@ def maybe(valid: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 
 HOSTS = st.sampled_from(["api.example.com", "*.example.com", "API.Example.com.", "a.b.example.org", "db", "*",
                          "10.0.0.1", "http://x.example.com", "*foo.com", "\u212a.com", "bücher.de", "a..b",
-                         "x" * 64 + ".com"])
+                         "x" * 64 + ".com", "2852039166", "0xa9fea9fe", "0251.0376.0251.0376", "0xfoo.example.com",
+                         "a\uff0eexample.com", "\ufb01le.example.com", "\u0131.example.com"])
 ADDRESSES = st.sampled_from(["10.0.0.5", "10.1.0.0/16", "10.1.2.3/16", "2001:db8::/32", "169.254.169.254",
                              "64:ff9b::a9fe:a9fe", "::169.254.169.254", "::ffff:169.254.169.254", "0.0.0.0/0",
                              "fe80::1%eth0", "fd00:ec2::254", "300.1.1.1", "::/0"])
@@ -115,6 +116,9 @@ def annotations(draw: st.DrawFn) -> dict[str, Any]:
 
 LABELS = st.one_of(st.dictionaries(st.sampled_from(["app", "tier", "app.kubernetes.io/name"]), NAMES, min_size=1,
                                    max_size=2), ANY)
+# Labels the pods carry beyond the selector's: copied into Sidecar and Cilium selectors.
+EXTRA_LABELS = st.dictionaries(st.sampled_from(["version", "a b", "k8s.io/", "x" * 64, "team"]),
+                               st.sampled_from(["v1", "a b", "v" * 64, ""]), max_size=2)
 
 
 @st.composite
@@ -131,7 +135,8 @@ def workload(draw: st.DrawFn) -> dict[str, Any]:
     if kind == "Pod":
         metadata["annotations"] = own
         return {"apiVersion": api, "kind": kind, "metadata": metadata, "spec": {"containers": []}}
-    template = {"metadata": draw(maybe(st.just({"labels": labels, "annotations": own})))}
+    pod_labels = {**labels, **draw(EXTRA_LABELS)} if isinstance(labels, dict) else labels
+    template = {"metadata": draw(maybe(st.just({"labels": pod_labels, "annotations": own})))}
     spec: dict[str, Any] = {"template": template}
     if kind not in ("Job",):
         spec["selector"] = draw(maybe(st.one_of(
@@ -168,9 +173,10 @@ def networkpolicy(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.booleans()):
         block["except"] = draw(maybe(st.lists(ADDRESSES, max_size=2)))
     rule = {"to": draw(maybe(st.just([{"ipBlock": block}]))),
-            "ports": draw(maybe(st.lists(st.fixed_dictionaries({"port": maybe(PORT_NUMBERS),
-                                                                 "protocol": maybe(st.sampled_from(["tcp", "UDP"]))}),
-                                         max_size=2)))}
+            "ports": draw(maybe(st.lists(st.fixed_dictionaries(
+                {"port": maybe(st.one_of(PORT_NUMBERS, st.sampled_from(["https", "٤٤٣", "HTTPS_x", "²"]))),
+                 "protocol": maybe(st.sampled_from(["tcp", "UDP", "SCTP", "XTCP"]))},
+                optional={"endPort": st.sampled_from([10, 8443, 70000])}), max_size=2)))}
     spec: dict[str, Any] = {"podSelector": {}, "egress": draw(maybe(st.just([rule])))}
     if draw(st.booleans()):
         spec["policyTypes"] = ["Egress"]
@@ -216,9 +222,18 @@ def documents(draw: st.DrawFn) -> list[str]:
     return docs
 
 
+def as_helm4(doc: str) -> str:
+    """A generated document as Helm 4 hands it over: no `# Source:` line, the filename annotation."""
+    body = doc.split("\n", 2)[2] if doc.startswith("---\n# Source:") else doc.removeprefix("---\n")
+    return "---\n" + body.replace('"metadata": {', '"metadata": {"annotations": {"postrenderer.helm.sh/postrender-filename": "c/t.yaml"}, ', 1) \
+        if body.startswith("{") else "---\n" + body
+
+
 @st.composite
 def streams(draw: st.DrawFn) -> tuple[str, list[str]]:
     docs = draw(documents())
+    if draw(st.booleans()):
+        docs = [as_helm4(d) for d in docs]
     if draw(st.booleans()):
         docs = [d.replace("\n", "\r\n") for d in docs]
     return ("\ufeff" if draw(st.booleans()) else "") + "".join(docs), docs
@@ -271,7 +286,9 @@ def assert_contract(stdin: str, args: list[str], docs: list[str]) -> None:
         if not isinstance(doc, dict) or "helm-egress.io/generated-by" not in ((doc.get("metadata") or {}).get(
                 "annotations") or {}):
             continue
-        check = oracle.serviceentry_problems if doc["kind"] == "ServiceEntry" else oracle.networkpolicy_problems
+        check = {"ServiceEntry": oracle.serviceentry_problems, "NetworkPolicy": oracle.networkpolicy_problems,
+                 "CiliumNetworkPolicy": oracle.ciliumnetworkpolicy_problems,
+                 "Sidecar": oracle.sidecar_problems}[doc["kind"]]
         assert check(doc) == [], (doc, check(doc))
 
 
@@ -280,12 +297,15 @@ def values_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("values")
 
 
+FLAVOURS = st.sampled_from([[], ["--network-policy", "cilium"], ["--sidecar"], ["--network-policy", "none", "--sidecar"]])
+
+
 @PROPERTY
-@given(stream=streams(), egress=st.one_of(st.none(), entries()), release=st.booleans())
+@given(stream=streams(), egress=st.one_of(st.none(), entries()), release=st.booleans(), flavour=FLAVOURS)
 def test_generated_streams_keep_the_contract(stream: tuple[str, list[str]], egress: list[Any] | None,
-                                             release: bool, values_dir: Path) -> None:
+                                             release: bool, flavour: list[str], values_dir: Path) -> None:
     text, docs = stream
-    args = ["--release", "rel"] if release else []
+    args = (["--release", "rel"] if release else []) + flavour
     if egress is not None:
         path = values_dir / "values.yaml"
         path.write_text(values_text(egress, "json"))
@@ -307,3 +327,103 @@ def test_generated_values_keep_the_contract(egress: Any, style: str, junk: str |
 def test_a_mutated_real_stream_keeps_the_contract(at: int, insert: str, cut: int) -> None:
     """A real Helm 4 stream with a few characters cut or inserted anywhere."""
     assert_contract(SHOP[:at] + insert + SHOP[at + cut:], ["--release", "demo"], [])
+
+
+OPTION_VALUES = {
+    "--release": st.one_of(NAMES, TRICKY), "--namespace": st.one_of(NAMES, TRICKY),
+    "--dns-selector": st.sampled_from(["k8s-app=kube-dns", "a=b,c=d", "a b=c", "k8s-app", "a=" + "v" * 64, "\u212a=b"]),
+    "--istiod-selector": st.sampled_from(["app=istiod", "app=istiod,", "a==b", "=x"]),
+    "--dns-namespace": st.one_of(NAMES, TRICKY), "--istiod-namespace": st.one_of(NAMES, TRICKY),
+    "--dns-port": st.sampled_from(["53", "5353", "٥٣", "²", "0", "70000", "x", " 53"]),
+    "--istiod-port": st.sampled_from(["15012", "١٥٠١٢", "-1"]),
+    "--hostname-cidr": st.sampled_from(["10.0.0.0/8", "10.1.2.3/8", "::/0", "fe80::%eth0/64", "169.254.0.0/16",
+                                        "١٠.0.0.0/8", "64:ff9b::/96"]),
+    "--hostname-except": st.sampled_from(["10.0.0.0/8", "10.0.0.0/9", "10.128.0.0/9", "11.0.0.0/8", "0.0.0.0/0",
+                                          "::ffff:10.1.0.0/112"]),
+    "--cluster-domain": st.sampled_from(["cluster.local", "a..b", "\u212a.local", "x"]),
+    "--cilium-wildcard-depth": st.sampled_from(["0", "3", "٣", "17"]),
+}
+
+
+@PROPERTY
+@given(options=st.lists(st.tuples(st.sampled_from(sorted(OPTION_VALUES)), st.data()), max_size=4),
+       flavour=FLAVOURS)
+def test_generated_options_keep_the_contract(options: list[tuple[str, Any]], flavour: list[str]) -> None:
+    """Option values are checked like the fields they fill: a usage error (exit 2) or a
+    render whose generated documents are valid."""
+    args = [a for name, data in options for a in (name, data.draw(OPTION_VALUES[name]))]
+    assert_contract(SHOP, ["--release", "demo", *flavour, *args], [])
+
+
+# One hostile field in an otherwise valid stream: the generators above mostly produce
+# streams with several problems, refused at the first; this reaches every field alone.
+VALID_DOCS: list[dict[str, Any]] = [
+    {"apiVersion": "apps/v1", "kind": "Deployment",
+     "metadata": {"name": "web", "namespace": "prod", "labels": {"app.kubernetes.io/instance": "rel"}},
+     "spec": {"selector": {"matchLabels": {"app": "web"}},
+              "template": {"metadata": {"labels": {"app": "web", "version": "v1"},
+                                        "annotations": {PREFIX + "hosts": "api.example.com, *.example.org",
+                                                        PREFIX + "addresses": "10.0.0.5",
+                                                        PREFIX + "ports": "443/TLS, 8080"}},
+                           "spec": {"containers": [{"name": "c", "image": "i"}]}}}},
+    {"apiVersion": "batch/v1", "kind": "CronJob",
+     "metadata": {"name": "report", "namespace": "prod", "labels": {"app.kubernetes.io/instance": "rel"}},
+     "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": {
+         "metadata": {"labels": {"app": "report"},
+                      "annotations": {PREFIX + "egress": '[{"name": "s3", "hosts": ["*.s3.amazonaws.com"], '
+                                                         '"ports": [{"number": 443, "protocol": "HTTPS"}]}]'}},
+         "spec": {"containers": [{"name": "c", "image": "i"}]}}}}}},
+    {"apiVersion": "networking.istio.io/v1beta1", "kind": "ServiceEntry",
+     "metadata": {"name": "rel-db", "namespace": "prod"},
+     "spec": {"hosts": ["rel-db"], "addresses": ["10.40.0.15"], "exportTo": ["."], "location": "MESH_EXTERNAL",
+              "ports": [{"number": 3306, "name": "tcp-3306", "protocol": "TCP"}], "resolution": "DNS"}},
+    {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "np", "namespace": "prod"},
+     "spec": {"podSelector": {"matchLabels": {"app": "web"}},
+              "egress": [{"to": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}}],
+                          "ports": [{"port": 443, "protocol": "tcp"}, {"port": "https"}]}]}},
+]
+HOSTILE = st.one_of(TRICKY, SCALARS, ANY, HOSTS, ADDRESSES, st.sampled_from(
+    ["٤٤٣/TLS", "443/TLS", "a b", "v" * 64, "k8s.io/", "Bad_NS", "70000", "0xa9fea9fe", "::ffff:169.254.169.254"]))
+
+
+def _node_paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix] if prefix else []
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, child in items:
+        out += _node_paths(child, (*prefix, key))
+    return out
+
+
+@st.composite
+def one_field_mutated(draw: st.DrawFn) -> list[str]:
+    docs = json.loads(json.dumps(VALID_DOCS))
+    target = draw(st.sampled_from(range(len(docs))))
+    # Fields copied into generated documents or read as destinations come up more often.
+    paths = _node_paths(docs[target])
+    paths += [p for p in paths if p[-1] in ("labels", "matchLabels", "annotations", "namespace", "ports", "hosts",
+                                            "addresses", "port", "number", "cidr")] * 6
+    path = draw(st.sampled_from(paths))
+    parent = docs[target]
+    for key in path[:-1]:
+        parent = parent[key]
+    if isinstance(parent[path[-1]], dict) and draw(st.booleans()):
+        parent[path[-1]][draw(st.one_of(TEXT, st.sampled_from(["a b", "k8s.io/", "x" * 64])))] = draw(HOSTILE)
+    else:
+        parent[path[-1]] = draw(HOSTILE)
+    style = draw(st.sampled_from(["block", "flow"]))
+    out = [f"---\n# Source: chart/templates/t{i}.yaml\n"
+           + (block_yaml(d) if style == "block" else json.dumps(d, ensure_ascii=False) + "\n") for i, d in enumerate(docs)]
+    return [as_helm4(d) for d in out] if draw(st.booleans()) else out
+
+
+@settings(PROPERTY, max_examples=3 * EXAMPLES)  # one field of dozens: a larger share of the budget
+@given(docs=one_field_mutated(), flavour=FLAVOURS, values=st.booleans())
+def test_one_hostile_field_keeps_the_contract(docs: list[str], flavour: list[str], values: bool,
+                                             values_dir: Path) -> None:
+    args = ["--release", "rel", *flavour]
+    if values:
+        path = values_dir / "one-field-values.yaml"
+        path.write_text(values_text([{"name": "slack", "hosts": ["hooks.slack.com"],
+                                      "ports": [{"number": 443, "protocol": "TLS"}]}], "block"))
+        args += ["-f", str(path)]
+    assert_contract("".join(docs), args, docs)
