@@ -28,6 +28,7 @@ from post_renderer import schema, yamlio
 from post_renderer.entries import host_problem
 from post_renderer.errors import EgressError, Location, Problem, Problems
 from post_renderer.settings import IPNetwork
+from post_renderer.validate import non_ascii_host_problem
 
 SCHEMA_FILE = "destination-policy.schema.json"
 MAX_PORT = 65535
@@ -190,7 +191,8 @@ def _rule(i: int, item: dict[str, Any], locate: Any, problems: Problems) -> Rule
             problems.add(locate(["allow", i, "hosts", j]), f"{value!r} would approve every host; list the hosts "
                                                            "(or '*.domain') you approve")
             continue
-        why = host_problem(host)
+        # Before lower-casing: a KELVIN SIGN would otherwise approve the ASCII 'k' name.
+        why = non_ascii_host_problem(value.strip()) or host_problem(host)
         if why:
             problems.add(locate(["allow", i, "hosts", j]), f"{value!r}: {why}")
         else:

@@ -446,3 +446,12 @@ def test_a_user_file_that_starts_like_a_report_is_not_removed(tmp_path: Path, va
     code, _, err = render(WORKLOAD + "  x: [\n", "-f", values, "--error-file", str(notes))
     assert code == 1 and "not a helm-egress error file" in err
     assert notes.read_text() == "# helm-egress notes\nmine\n"
+
+
+def test_a_policy_host_with_a_kelvin_sign_is_refused_not_folded(tmp_path: Path, values: str) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("allow: [{hosts: ['\u212aube.example.com', api.example.com], ports: [443]}]\n", encoding="utf-8")
+    code, out, err = render(WORKLOAD, "-f", values, "--policy", str(policy))
+    assert (code, out) == (1, b""), err
+    assert "allow[0].hosts[0]: '\u212aube.example.com': hosts must be ASCII DNS names" in err
+    assert "'kube.example.com'" in err
