@@ -311,6 +311,12 @@ def test_generated_streams_keep_the_contract(stream: tuple[str, list[str]], egre
         path.write_text(values_text(egress, "json"))
         args += ["-f", str(path)]
     assert_contract(text, args, docs)
+    # check validates what render does: the same verdict, findings on stdout, no traceback.
+    rendered = invoke(args, text.encode("utf-8"))
+    checked = CliRunner().invoke(app, ["check", *args], input=text.encode("utf-8"))
+    assert "Traceback" not in checked.stderr + checked.stdout and "unexpected error" not in checked.stderr
+    if rendered.exit_code in (0, 1):
+        assert checked.exit_code == rendered.exit_code, (checked.stdout, rendered.stderr)
 
 
 @PROPERTY
