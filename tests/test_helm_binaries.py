@@ -409,6 +409,40 @@ def test_helmstream_builds_what_helm_pipes(helm: Helm, tmp_path: Path, chart: st
     assert built == recorded
 
 
+# ----------------------------------------------------------------------------- the seed's own chart
+
+
+@pytest.mark.parametrize("values_name", ["values.yaml", "ci-values.yaml"])
+def test_the_seed_chart_comes_out_working(helm: Helm, tmp_path: Path, values_name: str) -> None:
+    """The seed's chart (lazy-helm-charts' `_service-entry.tpl`, bugs included) as real Helm
+    hands it over: every ServiceEntry valid, the chart's own kept at the apiVersion it wrote,
+    the address-only one repaired to reach its addresses, and `check` saying why."""
+    values = CHARTS / "seed-se" / values_name
+    record = tmp_path / "stdin.yaml"
+    recorded = helm("template", RELEASE, CHARTS / "seed-se", "-n", NAMESPACE, "-f", values,
+                    "--post-renderer", helm.recorder, env={"HELM_EGRESS_RECORD": str(record)}, cwd=tmp_path)
+    assert recorded.returncode == 0, recorded.stderr
+    chart_entries = {_name(d): d for d in _docs(record.read_text()) if d.get("kind") == "ServiceEntry"}
+    for flavour in ([], ["--network-policy=cilium", "--sidecar"]):
+        result = helm("template", RELEASE, CHARTS / "seed-se", "-n", NAMESPACE, "-f", values,
+                      *helm.post_renderer("-f", str(values), *flavour), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        service_entries = [d for d in _docs(result.stdout) if d.get("kind") == "ServiceEntry"]
+        assert {_name(d) for d in service_entries} >= set(chart_entries)
+        for doc in service_entries:
+            assert oracle.serviceentry_problems(doc) == [], doc
+            if _name(doc) in chart_entries:
+                assert doc["apiVersion"] == chart_entries[_name(doc)]["apiVersion"] == "networking.istio.io/v1beta1"
+            if not any("." in h for h in doc["spec"]["hosts"]):  # an invented host: only the addresses mean anything
+                assert doc["spec"]["resolution"] in ("NONE", "STATIC"), doc
+    check = _run_with_input([VENV_BIN / "helm-egress", "check", "-f", str(values)], record.read_text(), helm.env)
+    assert check.returncode == 0, check.stdout + check.stderr
+    address_only = [n for n, d in chart_entries.items() if d["spec"]["hosts"] == [n] and d["spec"]["resolution"] == "DNS"]
+    assert address_only or values_name == "values.yaml"
+    for name in address_only:
+        assert f"(ServiceEntry/{name}): spec.resolution: an address-only ServiceEntry resolved by DNS" in check.stdout
+
+
 # ----------------------------------------------------------------------------- values.schema.json
 
 
