@@ -35,7 +35,7 @@ from typing import Any
 
 from post_renderer import yamlio
 from post_renderer.errors import EgressError, Location, Problem, Problems
-from post_renderer.model import PROTOCOLS, Existing
+from post_renderer.model import PROTOCOLS, RESOLUTIONS, Existing
 from post_renderer.settings import ISTIO_API_VERSIONS, Settings, ip_network
 from post_renderer.stream import Document, Stream
 from post_renderer.validate import is_ip_literal, networkpolicy_port_problems, non_ascii_host_problem
@@ -178,6 +178,14 @@ def _repair_serviceentry(doc: MutableMapping[str, Any], settings: Settings, prob
     if not isinstance(spec, MutableMapping):
         problems.add(where.at("spec"), "a ServiceEntry needs a spec")
         return repairs
+    written = spec.get("resolution")
+    if isinstance(written, str) and written not in RESOLUTIONS:
+        # The CRD's enum is case-sensitive; the upper-case spelling is the one repair.
+        if written.upper() in RESOLUTIONS:
+            repairs.append(f"resolution {written} -> {written.upper()}")
+            spec["resolution"] = written.upper()
+        else:
+            problems.add(where.at("spec.resolution"), f"{written!r} is not one of {', '.join(RESOLUTIONS)}")
     if invented_host(doc):
         # Section 2.3 of the rules: with NONE the sidecar forwards to the original
         # destination, the addresses, which is what the entry asks for; STATIC would need
@@ -221,6 +229,11 @@ def _repair_serviceentry(doc: MutableMapping[str, Any], settings: Settings, prob
         i += 1
 
     for j, address in enumerate(spec.get("addresses") or []):
+        try:
+            ip_network(str(address))
+        except ValueError:
+            problems.add(where.at(f"spec.addresses[{j}]"), f"{address!r} is not an IP address or CIDR")
+            continue
         if "/" in str(address) and resolution not in ("NONE", "STATIC"):
             problems.add(where.at(f"spec.addresses[{j}]"),
                          f"CIDR address {address} needs resolution NONE or STATIC, not {resolution}")
@@ -236,6 +249,10 @@ def _repair_serviceentry(doc: MutableMapping[str, Any], settings: Settings, prob
         # CRD's NONE rule rejects the key being there at all.
         repairs.append("empty endpoints removed (NONE cannot set endpoints)")
         del spec["endpoints"]
+    elif resolution == "NONE" and endpoints:
+        # STATIC or DNS would each change where traffic goes: no repair.
+        problems.add(where.at("spec.endpoints"), "endpoints need resolution STATIC or DNS; with NONE "
+                     f"({'the default' if 'resolution' not in spec else 'as written'}) Istio rejects them")
 
     _repair_ports(spec, repairs, problems, where)
     return repairs

@@ -368,6 +368,16 @@ MORE_BAD_INPUT = {
                                           + WORKLOAD, "endPort: 10 must be between port and 65535"),
     "networkpolicy-protocol": (networkpolicy("  podSelector: {}\n  egress: [{ports: [{port: 443, protocol: XTCP}]}]\n")
                                + WORKLOAD, "protocol: 'XTCP' is not TCP, UDP or SCTP"),
+    "serviceentry-address-not-an-ip": (serviceentry("  hosts: [a.example.com]\n  addresses: ['169.254.169.254%eth0']\n"
+                                                    + TLS) + WORKLOAD,
+                                       "spec.addresses[0]: '169.254.169.254%eth0' is not an IP address or CIDR"),
+    "serviceentry-legacy-ipv4-address": (serviceentry("  hosts: [a.example.com]\n  addresses: ['0251.0376.0251.0376']\n"
+                                                      + TLS) + WORKLOAD, "is not an IP address or CIDR"),
+    "serviceentry-endpoints-under-none": (serviceentry("  hosts: [a.example.com]\n  endpoints: [{address: 10.0.0.9}]\n"
+                                                       + TLS) + WORKLOAD,
+                                          "spec.endpoints: endpoints need resolution STATIC or DNS"),
+    "serviceentry-unknown-resolution": (serviceentry("  hosts: [a.example.com]\n  resolution: DNSX\n" + TLS) + WORKLOAD,
+                                        "spec.resolution: 'DNSX' is not one of NONE"),
     "serviceentry-port-out-of-range": (serviceentry("  hosts: [a.example.com]\n  ports: [{number: 70000, protocol: TLS}]\n")
                                        + WORKLOAD, "spec.ports[0].number: 70000 is not a port number 1..65535"),
 }
@@ -455,3 +465,10 @@ def test_a_policy_host_with_a_kelvin_sign_is_refused_not_folded(tmp_path: Path, 
     assert (code, out) == (1, b""), err
     assert "allow[0].hosts[0]: '\u212aube.example.com': hosts must be ASCII DNS names" in err
     assert "'kube.example.com'" in err
+
+
+def test_a_lower_case_resolution_is_repaired(values: str) -> None:
+    code, out, err = render(serviceentry("  hosts: [a.example.com]\n  resolution: dns\n" + TLS) + WORKLOAD, "-f", values)
+    assert code == 0, err
+    assert "repaired: resolution dns -> DNS" in err
+    assert "  resolution: DNS\n" in out.decode()
