@@ -379,7 +379,7 @@ def _np_ports(ports: Any) -> list[PortRange | None]:
 
 
 def _single(value: Any) -> PortRange | None:
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit():  # '٤٤٣' is a (bad) name, not 443
         value = int(value)
     if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535:
         return value, value

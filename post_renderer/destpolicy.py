@@ -261,7 +261,8 @@ def _port(value: Any) -> PortRange | None:
         return (value, value) if 1 <= value <= MAX_PORT else None
     if isinstance(value, str):
         first, sep, last = value.partition("-")
-        if sep and first.isdigit() and last.isdigit() and 1 <= int(first) <= int(last) <= MAX_PORT:
+        if sep and (first + last).isascii() and first.isdigit() and last.isdigit() \
+                and 1 <= int(first) <= int(last) <= MAX_PORT:
             return int(first), int(last)
     return None
 

@@ -359,7 +359,8 @@ def ciliumnetworkpolicy_problems(spec: Any) -> list[str]:
                 out.append(f"{base}.toPorts[{t}].ports: 1 to 40 ports")
             for port in ports:
                 number = port.get("port")
-                if not isinstance(number, str) or not number.isdigit() or not 1 <= int(number) <= 65535:
+                if not isinstance(number, str) or not (number.isascii() and number.isdigit()) \
+                        or not 1 <= int(number) <= 65535:
                     out.append(f"{base}.toPorts[{t}].ports: {number!r} is not a port number string")
                 if port.get("protocol") not in ("TCP", "UDP", "SCTP", "ANY"):
                     out.append(f"{base}.toPorts[{t}].ports: protocol {port.get('protocol')!r}")

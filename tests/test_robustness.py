@@ -472,3 +472,18 @@ def test_a_lower_case_resolution_is_repaired(values: str) -> None:
     assert code == 0, err
     assert "repaired: resolution dns -> DNS" in err
     assert "  resolution: DNS\n" in out.decode()
+
+
+def test_a_chart_cilium_port_in_other_digits_is_a_name_not_a_number(tmp_path: Path, values: str) -> None:
+    """'٤٤٣' is no port number (Cilium would read it as a port name): judged as every port,
+    never as 443."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("allow: [{hosts: [api.example.com], ports: [443]}, {addresses: [10.0.0.0/8], ports: [443]}]\n")
+    cilium = ("---\napiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: c\nspec:\n"
+              "  endpointSelector: {}\n  egress:\n    - toCIDR: [10.0.0.0/8]\n"
+              "      toPorts: [{ports: [{port: '\u0664\u0664\u0663', protocol: TCP}]}]\n")
+    code, out, err = render(cilium + WORKLOAD, "-f", values, "--policy", str(policy))
+    assert (code, out) == (1, b""), err
+    assert "spec.egress[0].toCIDR[0]: 10.0.0.0/8 on every port is not approved" in err
+    same = cilium.replace("'\u0664\u0664\u0663'", "'443'")
+    assert render(same + WORKLOAD, "-f", values, "--policy", str(policy))[0] == 0
