@@ -315,9 +315,11 @@ class Shared:
     quiet: bool
     error_file: Path | None
     policy: Path | None = None
+    stdin_is_stream: bool = True  # False for `check --no-stream`, where -f /dev/stdin is fine
 
     def inputs(self) -> tuple[list[ValuesFile], ValuesFile | None]:
-        return [_read_values(p) for p in self.values], _read_values(self.allowlist) if self.allowlist else None
+        read = functools.partial(_read_values, stdin_is_stream=self.stdin_is_stream)
+        return [read(p) for p in self.values], read(self.allowlist) if self.allowlist else None
 
     def destination_policy(self, verdicts: VerdictCache | None = None) -> Policy | None:
         if self.policy is None:
@@ -325,7 +327,7 @@ class Shared:
         # Imported only here: checking the file needs jsonschema, which plain renders skip.
         from post_renderer.destpolicy import load
 
-        file = _read_values(self.policy, "policy file")
+        file = _read_values(self.policy, "policy file", stdin_is_stream=self.stdin_is_stream)
         return load(file.text, file.name, verdicts)
 
 
@@ -391,6 +393,8 @@ def check(
     notes: list[str] = []
     verdicts = _verdict_cache()
     policy = None
+    if no_stream:
+        shared = replace(shared, stdin_is_stream=False)
     try:
         policy = shared.destination_policy(verdicts)
     except EgressError as e:
@@ -400,7 +404,8 @@ def check(
     elif no_stream:
         for path in [*shared.values, *extra]:
             try:
-                found, refused = report.check_values(_read_values(path), shared.settings, policy, verdicts)
+                found, refused = report.check_values(_read_values(path, stdin_is_stream=False), shared.settings,
+                                                     policy, verdicts)
                 warnings.extend(found)
                 errors.extend(refused)
             except EgressError as e:
@@ -538,11 +543,24 @@ def _read_bounded(stream: Any, limit: int) -> bytes | None:
             return None
 
 
-def _read_values(path: Path, what: str = "values file") -> ValuesFile:
+def _is_stdin(fd: int) -> bool:
+    """Whether ``fd`` is the pipe or file on stdin (a terminal or /dev/null is no stream)."""
+    try:
+        mine, stdin = os.fstat(fd), os.fstat(0)
+    except OSError:
+        return False
+    return (stat.S_ISFIFO(stdin.st_mode) or stat.S_ISREG(stdin.st_mode)) and os.path.samestat(mine, stdin)
+
+
+def _read_values(path: Path, what: str = "values file", *, stdin_is_stream: bool = True) -> ValuesFile:
     from post_renderer.values import ValuesFile
 
     try:
         with path.open("rb") as f:
+            if stdin_is_stream and _is_stdin(f.fileno()):
+                # `-f /dev/stdin` under Helm would read the manifests as values and leave
+                # an empty stream, which Helm would then apply as "nothing".
+                raise EgressError.one(Location(file=str(path)), f"the {what} is stdin, which carries the manifests")
             raw = _read_bounded(f, MAX_VALUES_BYTES)
     except OSError as e:
         raise EgressError.one(Location(file=str(path)), f"cannot read {what}: {e.strerror}") from e

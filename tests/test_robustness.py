@@ -487,3 +487,19 @@ def test_a_chart_cilium_port_in_other_digits_is_a_name_not_a_number(tmp_path: Pa
     assert "spec.egress[0].toCIDR[0]: 10.0.0.0/8 on every port is not approved" in err
     same = cilium.replace("'\u0664\u0664\u0663'", "'443'")
     assert render(same + WORKLOAD, "-f", values, "--policy", str(policy))[0] == 0
+
+
+@pytest.mark.parametrize("option", ["-f", "--global-allowlist", "--policy"])
+def test_a_file_option_naming_stdin_is_refused(option: str, values: str) -> None:
+    """Under Helm, `-f /dev/stdin` would read the manifests as values and render nothing."""
+    args = [option, "/dev/stdin"] + (["-f", values] if option != "-f" else [])
+    result = subprocess.run(f"cat | {EXE} render {' '.join(args)}", shell=True, input=WORKLOAD.encode(),
+                            capture_output=True, timeout=20)
+    assert (result.returncode, result.stdout) == (1, b""), result.stderr
+    assert b"/dev/stdin: the " in result.stderr and b"is stdin, which carries the manifests" in result.stderr
+
+
+def test_check_without_a_stream_reads_values_from_stdin() -> None:
+    result = subprocess.run([EXE, "check", "--no-stream", "-f", "/dev/stdin"], input=VALUES.encode(),
+                            capture_output=True, timeout=20)
+    assert result.returncode == 0, result.stdout + result.stderr
