@@ -545,6 +545,8 @@ def _read_bounded(stream: Any, limit: int) -> bytes | None:
 
 def _is_stdin(fd: int) -> bool:
     """Whether ``fd`` is the pipe or file on stdin (a terminal or /dev/null is no stream)."""
+    if fd == 0 or sys.stdin is None:
+        return False  # started with stdin closed: the file opened took its descriptor
     try:
         mine, stdin = os.fstat(fd), os.fstat(0)
     except OSError:

@@ -503,3 +503,10 @@ def test_check_without_a_stream_reads_values_from_stdin() -> None:
     result = subprocess.run([EXE, "check", "--no-stream", "-f", "/dev/stdin"], input=VALUES.encode(),
                             capture_output=True, timeout=20)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_closed_stdin_is_a_usage_error_even_with_a_values_file(values: str) -> None:
+    """With stdin closed, the values file opens as descriptor 0: it is still no stdin."""
+    result = subprocess.run(f"{EXE} render -f {values} <&-", shell=True, capture_output=True, timeout=20)
+    assert (result.returncode, result.stdout) == (2, b""), result.stderr
+    assert b"pipe the rendered manifests into stdin" in result.stderr
