@@ -162,7 +162,7 @@ def _addresses(
             problems.add(
                 locate(j),
                 f"{value!r} is link-local or a cloud metadata endpoint (169.254.169.254, fd00:ec2::254), in "
-                "any spelling (IPv4-mapped, IPv4-compatible, NAT64, 6to4); workloads must never be allowed to "
+                "any spelling (IPv4-mapped, IPv4-compatible, IPv4-translated, NAT64, 6to4); workloads must never be allowed to "
                 "reach it",
             )
             continue

@@ -24,6 +24,7 @@ LINK_LOCAL: tuple[IPNetwork, ...] = (
 IPV4_LINK_LOCAL_IN_IPV6: tuple[IPNetwork, ...] = (
     ipaddress.ip_network("::ffff:169.254.0.0/112"),  # IPv4-mapped (RFC 4291)
     ipaddress.ip_network("::169.254.0.0/112"),  # IPv4-compatible, deprecated but parsed
+    ipaddress.ip_network("::ffff:0:169.254.0.0/112"),  # IPv4-translated (SIIT, RFC 2765)
     ipaddress.ip_network("64:ff9b::169.254.0.0/112"),  # NAT64 well-known prefix (RFC 6052)
     # NAT64 local-use prefix (RFC 8215): the operator chooses where the IPv4 address sits
     # (RFC 6052 section 2.2), so no narrower range is safe.

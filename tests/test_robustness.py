@@ -116,6 +116,7 @@ BAD_INPUT = {
 }
 METADATA_SPELLINGS = ["64:ff9b::a9fe:a9fe", "64:ff9b::169.254.169.254", "::169.254.169.254", "::a9fe:a9fe",
                       "::ffff:169.254.169.254", "64:ff9b:1::a9fe:a9fe", "64:ff9b:1:a9fe:a9::", "2002:a9fe:a9fe::1",
+                      "::ffff:0:169.254.169.254", "::ffff:0:a9fe:a9fe",
                       "fd00:ec2::254%eth0", "fe80::1%eth0", "169.254.169.254", "fd00:ec2::254"]
 
 
@@ -140,7 +141,8 @@ def test_every_spelling_of_the_metadata_endpoint_is_refused(address: str, values
 def test_metadata_spellings_are_excepted_from_hostname_cidrs(values: str) -> None:
     code, out, err = render(WORKLOAD, "-f", values)
     assert code == 0, err
-    for spelling in ("'::a9fe:0/112'", "'::ffff:a9fe:0/112'", "'64:ff9b::a9fe:0/112'", "'64:ff9b:1::/48'"):
+    for spelling in ("'::a9fe:0/112'", "'::ffff:a9fe:0/112'", "'::ffff:0:a9fe:0/112'", "'64:ff9b::a9fe:0/112'",
+                     "'64:ff9b:1::/48'"):
         assert spelling in out.decode()
 
 
