@@ -27,6 +27,7 @@ from typing import Any
 from post_renderer import schema, yamlio
 from post_renderer.entries import host_problem
 from post_renderer.errors import EgressError, Location, Problem, Problems
+from post_renderer.names import host_covers
 from post_renderer.settings import IPNetwork
 from post_renderer.validate import non_ascii_host_problem
 
@@ -134,20 +135,6 @@ def judge(policy: Policy, requests: Iterable[Request]) -> list[Problem]:
             seen.add((request.origin, message))
             out.append(Problem(request.origin, message))
     return out
-
-
-def host_covers(rule: str, host: str) -> bool:
-    """Whether rule host ``rule`` covers every name ``host`` stands for (both canonical).
-
-    ``*.x`` covers every name below ``x`` at any depth, so it covers ``a.x``, ``*.x`` and
-    ``*.a.x``; an exact name covers only itself, never a wildcard.
-    """
-    if rule == host:
-        return True
-    if not rule.startswith("*."):
-        return False
-    below = host[2:] if host.startswith("*.") else host
-    return below.endswith(rule[1:])
 
 
 # --- the file ---------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 
 from post_renderer.errors import Location, Problems
 from post_renderer.model import HTTP_FAMILY, TLS_FAMILY, EgressEntry, Workload
-from post_renderer.names import dns_label
+from post_renderer.names import dns_label, host_covers
 from post_renderer.settings import IPNetwork, Settings
 from post_renderer.workloads import GENERATED_BY
 
@@ -132,9 +132,7 @@ class Claim:
         return bool(self.hosts) and not any("." in h for h in self.hosts)
 
     def covers(self, dest: str, port: int, namespace: str | None) -> bool:
-        # Istio matches `*.example.com` against any name below example.com.
-        host_ok = dest == self.dest or (self.dest.startswith("*.") and dest.endswith(self.dest[1:]))
-        return host_ok and port == self.port and self.reaches(namespace)
+        return host_covers(self.dest, dest) and port == self.port and self.reaches(namespace)
 
 
 @functools.lru_cache(maxsize=4096)  # asked per workload, destination and claim; parsing is the cost

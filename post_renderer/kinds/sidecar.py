@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from post_renderer.access import Access, Context, others_hostnames
 from post_renderer.errors import Problem
+from post_renderer.names import host_covers
 from post_renderer.synth import SOURCE_ANNOTATION, WORKLOAD_ANNOTATION, Generated, metadata
 from post_renderer.validate import sidecar_problems
 
@@ -99,7 +100,9 @@ def errors(ctx: Context) -> list[Problem]:
         added += [(h.host, h.origin) for h in a.sidecar_hosts]
         for host, where in added:
             dns_name = host.partition("/")[2]
-            taken = next((f"{other} ({by})" for other, by in others.items() if _overlaps(dns_name, other)), None)
+            # Either way round: a wildcard on either side takes in the names below it.
+            taken = next((f"{other} ({by})" for other, by in others.items()
+                          if host_covers(dns_name, other) or host_covers(other, dns_name)), None)
             if taken:
                 out.append(Problem(where, (
                     f"{host} would import {taken}'s declared destination into the Sidecar of "
@@ -143,7 +146,3 @@ def warnings(ctx: Context) -> list[Problem]:
                         f"{a.workload.kind}/{a.workload.name} cannot import it; add it with --sidecar-host NS/HOST")))
     return out
 
-
-def _overlaps(a: str, b: str) -> bool:
-    """Istio host matching in both directions: a wildcard covers every name below it."""
-    return a == b or (a.startswith("*.") and b.endswith(a[1:])) or (b.startswith("*.") and a.endswith(b[1:]))
