@@ -417,10 +417,13 @@ def test_bad_sidecar_hosts(value: str, message: str) -> None:
     assert bad.exit_code == 1 and f'["{P}/sidecar-hosts"]' in bad.stderr and message in bad.stderr
 
 
-def test_a_sidecar_host_never_imports_another_workloads_destination() -> None:
-    stream = chart_stream("helm4", (("report", f'{{"podAnnotations": {{"{P}/sidecar-hosts": "prod/api.stripe.com"}}}}'),))
+@pytest.mark.parametrize("host", ["prod/api.stripe.com", "prod/API.Stripe.com", "prod/api.stripe.com.",
+                                  "prod/*.STRIPE.com"])
+def test_a_sidecar_host_never_imports_another_workloads_destination(host: str) -> None:
+    stream = chart_stream("helm4", (("report", f'{{"podAnnotations": {{"{P}/sidecar-hosts": "{host}"}}}}'),))
     result = run(["render", "--sidecar"], stream)
     assert result.exit_code == 1 and "api.stripe.com" in result.stderr and "Deployment/demo-shop-web" in result.stderr
+    assert result.stdout == ""
 
 
 @pytest.mark.parametrize("shape", SHAPES)

@@ -99,7 +99,9 @@ def errors(ctx: Context) -> list[Problem]:
         added = [(h, a.workload.location.at("--sidecar-host")) for h in ctx.settings.sidecar_hosts]
         added += [(h.host, h.origin) for h in a.sidecar_hosts]
         for host, where in added:
-            dns_name = host.partition("/")[2]
+            # Declared hosts are canonical (lower case, no trailing dot); DNS names are not
+            # case-sensitive, so 'API.Stripe.com.' must not slip past as another name.
+            dns_name = host.partition("/")[2].lower().removesuffix(".")
             # Either way round: a wildcard on either side takes in the names below it.
             taken = next((f"{other} ({by})" for other, by in others.items()
                           if host_covers(dns_name, other) or host_covers(other, dns_name)), None)
