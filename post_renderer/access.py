@@ -11,8 +11,8 @@ Output kinds (``post_renderer.kinds``) only translate this model into their own 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from functools import cached_property
+from typing import NamedTuple
 
 from post_renderer.errors import Problem, Problems
 from post_renderer.inmesh import InMesh
@@ -25,8 +25,7 @@ from post_renderer.synth import Claim, Planned, Wanted, destination_key
 ADDRESS_ONLY_DOMAIN = "egress.internal"
 
 
-@dataclass(frozen=True)
-class Access:
+class Access(NamedTuple):
     workload: Workload
     namespace: str | None  # where its policies go: its own, else --namespace
     policy_name: str  # `<workload>-egress`, shared by every per-workload kind
@@ -41,25 +40,31 @@ class Access:
         return list(dict.fromkeys(h for p in self.planned for h in p.entry.hosts))
 
 
-@dataclass
 class Context:
     """Everything an output kind's ``build`` reads; ``claims`` grows as ServiceEntries are written."""
 
-    settings: Settings
-    release: str | None
-    home: str | None  # where documents that name no namespace land, when it can be told
-    problems: Problems
-    access: list[Access]
-    wanted: list[Wanted] = field(default_factory=list)
-    claims: list[Claim] = field(default_factory=list)
-    reserved: set[tuple[str | None, str]] = field(default_factory=set)  # chart ServiceEntries
-    skipped: list[tuple[Wanted, Claim]] = field(default_factory=list)
-    # Written although a chart ServiceEntry serves it, because Sidecars cannot import that one.
-    doubled: list[tuple[Wanted, Claim]] = field(default_factory=list)
-    inmesh: InMesh = field(default_factory=InMesh)
-    # Every pod-bearing workload of the stream, served or not (hooks, ignored, no egress):
-    # a label selector written for one must not take in another's pods unnoticed.
-    workloads: list[Workload] = field(default_factory=list)
+    def __init__(
+        self, *, settings: Settings, release: str | None, home: str | None, problems: Problems,
+        access: list[Access], wanted: list[Wanted] | None = None, claims: list[Claim] | None = None,
+        reserved: set[tuple[str | None, str]] | None = None, inmesh: InMesh | None = None,
+        workloads: list[Workload] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.release = release
+        self.home = home  # where documents that name no namespace land, when it can be told
+        self.problems = problems
+        self.access = access
+        self.wanted: list[Wanted] = wanted if wanted is not None else []
+        self.claims: list[Claim] = claims if claims is not None else []
+        # The chart's own ServiceEntries, (namespace, name).
+        self.reserved: set[tuple[str | None, str]] = reserved if reserved is not None else set()
+        self.skipped: list[tuple[Wanted, Claim]] = []
+        # Written although a chart ServiceEntry serves it, because Sidecars cannot import that one.
+        self.doubled: list[tuple[Wanted, Claim]] = []
+        self.inmesh = inmesh if inmesh is not None else InMesh()
+        # Every pod-bearing workload of the stream, served or not (hooks, ignored, no egress):
+        # a label selector written for one must not take in another's pods unnoticed.
+        self.workloads: list[Workload] = workloads if workloads is not None else []
 
     def scope(self, access: Access) -> str | None:
         return access.namespace or self.home

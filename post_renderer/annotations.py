@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from post_renderer import yamlio
 from post_renderer.entries import checked_entries
@@ -43,8 +42,7 @@ _NUMBER = re.compile(r"[0-9]{1,5}\Z")  # str.isdigit() would take '²' and '٤٤
 
 
 
-@dataclass(frozen=True)
-class Intent:
+class Intent(NamedTuple):
     ignore: bool
     entries: tuple[EgressEntry, ...]
     declared: bool  # any egress key present (an empty declaration still asks for a policy)

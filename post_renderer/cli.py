@@ -16,10 +16,9 @@ import sys
 import time
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from ipaddress import collapse_addresses
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, Optional
 
 import typer
 
@@ -307,8 +306,7 @@ def _shared_options(
     return Shared(settings, list(values or ()), global_allowlist, quiet, error_file, policy)
 
 
-@dataclass(frozen=True)
-class Shared:
+class Shared(NamedTuple):
     settings: Settings
     values: list[Path]
     allowlist: Path | None
@@ -394,7 +392,7 @@ def check(
     verdicts = _verdict_cache()
     policy = None
     if no_stream:
-        shared = replace(shared, stdin_is_stream=False)
+        shared = shared._replace(stdin_is_stream=False)
     try:
         policy = shared.destination_policy(verdicts)
     except EgressError as e:
@@ -411,7 +409,7 @@ def check(
             except EgressError as e:
                 errors.extend(e.problems)
     else:
-        shared = replace(shared, values=[*shared.values, *extra])
+        shared = shared._replace(values=[*shared.values, *extra])
         from post_renderer.pipeline import analyse
 
         try:

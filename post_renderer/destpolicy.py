@@ -21,8 +21,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from post_renderer import schema, yamlio
 from post_renderer.entries import host_problem
@@ -48,8 +47,7 @@ _EVERYTHING: tuple[tuple[IPNetwork, str], ...] = (
 )
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(NamedTuple):
     label: str  # "allow[2]", or "allow[2] (github)" when named
     hosts: tuple[str, ...]
     networks: tuple[IPNetwork, ...]
@@ -62,8 +60,7 @@ class Rule:
         return self.namespaces is None or (namespace is not None and namespace in self.namespaces)
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     """One destination and port range the output would open, and who asked for it."""
 
     destination: str  # a host ("*.example.com": every name below) or an address/CIDR
@@ -74,8 +71,7 @@ class Request:
     who: str = ""  # what the location does not say, e.g. "entry stripe"
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(NamedTuple):
     file: str
     rules: tuple[Rule, ...]
 

@@ -6,14 +6,13 @@ Stages raise ``EgressError`` with one or more ``Problem``s; only the CLI renders
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 # Control characters and every character str.splitlines() breaks on.
 _BREAK = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
 
 
-@dataclass(frozen=True)
-class Location:
+class Location(NamedTuple):
     """Where a problem is: a values file line, a stream document, a YAML path."""
 
     file: str | None = None
@@ -53,8 +52,7 @@ class Location:
         )
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(NamedTuple):
     location: Location
     message: str
 
@@ -66,13 +64,11 @@ class Problem:
         return _BREAK.sub(lambda m: repr(m.group())[1:-1], text)
 
 
-@dataclass
 class EgressError(Exception):
     """Bad input: every problem found, each located. Exit status 1."""
 
-    problems: list[Problem] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
+    def __init__(self, problems: list[Problem] | None = None) -> None:
+        self.problems: list[Problem] = problems if problems is not None else []
         super().__init__("; ".join(p.render() for p in self.problems))
 
     @classmethod

@@ -9,8 +9,7 @@ that needs them is asked for, and only those documents are parsed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from post_renderer import yamlio
 from post_renderer.errors import EgressError, Location, Problems
@@ -23,14 +22,12 @@ CILIUM_CLUSTERWIDE = ("CiliumClusterwideNetworkPolicy", "cilium.io")
 _KINDS = {SERVICE, SIDECAR, CILIUM, CILIUM_CLUSTERWIDE}
 
 
-@dataclass(frozen=True)
-class Service:
+class Service(NamedTuple):
     name: str
     namespace: str | None
 
 
-@dataclass(frozen=True)
-class Selecting:
+class Selecting(NamedTuple):
     """A chart document that selects pods by labels (Sidecar, CiliumNetworkPolicy)."""
 
     kind: str
@@ -47,11 +44,11 @@ class Selecting:
                                        "matchExpressions": list(self.match_expressions)}, labels)
 
 
-@dataclass
 class InMesh:
-    services: list[Service] = field(default_factory=list)
-    sidecars: list[Selecting] = field(default_factory=list)
-    cilium: list[Selecting] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.services: list[Service] = []
+        self.sidecars: list[Selecting] = []
+        self.cilium: list[Selecting] = []
 
 
 def scan(stream: Stream, skip: set[int], problems: Problems) -> InMesh:

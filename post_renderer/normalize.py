@@ -30,7 +30,6 @@ import io
 import ipaddress
 import re
 from collections.abc import MutableMapping, MutableSequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from post_renderer import yamlio
@@ -45,11 +44,11 @@ _PORT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 _PROTOCOLS = {p.upper(): p for p in PROTOCOLS}
 
 
-@dataclass
 class Normalized:
-    replacements: dict[int, str] = field(default_factory=dict)  # doc index -> new text
-    serviceentries: list[Existing] = field(default_factory=list)  # as they will be applied
-    warnings: list[Problem] = field(default_factory=list)  # repairs a chart author should hear of
+    def __init__(self) -> None:
+        self.replacements: dict[int, str] = {}  # doc index -> new text
+        self.serviceentries: list[Existing] = []  # as they will be applied
+        self.warnings: list[Problem] = []  # repairs a chart author should hear of
 
 
 def normalize(stream: Stream, existing: list[Existing], settings: Settings, problems: Problems,

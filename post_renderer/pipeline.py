@@ -10,8 +10,7 @@ import ipaddress
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from post_renderer.annotations import read as read_intent
 from post_renderer import stream as streams
@@ -48,8 +47,7 @@ if TYPE_CHECKING:
 ALLOWLIST_SOURCE = "the global allowlist"
 
 
-@dataclass(frozen=True)
-class Destination:
+class Destination(NamedTuple):
     """One host or address and port a workload may reach, and why."""
 
     destination: str
@@ -62,8 +60,7 @@ class Destination:
     layers: tuple[str, ...] = ()  # every generated object that enforces it, and what each opens
 
 
-@dataclass(frozen=True)
-class WorkloadReport:
+class WorkloadReport(NamedTuple):
     workload: str  # Kind/name
     namespace: str | None
     policy: str | None  # the generated NetworkPolicy's (or CiliumNetworkPolicy's) name
@@ -72,15 +69,17 @@ class WorkloadReport:
     sidecar: str | None = None  # the generated Istio Sidecar's name
 
 
-@dataclass(frozen=True)
 class Result:
-    chunks: list[str]  # the output stream in pieces, as ``emit`` returns it
-    notes: list[str] = field(default_factory=list)
-    generated: list[Generated] = field(default_factory=list)
-    warnings: list[Problem] = field(default_factory=list)
-    workloads: list[WorkloadReport] = field(default_factory=list)
-    # What the destination policy does not approve; render refuses, explain shows them.
-    violations: list[Problem] = field(default_factory=list)
+    def __init__(self, chunks: list[str], notes: list[str] | None = None, generated: list[Generated] | None = None,
+                 warnings: list[Problem] | None = None, workloads: list[WorkloadReport] | None = None,
+                 violations: list[Problem] | None = None) -> None:
+        self.chunks = chunks  # the output stream in pieces, as ``emit`` returns it
+        self.notes: list[str] = notes if notes is not None else []
+        self.generated: list[Generated] = generated if generated is not None else []
+        self.warnings: list[Problem] = warnings if warnings is not None else []
+        self.workloads: list[WorkloadReport] = workloads if workloads is not None else []
+        # What the destination policy does not approve; render refuses, explain shows them.
+        self.violations: list[Problem] = violations if violations is not None else []
 
     @property
     def output(self) -> str:

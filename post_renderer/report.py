@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Sequence
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from post_renderer import yamlwriter
@@ -65,7 +64,7 @@ def _ordered(problems: Sequence[Problem]) -> list[Problem]:
 
 def _problem(p: Problem) -> dict[str, Any]:
     where: Location = p.location
-    location = {k: v for k, v in asdict(where).items() if v is not None}
+    location = {k: v for k, v in where._asdict().items() if v is not None}
     return {"location": location, "where": where.render(), "message": p.message}
 
 
@@ -109,11 +108,19 @@ def _paint(text: str, colour: bool) -> str:
     return f"{_COLOURS[text[0]]}{text.rstrip(chr(10))}{_RESET}{end}"
 
 
+def _plain(value: Any) -> Any:
+    """A report record as plain data for both writers: records as mappings, tuples as lists."""
+    if hasattr(value, "_asdict"):
+        return {k: _plain(v) for k, v in value._asdict().items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
 def explain(workloads: Sequence[WorkloadReport], fmt: str, violations: Sequence[Problem] | None = None) -> str:
     """``violations`` is None without a destination policy; with one, each destination is
     marked approved or not, and everything the policy refuses is listed with its origin."""
-    # Through JSON once: tuples become lists, so both writers see plain data.
-    data = json.loads(json.dumps([asdict(w) for w in workloads]))
+    data = [_plain(w) for w in workloads]
     judged = violations is not None
     if not judged:
         for w in data:

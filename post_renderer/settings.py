@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -38,8 +37,7 @@ NetworkPolicyFlavour = Literal["kubernetes", "cilium", "none"]
 NETWORK_POLICY_FLAVOURS: tuple[NetworkPolicyFlavour, ...] = ("kubernetes", "cilium", "none")
 
 
-@dataclass(frozen=True)
-class PeerSelector:
+class PeerSelector(NamedTuple):
     """Pods selected by labels in one namespace: one NetworkPolicy peer."""
 
     namespace: str
@@ -47,17 +45,16 @@ class PeerSelector:
     ports: tuple[tuple[str, int], ...]  # (protocol, port)
 
 
-@dataclass(frozen=True)
-class Settings:
+KUBE_DNS = PeerSelector("kube-system", {"k8s-app": "kube-dns"}, (("UDP", 53), ("TCP", 53)))
+ISTIOD = PeerSelector("istio-system", {"app": "istiod"}, (("TCP", 15012),))
+
+
+class Settings(NamedTuple):
     release: str | None = None
     namespace: str | None = None
     network_policy: NetworkPolicyFlavour = "kubernetes"
-    dns: PeerSelector = field(
-        default_factory=lambda: PeerSelector("kube-system", {"k8s-app": "kube-dns"}, (("UDP", 53), ("TCP", 53)))
-    )
-    istiod: PeerSelector = field(
-        default_factory=lambda: PeerSelector("istio-system", {"app": "istiod"}, (("TCP", 15012),))
-    )
+    dns: PeerSelector = KUBE_DNS
+    istiod: PeerSelector = ISTIOD
     allow_same_namespace: bool = True
     hostname_cidrs: tuple[IPNetwork, ...] = (
         ipaddress.ip_network("0.0.0.0/0"),

@@ -13,7 +13,6 @@ Plain Python, no jsonschema: every chart has workloads, and this runs on each of
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 Found = tuple[str, str]  # (YAML path, message)
@@ -78,10 +77,11 @@ IntOrStr: Shape = _IntOrStr()
 AnyValue: Shape = _Any()
 
 
-@dataclass(frozen=True)
 class Seq(Shape):
-    item: Shape
     expected = "a list"
+
+    def __init__(self, item: Shape) -> None:
+        self.item = item
 
     def accepts(self, value: Any) -> bool:
         return isinstance(value, list)
@@ -94,14 +94,15 @@ class Seq(Shape):
                 yield from self.item.problems(item, f"{path}[{i}]")
 
 
-@dataclass(frozen=True)
 class Map(Shape):
     """A mapping: ``fields`` checked by name; with ``values``, every value (and key, which
     must then be a string) is checked too."""
 
-    fields: dict[str, Shape] = field(default_factory=dict)
-    values: Shape | None = None
     expected = "a mapping"
+
+    def __init__(self, fields: dict[str, Shape] | None = None, values: Shape | None = None) -> None:
+        self.fields: dict[str, Shape] = fields if fields is not None else {}
+        self.values = values
 
     def accepts(self, value: Any) -> bool:
         return isinstance(value, Mapping)

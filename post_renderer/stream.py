@@ -16,9 +16,8 @@ the splitter, the classifier and the reader never disagree on where a line ends.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from functools import cached_property
-from typing import AnyStr, Literal
+from typing import AnyStr, Literal, NamedTuple
 
 BOM = "\ufeff"
 BREAKS = ("\n", "\r", "\x85", "\u2028", "\u2029")
@@ -46,19 +45,18 @@ _END_MARKER = re.compile(r"^\.\.\.(?=[ \t\r\n]|\Z)", re.MULTILINE)
 Shape = Literal["helm3", "helm4"]
 
 
-@dataclass(frozen=True)
 class Document:
     """One document of the stream: its exact text, separator line included."""
 
-    index: int
-    raw: str
-    start_line: int  # 1-based line of ``raw``'s first character in the input
-    has_separator: bool
-    view: str = ""  # ``raw`` with every YAML line break as LF; same length
+    def __init__(self, index: int, raw: str, start_line: int, has_separator: bool, view: str = "") -> None:
+        self.index = index
+        self.raw = raw
+        self.start_line = start_line  # 1-based line of ``raw``'s first character in the input
+        self.has_separator = has_separator
+        self.view = view or line_view(raw)  # ``raw`` with every YAML line break as LF; same length
 
-    def __post_init__(self) -> None:
-        if not self.view:
-            object.__setattr__(self, "view", line_view(self.raw))
+    def __repr__(self) -> str:
+        return f"Document(index={self.index}, start_line={self.start_line}, raw={self.raw[:60]!r}...)"
 
     @cached_property
     def kind(self) -> str | None:
@@ -149,8 +147,7 @@ def _plain_prefix(prefix: str) -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class Stream:
+class Stream(NamedTuple):
     bom: str  # the BOMs the input started with ("" when none), given back as they were
     documents: tuple[Document, ...]
     newline: str  # the input's own line ending, reused for generated documents

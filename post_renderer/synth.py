@@ -9,8 +9,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from post_renderer.errors import Location, Problems
 from post_renderer.model import HTTP_FAMILY, TLS_FAMILY, EgressEntry, Workload
@@ -22,8 +21,7 @@ SOURCE_ANNOTATION = "helm-egress.io/source"
 WORKLOAD_ANNOTATION = "helm-egress.io/workload"
 
 
-@dataclass(frozen=True)
-class Generated:
+class Generated(NamedTuple):
     kind: str
     name: str
     namespace: str | None
@@ -31,8 +29,7 @@ class Generated:
     origin: Location
 
 
-@dataclass(frozen=True)
-class Resolution:
+class Resolution(NamedTuple):
     value: str
     reason: str
 
@@ -78,8 +75,7 @@ def choose_resolution(entry: EgressEntry, problems: Problems) -> Resolution | No
     return Resolution("DNS", "exact hostnames")
 
 
-@dataclass(frozen=True)
-class Planned:
+class Planned(NamedTuple):
     """An entry with the resolution its ServiceEntry will carry."""
 
     entry: EgressEntry
@@ -95,8 +91,7 @@ def plan(entries: Sequence[EgressEntry], problems: Problems) -> list[Planned]:
     return out
 
 
-@dataclass(frozen=True)
-class Wanted:
+class Wanted(NamedTuple):
     """A ServiceEntry asked for: an entry, the namespace it serves, its preferred name."""
 
     planned: Planned
@@ -104,8 +99,7 @@ class Wanted:
     name: str
 
 
-@dataclass(frozen=True)
-class Claim:
+class Claim(NamedTuple):
     """A host (or address) and port some ServiceEntry already serves, and where."""
 
     dest: str

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from post_renderer import schema, yamlio
 from post_renderer.entries import checked_entries
@@ -24,14 +23,12 @@ if TYPE_CHECKING:
 BASE_PATH = "istio.egress"
 
 
-@dataclass(frozen=True)
-class ValuesFile:
+class ValuesFile(NamedTuple):
     name: str  # as the user gave it, for messages
     text: str
 
 
-@dataclass(frozen=True)
-class EgressValues:
+class EgressValues(NamedTuple):
     """The egress block in force, or ``present=False`` when no file declares one."""
 
     present: bool

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 from post_renderer import shape, yamlio
@@ -61,12 +60,12 @@ WORKLOAD_FIELDS: yamlio.Keep = {
 }
 
 
-@dataclass
 class Inventory:
-    workloads: list[Workload] = field(default_factory=list)
-    generated: set[int] = field(default_factory=set)  # indices of our own earlier output
-    existing: list[Existing] = field(default_factory=list)  # the chart's own egress documents
-    notes: list[str] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.workloads: list[Workload] = []
+        self.generated: set[int] = set()  # indices of our own earlier output
+        self.existing: list[Existing] = []  # the chart's own egress documents
+        self.notes: list[str] = []
 
 
 def scan(stream: Stream, problems: Problems) -> Inventory:
