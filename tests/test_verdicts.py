@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -135,6 +136,18 @@ def test_an_entry_only_counts_for_the_same_version_and_schema(tmp_path: Path, mo
 
     monkeypatch.setattr(schema, "schema_text", lambda name=SCHEMA: '{"type": "array"}')
     assert not known()
+
+
+def test_a_verdict_is_found_whichever_sha256_computed_its_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keys use CPython's own SHA-256 where it exists (cheaper to load than hashlib's
+    OpenSSL) and hashlib elsewhere: both must name the same entry."""
+    store = verdicts.VerdictCache(str(tmp_path / "v"))
+    store.remember_valid(SCHEMA, b"subject")
+    store.save()
+    for private in ("_sha256", "_sha2"):
+        monkeypatch.setitem(sys.modules, private, None)  # import now fails: hashlib is used
+    assert verdicts.VerdictCache(str(tmp_path / "v")).known_valid(SCHEMA, b"subject")
+    assert not verdicts.VerdictCache(str(tmp_path / "v")).known_valid(SCHEMA, b"other")
 
 
 def test_an_unwritable_cache_folder_is_harmless(good: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
