@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import gc
 import inspect
+import io
 import os
 import re
 import stat
@@ -528,16 +529,19 @@ def _read_stdin() -> bytes:
 
 
 def _read_bounded(stream: Any, limit: int) -> bytes | None:
-    """Everything ``stream`` holds, or None once it holds more than ``limit`` bytes."""
-    chunks: list[bytes] = []
-    size = 0
+    """Everything ``stream`` holds, or None once it holds more than ``limit`` bytes.
+
+    Into one growing buffer through one reused slice: memory is written once, not as
+    chunks and then again joined. Each page a process first touches costs a fault, and a
+    copy of a multi-MB stream costs about as much in faults as reading it."""
+    out = io.BytesIO()
+    window = memoryview(bytearray(min(1 << 20, limit + 1)))
     while True:
-        chunk = stream.read(min(1 << 20, limit + 1 - size))
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
+        got = stream.readinto(window[: min(len(window), limit + 1 - out.tell())])
+        if not got:
+            return out.getvalue()  # the buffer itself, not a copy
+        out.write(window[:got])
+        if out.tell() > limit:
             return None
 
 
@@ -574,14 +578,17 @@ def _read_values(path: Path, what: str = "values file", *, stdin_is_stream: bool
         raise EgressError.one(Location(file=str(path), line=line), "invalid UTF-8") from e
 
 
-def _write_stdout(text: str | list[str]) -> None:
+def _write_stdout(text: str | list[str | memoryview]) -> None:
     """Write the text, or its pieces (a rendered stream, see ``stream.join_chunks``)."""
     out = sys.stdout
     try:
         if out is None:  # started with stdout closed
             raise OSError(9, "stdout is closed")
-        # In slices, so a multi-MB stream is never held twice (as text and as bytes).
         for piece in [text] if isinstance(text, str) else text:
+            if not isinstance(piece, str):
+                out.buffer.write(piece)  # a document's own bytes
+                continue
+            # In slices, so a multi-MB text is never held twice (as text and as bytes).
             for start in range(0, len(piece), 1 << 20):
                 out.buffer.write(piece[start : start + (1 << 20)].encode("utf-8", errors="surrogateescape"))
         out.buffer.flush()

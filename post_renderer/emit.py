@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 
 from post_renderer import yamlwriter
-from post_renderer.stream import HELM4_ANNOTATION, Stream, join_chunks
+from post_renderer.stream import HELM4_ANNOTATION, Chunk, Stream, join_chunks
 from post_renderer.kinds import TEMPLATE_FILES
 from post_renderer.synth import Generated
 
@@ -42,18 +42,18 @@ def emit(
     drop: Collection[int],
     anchor: int | None,
     replace: Mapping[int, str] | None = None,
-) -> list[str]:
+) -> list[Chunk]:
     """The output text, in pieces (see ``stream.join_chunks``); ``anchor`` is the index of
     the document to insert before, and ``replace`` maps a document index to its
     normalized text."""
     replace = replace or {}
     rendered = [(render_document(stream, g), True) for g in generated]
-    pieces: list[tuple[str, bool]] = []
+    pieces: list[tuple[Chunk, bool]] = []
     for doc in stream.documents:
         if doc.index == anchor:
             pieces.extend(rendered)
             rendered = []
         if doc.index not in drop:
-            pieces.append((replace.get(doc.index, doc.raw), doc.has_separator))
+            pieces.append((replace[doc.index] if doc.index in replace else doc.output, doc.has_separator))
     pieces.extend(rendered)
     return join_chunks(pieces, bom=stream.bom, newline=stream.newline)

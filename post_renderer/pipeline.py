@@ -70,7 +70,7 @@ class WorkloadReport(NamedTuple):
 
 
 class Result:
-    def __init__(self, chunks: list[str], notes: list[str] | None = None, generated: list[Generated] | None = None,
+    def __init__(self, chunks: list[streams.Chunk], notes: list[str] | None = None, generated: list[Generated] | None = None,
                  warnings: list[Problem] | None = None, workloads: list[WorkloadReport] | None = None,
                  violations: list[Problem] | None = None) -> None:
         self.chunks = chunks  # the output stream in pieces, as ``emit`` returns it
@@ -83,7 +83,7 @@ class Result:
 
     @property
     def output(self) -> str:
-        return "".join(self.chunks)
+        return streams.text_of(self.chunks)
 
 
 def analyse(

@@ -26,6 +26,7 @@ _CHART_NAME = re.compile(r"[A-Za-z0-9][-A-Za-z0-9_.]*\Z")
 HELM4_ANNOTATION = "postrenderer.helm.sh/postrender-filename"
 
 _KIND = re.compile(r"""^kind:[ \t]*(["']?)([A-Za-z][A-Za-z0-9]*)\1[ \t]*(?:#[^\n]*)?\r?$""", re.MULTILINE)
+_KIND_BYTES = re.compile(_KIND.pattern.encode(), re.MULTILINE)
 _API_VERSION = re.compile(
     r"""^apiVersion:[ \t]*(["']?)([A-Za-z0-9./-]+)\1[ \t]*(?:#[^\n]*)?\r?$""", re.MULTILINE
 )
@@ -50,10 +51,43 @@ class Document:
 
     def __init__(self, index: int, raw: str, start_line: int, has_separator: bool, view: str = "") -> None:
         self.index = index
-        self.raw = raw
         self.start_line = start_line  # 1-based line of ``raw``'s first character in the input
         self.has_separator = has_separator
-        self.view = view or line_view(raw)  # ``raw`` with every YAML line break as LF; same length
+        self._raw: str | None = raw
+        self._view: str | None = view or line_view(raw)
+        self._base: bytes | None = None
+        self._start = self._end = 0
+
+    @classmethod
+    def of_bytes(cls, index: int, base: bytes, start: int, end: int, start_line: int, has_separator: bool) -> Document:
+        """``base[start:end]``, kept as the input's own bytes (a stream whose only line
+        breaks are LF or CRLF): decoded only if a later stage reads its text, and written
+        out as the same bytes otherwise. Most documents of a large stream are never decoded."""
+        doc = cls.__new__(cls)
+        doc.index, doc.start_line, doc.has_separator = index, start_line, has_separator
+        doc._raw = doc._view = None
+        doc._base, doc._start, doc._end = base, start, end
+        return doc
+
+    @property
+    def raw(self) -> str:
+        """The exact text (undecodable bytes kept as surrogates, see ``split_bytes``)."""
+        if self._raw is None:
+            self._raw = str(memoryview(self._base or b"")[self._start:self._end], "utf-8", "surrogateescape")
+        return self._raw
+
+    @property
+    def view(self) -> str:
+        """``raw`` with every YAML line break as LF; same length."""
+        if self._view is None:
+            self._view = self.raw  # only LF/CRLF streams keep bytes: there is nothing to map
+        return self._view
+
+    @property
+    def output(self) -> str | memoryview:
+        """What the output stream carries for the document when nothing replaces it: its
+        bytes as they came when it has them, else its text."""
+        return memoryview(self._base)[self._start:self._end] if self._base is not None else self.raw
 
     def __repr__(self) -> str:
         return f"Document(index={self.index}, start_line={self.start_line}, raw={self.raw[:60]!r}...)"
@@ -62,6 +96,8 @@ class Document:
     def kind(self) -> str | None:
         """The top-level ``kind`` read off the text, or None when the text cannot tell
         for sure (then the document is parsed)."""
+        if self._base is not None:
+            return self._kind_in_bytes(self._base, self._start, self._end)
         m = _KIND.search(self.view)
         if m is None or not _plain_prefix(self.view[: m.start()]):
             return None
@@ -70,6 +106,18 @@ class Document:
             # line, a duplicate key): the reader decides, and refuses the duplicate.
             return None
         return m.group(2)
+
+    @staticmethod
+    def _kind_in_bytes(base: bytes, start: int, end: int) -> str | None:
+        """``kind`` as the text gives it, read off the bytes: no line break but LF and
+        CRLF, and only ASCII in the patterns, so the answers are the same. A document
+        starts a line, so ``^`` matches at ``start`` as at the start of its text."""
+        m = _KIND_BYTES.search(base, start, end)
+        if m is None or not _plain_prefix(base[start:m.start()].decode("utf-8", "surrogateescape")):
+            return None
+        if base.find(b"\nkind:", m.end(), end) >= 0 and _KIND_BYTES.search(base, m.end(), end):
+            return None
+        return m.group(2).decode("ascii")
 
     @property
     def kind_hint(self) -> str | None:
@@ -194,14 +242,16 @@ def split(text: str) -> Stream:
 
 
 def split_bytes(data: bytes) -> Stream:
-    """``split(data.decode("utf-8", "surrogateescape"))``, decoding document by document.
+    """``split(data.decode("utf-8", "surrogateescape"))``, without decoding.
 
-    A stream decoded whole takes, for every character, the width of its widest one: one
-    emoji in a dashboard makes a multi-MB stream four bytes a character, and decoding,
-    scanning and encoding it cost several times what they cost on the plain ASCII
-    documents that nearly every stream is made of. Where the only line breaks are LF (or CRLF), a LF byte is a line break and never
-    part of a multi-byte sequence, so the documents are found in the bytes and decoded
-    alone, to the same text. Any other break (a lone CR, NEL, LS, PS) takes ``split``.
+    Where the only line breaks are LF (or CRLF), a LF byte is a line break and never part
+    of a multi-byte sequence, so the documents are found in the bytes, and each stays
+    bytes until a stage reads its text (``Document.of_bytes``): on a large stream most
+    are CRDs and ConfigMaps that are only written back out. Every copy of a multi-MB
+    stream costs about as much as reading it, mostly in page faults; so does decoding a
+    whole stream, which also takes, for every character, the width of its widest one (an
+    emoji in a dashboard makes it four bytes a character). Any other break (a lone CR,
+    NEL, LS, PS) takes ``split``.
     """
     if _odd_breaks(data):
         return split(data.decode("utf-8", errors="surrogateescape"))
@@ -212,12 +262,10 @@ def split_bytes(data: bytes) -> Stream:
     documents: list[Document] = []
     line = 1
     for start, end, has_sep in _bounds(body, _separator_starts(body)):
-        part = body[start:end]
-        if not part and not has_sep:
+        if start == end and not has_sep:
             continue
-        raw = part.decode("utf-8", errors="surrogateescape")
-        documents.append(Document(len(documents), raw, line, has_sep, raw))
-        line += part.count(b"\n")
+        documents.append(Document.of_bytes(len(documents), body, start, end, line, has_sep))
+        line += body.count(b"\n", start, end)
     # As ``split`` decides it, from the first 4096 characters (at most four bytes each).
     head = body[:4 * _NEWLINE_PROBE].decode("utf-8", errors="surrogateescape")[:_NEWLINE_PROBE]
     newline = "\r\n" if "\r\n" in head else "\n"
@@ -276,26 +324,42 @@ def _is_marker(text: AnyStr, at: int) -> bool:
     return text.startswith(b"---", at) and (at + 3 == len(text) or text[at + 3] in b" \t\r\n")
 
 
-def join(pieces: list[tuple[str, bool]], *, bom: str | bool, newline: str) -> str:
+Chunk = str | memoryview  # a piece of the output: text, or a document's own bytes
+
+
+def join(pieces: list[tuple[Chunk, bool]], *, bom: str | bool, newline: str) -> str:
     """Concatenate document texts; ``(raw, has_separator)`` pairs in output order.
 
     A separator is added only where a document without one no longer comes first, and a
     line end only where a document without a final one is no longer last.
     """
-    return "".join(join_chunks(pieces, bom=bom, newline=newline))
+    return text_of(join_chunks(pieces, bom=bom, newline=newline))
 
 
-def join_chunks(pieces: list[tuple[str, bool]], *, bom: str | bool, newline: str) -> list[str]:
-    """``join``'s text in pieces, each encoded on its own when written: joined, one wide
-    character would make the whole output wide (see ``split_bytes``)."""
-    out: list[str] = [bom if isinstance(bom, str) else BOM if bom else ""]
-    previous = ""
+def join_chunks(pieces: list[tuple[Chunk, bool]], *, bom: str | bool, newline: str) -> list[Chunk]:
+    """``join``'s output in pieces, written one by one: documents kept as bytes go out as
+    they came in, text is encoded on its own (joined, one wide character would make the
+    whole output wide, see ``split_bytes``)."""
+    out: list[Chunk] = [bom if isinstance(bom, str) else BOM if bom else ""]
+    previous: Chunk = ""
     for raw, has_separator in pieces:
         if previous:
-            if not previous.endswith(BREAKS):
+            if not _ends_line(previous):
                 out.append(newline)
             if not has_separator:
                 out.append("---" + newline)
         out.append(raw)
         previous = raw or previous
     return out
+
+
+def _ends_line(chunk: Chunk) -> bool:
+    if isinstance(chunk, str):
+        return chunk.endswith(BREAKS)
+    # Bytes are kept only for streams whose one line break is LF (or CRLF).
+    return len(chunk) > 0 and chunk[-1] == ord("\n")
+
+
+def text_of(chunks: list[Chunk]) -> str:
+    """The output as one text."""
+    return "".join(c if isinstance(c, str) else str(c, "utf-8", "surrogateescape") for c in chunks)

@@ -68,6 +68,25 @@ def test_document_facts() -> None:
     assert [d.start_line for d in s.documents] == [1, 5, 7, 8]
 
 
+@pytest.mark.parametrize("text, kind", [
+    ("---\napiVersion: v1\nkind: ConfigMap\n", "ConfigMap"),
+    ("---\nkind: ConfigMap\nmetadata: {}\nkind: Deployment\n", None),  # a duplicate key: parsed
+    ("---\nx: \"a\nkind: ConfigMap\n", None),  # inside a quoted scalar, perhaps
+    ("---\nx: [a,\nkind: ConfigMap\n", None),  # inside a flow sequence, perhaps
+    ("---\n# a \"comment\nkind: ConfigMap\n", "ConfigMap"),  # quotes in comments do not count
+    ("---\nkind: 'Pod' # note\r\n", "Pod"),
+    ("---\nkind:Pod\n", "Pod"),
+])
+@pytest.mark.parametrize("crlf", [False, True], ids=["lf", "crlf"])
+def test_kind_read_off_bytes_is_the_kind_read_off_text(text: str, kind: str | None, crlf: bool) -> None:
+    if crlf:
+        text = text.replace("\r\n", "\n").replace("\n", "\r\n")
+    (from_bytes,) = stream.split_bytes(text.encode()).documents
+    (from_text,) = stream.split(text).documents
+    assert from_bytes.kind == from_text.kind == kind
+    assert not isinstance(from_bytes.output, str), "an LF/CRLF document is kept as bytes"
+
+
 def test_line_ends_and_bom_are_kept_for_new_documents() -> None:
     s = stream.split("\ufeff---\r\nkind: A\r\n")
     assert s.bom and s.newline == "\r\n"
@@ -96,7 +115,9 @@ def _facts(s: stream.Stream) -> tuple[object, ...]:
 _PIECES = [b"---", b"--- ", b"----", b"\n", b"\r\n", b"\r", "\x85".encode(), "\u2028".encode(),
            "\u2029".encode(), b"\x85", b"\xc2", b"\xe2\x80", b"\xa8", b"\xff", "\ufeff".encode(), b"\xef\xbb",
            "\u00e9".encode(), "\U0001f600".encode(), b"kind: A", b"kind: B", b"...", b"# c", b" ", b"  name: x",
-           b"metadata:", stream.HELM4_ANNOTATION.encode()]
+           b"metadata:", stream.HELM4_ANNOTATION.encode(),
+           # quotes and brackets left open before a kind line (it may be inside a scalar)
+           b'"', b"'", b"[", b"{", b"]", b"}", b"x: ", b"kind:", b"\\"]
 
 
 @settings(max_examples=400, deadline=None)
@@ -104,6 +125,21 @@ _PIECES = [b"---", b"--- ", b"----", b"\n", b"\r\n", b"\r", "\x85".encode(), "\u
 def test_split_bytes_is_split_of_the_decoded_text(pieces: list[bytes]) -> None:
     data = b"".join(pieces)
     assert _facts(stream.split_bytes(data)) == _facts(stream.split(data.decode("utf-8", "surrogateescape")))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=30))
+def test_documents_kept_as_bytes_are_written_back_as_their_text(pieces: list[bytes]) -> None:
+    """Documents of an LF/CRLF stream stay bytes (``Document.output``); the joined output
+    is the same whether it is made of those bytes or of the decoded texts."""
+    data = b"".join(pieces)
+    kept = stream.split_bytes(data)
+    as_bytes = stream.join_chunks([(d.output, d.has_separator) for d in kept.documents], bom=kept.bom,
+                                  newline=kept.newline)
+    as_text = stream.join([(d.raw, d.has_separator) for d in kept.documents], bom=kept.bom, newline=kept.newline)
+    assert stream.text_of(as_bytes) == as_text
+    assert b"".join(c.encode("utf-8", "surrogateescape") if isinstance(c, str) else bytes(c) for c in as_bytes) \
+        == as_text.encode("utf-8", "surrogateescape")
 
 
 @pytest.mark.parametrize("text", ["\u00e9" * 4000 + "\n" * 90 + "\r\n", "\U0001f600" * 4094 + "\r\n",
