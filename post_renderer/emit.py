@@ -18,13 +18,14 @@ from post_renderer.synth import Generated
 FALLBACK_CHART = "helm-egress"
 
 
-def template_path(stream: Stream, kind: str) -> str:
-    return f"{stream.chart_name or FALLBACK_CHART}/{TEMPLATE_FILES[kind]}"
+def template_path(stream: Stream, kind: str, chart: str | None = None) -> str:
+    """``chart``: the stream's chart name, when the caller has looked it up already."""
+    return f"{chart or stream.chart_name or FALLBACK_CHART}/{TEMPLATE_FILES[kind]}"
 
 
-def render_document(stream: Stream, doc: Generated) -> str:
+def render_document(stream: Stream, doc: Generated, chart: str | None = None) -> str:
     nl = stream.newline
-    path = template_path(stream, doc.kind)
+    path = template_path(stream, doc.kind, chart)
     if stream.shape == "helm4":
         body = dict(doc.body)
         metadata = dict(body["metadata"])
@@ -47,7 +48,8 @@ def emit(
     the document to insert before, and ``replace`` maps a document index to its
     normalized text."""
     replace = replace or {}
-    rendered = [(render_document(stream, g), True) for g in generated]
+    chart = stream.chart_name or FALLBACK_CHART  # looked up once, not once per document
+    rendered = [(render_document(stream, g, chart), True) for g in generated]
     pieces: list[tuple[Chunk, bool]] = []
     for doc in stream.documents:
         if doc.index == anchor:

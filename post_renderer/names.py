@@ -17,10 +17,20 @@ def dns_label(*parts: str, limit: int = 63) -> str:
     name = _INVALID.sub("-", full.lower()).strip("-") or "x"
     if len(name) <= limit and name == full:
         return name
-    import hashlib  # only long names need it; hashlib loads OpenSSL
+    return f"{name[: limit - 9].rstrip('-')}-{sha256_hex(full.encode())[:8]}"
 
-    digest = hashlib.sha256(full.encode()).hexdigest()[:8]
-    return f"{name[: limit - 9].rstrip('-')}-{digest}"
+
+def sha256_hex(data: bytes) -> str:
+    """The hex SHA-256 of ``data``. CPython's own implementation when it has one: importing
+    ``hashlib`` first loads OpenSSL, ~3 ms of a run that needs a few short digests."""
+    try:
+        from _sha256 import sha256  # type: ignore[import-not-found,unused-ignore]  # CPython 3.11
+    except ImportError:
+        try:
+            from _sha2 import sha256  # type: ignore[import-not-found,no-redef,unused-ignore]  # 3.12+
+        except ImportError:
+            from hashlib import sha256  # type: ignore[assignment,unused-ignore]
+    return str(sha256(data).hexdigest())
 
 
 # Kubernetes' own syntax rules (apimachinery validation), for what helm-egress copies

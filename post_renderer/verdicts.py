@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 
 from post_renderer import __version__
+from post_renderer.names import sha256_hex
 
 ENV_DISABLE = "HELM_EGRESS_NO_CACHE"
 FOLDER = "helm-egress"
@@ -127,10 +128,10 @@ class VerdictCache:
         if salt is None:
             from post_renderer.schema import schema_text
 
-            schema_digest = _sha256(schema_text(schema_file).encode())
+            schema_digest = sha256_hex(schema_text(schema_file).encode())
             parts = [_MAGIC, __version__, schema_file, schema_digest, _parser_version()]
             salt = self._salts[schema_file] = "\0".join(parts).encode() + b"\0"
-        return _sha256(salt + subject)
+        return sha256_hex(salt + subject)
 
     def _prune(self) -> None:
         try:
@@ -159,15 +160,3 @@ def _parser_version() -> str:
         return "?"
     return str(version)
 
-
-def _sha256(data: bytes) -> str:
-    """The hex SHA-256 of ``data``. CPython's own implementation when it has one: importing
-    ``hashlib`` first loads OpenSSL, ~3 ms of every warm run for a digest of a few KB."""
-    try:
-        from _sha256 import sha256  # type: ignore[import-not-found,unused-ignore]  # CPython 3.11
-    except ImportError:
-        try:
-            from _sha2 import sha256  # type: ignore[import-not-found,no-redef,unused-ignore]  # 3.12+
-        except ImportError:
-            from hashlib import sha256  # type: ignore[assignment,unused-ignore]
-    return str(sha256(data).hexdigest())

@@ -11,8 +11,8 @@ import re
 from collections import Counter
 from typing import Any
 
-from post_renderer import shape, yamlio
-from post_renderer.errors import EgressError, Location, Problems
+from post_renderer import forked, shape, yamlio
+from post_renderer.errors import EgressError, Location, Problem, Problems
 from post_renderer.model import Existing, Workload
 from post_renderer.names import dns_label_problem, label_key_problem, label_value_problem
 from post_renderer.stream import Document, Stream
@@ -68,19 +68,59 @@ class Inventory:
         self.notes: list[str] = []
 
 
+# Below this many characters of workloads to read (~50 ms of reading), a second process
+# costs more (~5 ms to fork, pickle and wait) than it saves.
+FORK_MIN_CHARS = 250_000
+
+
 def scan(stream: Stream, problems: Problems) -> Inventory:
+    todo = [doc for doc in stream.documents if _to_read(doc)]
+    front, back = _halves(todo)
+    # The back half in a child on the other core, when there is one; the answer is the
+    # same either way (see forked.py), the parts being merged in document order.
+    child = forked.start(lambda: _scan_part(back)) if back else None
+    parts = [_scan_part(todo if child is None else front)]
+    if child is not None:
+        parts.append(child.result() or _scan_part(back))
     inventory = Inventory()
+    for part, found in parts:
+        inventory.workloads += part.workloads
+        inventory.generated |= part.generated
+        inventory.existing += part.existing
+        inventory.notes += part.notes
+        problems.extend(found)
+    return inventory
+
+
+def _to_read(doc: Document) -> bool:
+    kind = doc.kind
+    if kind is not None and kind not in WORKLOAD_KINDS and kind not in POLICY_KINDS and (
+            kind not in GENERATED_KINDS or GENERATED_BY not in doc.raw):
+        return False
+    return kind is not None or (doc.has_content and "kind" in doc.raw)
+
+
+def _halves(docs: list[Document]) -> tuple[list[Document], list[Document]]:
+    """``docs`` cut where half their characters lie before; all in front when they are few."""
+    total = sum(len(d.raw) for d in docs)
+    if total < FORK_MIN_CHARS or len(docs) < 2:
+        return docs, []
+    seen = 0
+    for i, doc in enumerate(docs):
+        seen += len(doc.raw)
+        if seen * 2 >= total:
+            return docs[: i + 1], docs[i + 1:]
+    return docs, []
+
+
+def _scan_part(docs: list[Document]) -> tuple[Inventory, list[Problem]]:
+    """The inventory of ``docs``, and the problems found in them, in document order."""
+    inventory, problems = Inventory(), Problems()
     loader = yamlio.safe_loader()
-    for doc in stream.documents:
-        kind = doc.kind
-        if kind is not None and kind not in WORKLOAD_KINDS and kind not in POLICY_KINDS and (
-                kind not in GENERATED_KINDS or GENERATED_BY not in doc.raw):
-            continue
-        if kind is None and (not doc.has_content or "kind" not in doc.raw):
-            continue
+    for doc in docs:
         where = Location(file="stdin", line=doc.start_line, doc_index=doc.index, kind=doc.kind_hint, name=doc.name)
         try:
-            data = _read(loader, doc, kind, where)
+            data = _read(loader, doc, doc.kind, where)
         except EgressError as e:
             # Collected, so one run reports every bad document.
             problems.extend(e.problems)
@@ -88,7 +128,7 @@ def scan(stream: Stream, problems: Problems) -> Inventory:
         if not isinstance(data, dict):
             continue
         _classify(doc, data, inventory, problems)
-    return inventory
+    return inventory, problems.items
 
 
 def _read(loader: Any, doc: Document, kind: str | None, where: Location) -> Any:

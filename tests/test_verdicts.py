@@ -150,6 +150,19 @@ def test_a_verdict_is_found_whichever_sha256_computed_its_key(tmp_path: Path, mo
     assert not verdicts.VerdictCache(str(tmp_path / "v")).known_valid(SCHEMA, b"other")
 
 
+def test_shortened_names_are_the_same_whichever_sha256_computed_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    from post_renderer.names import dns_label
+
+    long = "a-very-long-release-name-" * 4
+    builtin = dns_label(long, "egress")
+    for private in ("_sha256", "_sha2"):
+        monkeypatch.setitem(sys.modules, private, None)
+    assert dns_label(long, "egress") == builtin
+    assert builtin.endswith(hashlib.sha256(f"{long}-egress".encode()).hexdigest()[:8])
+
+
 def test_an_unwritable_cache_folder_is_harmless(good: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the cache folder would be")

@@ -10,7 +10,7 @@ from typing import Any
 
 from post_renderer.access import ADDRESS_ONLY_DOMAIN, Context
 from post_renderer.synth import SOURCE_ANNOTATION, Claim, Generated, destination_key, metadata, register
-from post_renderer.names import dns_label
+from post_renderer.names import dns_label, sha256_hex
 from post_renderer.validate import serviceentry_problems
 
 KIND = "ServiceEntry"
@@ -34,9 +34,7 @@ def build(ctx: Context) -> list[Generated]:
         name = w.name
         if (scope, name) in taken:
             # Two objects of one kind and name in a namespace: Helm would refuse the release.
-            import hashlib  # rarely needed; it loads OpenSSL
-
-            name = dns_label(w.name, hashlib.sha256(entry.source.encode()).hexdigest()[:6])
+            name = dns_label(w.name, sha256_hex(entry.source.encode())[:6])
         hosts = list(entry.hosts) or [f"{name}.{ADDRESS_ONLY_DOMAIN}" if settings.sidecar else name]
         mine = [Claim(d, port.number, port.protocol, frozenset({scope}), f"ServiceEntry {name} ({entry.source})", name,
                       scope, tuple(hosts))
