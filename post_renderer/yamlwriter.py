@@ -38,25 +38,47 @@ def _string(value: str) -> str:
         return value
     if "'" not in value and value.isprintable():
         return f"'{value}'"
-    return json.dumps(value, ensure_ascii=False)
+    # JSON escapes quotes, backslashes and C0 controls as YAML does; what YAML does not
+    # allow in a document (DEL, C1 controls, U+FFFE/FFFF) or reads as a line break (NEL,
+    # LS, PS, folded to a space inside quotes) is escaped too, so the value reads back.
+    return _NOT_YAML_PRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(value, ensure_ascii=False))
 
 
-def write(data: dict[str, Any], *, indent_sequences: bool, newline: str = "\n") -> str:
+_NOT_YAML_PRINTABLE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
+
+
+# (id of a list, indent, sequence style) -> (the list, its lines): see ``write``.
+Memo = dict[tuple[int, int, bool], tuple[list[Any], list[str]]]
+
+
+def write(data: dict[str, Any], *, indent_sequences: bool, newline: str = "\n", memo: Memo | None = None) -> str:
+    """``memo``: lists already written, shared by the caller's documents. Generated
+    policies share their rule lists (every workload with the same entries gets the same
+    list object), and writing those is most of writing a policy. The memo holds each list
+    it has seen, so no id is reused while it lives; the lists must not change meanwhile."""
     lines: list[str] = []
-    _mapping(data, 0, lines, indent_sequences)
+    _mapping(data, 0, lines, indent_sequences, memo)
     return newline.join(lines) + newline
 
 
-def _mapping(data: dict[str, Any], indent: int, lines: list[str], seq_indent: bool) -> None:
+def _mapping(data: dict[str, Any], indent: int, lines: list[str], seq_indent: bool, memo: Memo | None = None) -> None:
     pad = " " * indent
     for key, value in data.items():
         head = f"{pad}{scalar(key)}:"
         if isinstance(value, dict) and value:
             lines.append(head)
-            _mapping(value, indent + 2, lines, seq_indent)
+            _mapping(value, indent + 2, lines, seq_indent, memo)
         elif isinstance(value, list) and value:
             lines.append(head)
-            _sequence(value, indent + 2 if seq_indent else indent, lines, seq_indent)
+            at = indent + 2 if seq_indent else indent
+            if memo is None:
+                _sequence(value, at, lines, seq_indent)
+                continue
+            known = memo.get((id(value), at, seq_indent))
+            if known is None:
+                known = memo[(id(value), at, seq_indent)] = (value, [])
+                _sequence(value, at, known[1], seq_indent)
+            lines.extend(known[1])
         else:
             lines.append(f"{head} {_inline(value)}")
 
