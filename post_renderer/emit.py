@@ -23,7 +23,9 @@ def template_path(stream: Stream, kind: str, chart: str | None = None) -> str:
     return f"{chart or stream.chart_name or FALLBACK_CHART}/{TEMPLATE_FILES[kind]}"
 
 
-def render_document(stream: Stream, doc: Generated, chart: str | None = None) -> str:
+def render_document(stream: Stream, doc: Generated, chart: str | None = None,
+                    memo: yamlwriter.Memo | None = None) -> str:
+    """``memo``: see ``yamlwriter.write``; one per output, while ``doc`` and the others live."""
     nl = stream.newline
     path = template_path(stream, doc.kind, chart)
     if stream.shape == "helm4":
@@ -31,8 +33,8 @@ def render_document(stream: Stream, doc: Generated, chart: str | None = None) ->
         metadata = dict(body["metadata"])
         metadata["annotations"] = {**metadata.get("annotations", {}), HELM4_ANNOTATION: path}
         body["metadata"] = metadata
-        return "---" + nl + yamlwriter.write(body, indent_sequences=False, newline=nl)
-    text = yamlwriter.write(doc.body, indent_sequences=True, newline=nl)
+        return "---" + nl + yamlwriter.write(body, indent_sequences=False, newline=nl, memo=memo)
+    text = yamlwriter.write(doc.body, indent_sequences=True, newline=nl, memo=memo)
     return f"---{nl}# Source: {path}{nl}{text}"
 
 
@@ -49,7 +51,8 @@ def emit(
     normalized text."""
     replace = replace or {}
     chart = stream.chart_name or FALLBACK_CHART  # looked up once, not once per document
-    rendered = [(render_document(stream, g, chart), True) for g in generated]
+    memo: yamlwriter.Memo = {}
+    rendered = [(render_document(stream, g, chart, memo), True) for g in generated]
     pieces: list[tuple[Chunk, bool]] = []
     for doc in stream.documents:
         if doc.index == anchor:

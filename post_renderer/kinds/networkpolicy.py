@@ -26,20 +26,21 @@ check = networkpolicy_problems
 def build(ctx: Context) -> list[Generated]:
     if ctx.settings.network_policy != "kubernetes":
         return []
-    return [network_policy(a, ctx) for a in ctx.access]
+    shared: dict[tuple[Planned, ...], list[dict[str, Any]]] = {}
+    return [network_policy(a, ctx, shared) for a in ctx.access]
 
 
-def network_policy(access: Access, ctx: Context) -> Generated:
+def network_policy(access: Access, ctx: Context,
+                   shared: dict[tuple[Planned, ...], list[dict[str, Any]]] | None = None) -> Generated:
+    """``shared``: egress rules already built, by the entries they open; workloads with the
+    same entries (every one, with only values) share one list, written once (``emit``)."""
     settings = ctx.settings
     workload = access.workload
-    rules: list[dict[str, Any]] = [
-        _peer_rule(settings.dns),
-        _peer_rule(settings.istiod),
-    ]
-    if settings.allow_same_namespace:
-        # Any pod of the workload's own namespace, on any port: in-mesh calls stay open.
-        rules.append({"to": [{"podSelector": {}}]})
-    rules.extend(_destination_rules(access.planned, settings))
+    rules = shared.get(access.planned) if shared is not None else None
+    if rules is None:
+        rules = _egress_rules(access.planned, settings)
+        if shared is not None:
+            shared[access.planned] = rules
     annotations = {
         WORKLOAD_ANNOTATION: f"{workload.kind}/{workload.name}",
         SOURCE_ANNOTATION: ",".join(access.sources) if access.sources else "defaults",
@@ -55,6 +56,18 @@ def network_policy(access: Access, ctx: Context) -> Generated:
         },
     }
     return Generated(KIND, access.policy_name, access.namespace, body, workload.location)
+
+
+def _egress_rules(planned: tuple[Planned, ...], settings: Settings) -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = [
+        _peer_rule(settings.dns),
+        _peer_rule(settings.istiod),
+    ]
+    if settings.allow_same_namespace:
+        # Any pod of the workload's own namespace, on any port: in-mesh calls stay open.
+        rules.append({"to": [{"podSelector": {}}]})
+    rules.extend(_destination_rules(planned, settings))
+    return rules
 
 
 def _taken_in(access: Access, ctx: Context) -> list[Workload]:
