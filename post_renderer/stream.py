@@ -83,6 +83,11 @@ class Document:
             self._view = self.raw  # only LF/CRLF streams keep bytes: there is nothing to map
         return self._view
 
+    def kept_bytes(self) -> tuple[bytes, int, int] | None:
+        """``(base, start, end)`` when the document is kept as ``base[start:end]``: for
+        searches that need not decode it (``^`` matches at ``start``, which starts a line)."""
+        return (self._base, self._start, self._end) if self._base is not None else None
+
     @property
     def output(self) -> str | memoryview:
         """What the output stream carries for the document when nothing replaces it: its

@@ -43,6 +43,9 @@ GENERATED_KINDS = frozenset({"ServiceEntry", "NetworkPolicy", "CiliumNetworkPoli
 # chart seen, and one vote per document keeps selectors from counting twice.
 _INSTANCE_KEY = "app.kubernetes.io/instance"
 _INSTANCE = re.compile(r"""app\.kubernetes\.io/instance["']?:[ \t]*["']?([A-Za-z0-9][-A-Za-z0-9.]*)""")
+_INSTANCE_KEY_BYTES, _INSTANCE_BYTES = _INSTANCE_KEY.encode(), re.compile(_INSTANCE.pattern.encode())
+_BEFORE_KEY = ('"', "'", " ", "\t", "{", ",")
+_BEFORE_KEY_BYTES = tuple(c.encode() for c in _BEFORE_KEY)
 
 
 # Every field ``_classify`` reads from a workload, for ``yamlio.load_pruned``: pod specs
@@ -146,11 +149,23 @@ def release_from_labels(stream: Stream) -> str | None:
     votes: Counter[str] = Counter()
     for doc in stream.documents:
         # Substring search, then an anchored match: scanning whole CRDs with a regex is
-        # slow, and most documents carry the label near the top.
+        # slow, and most documents carry the label near the top. A document kept as bytes
+        # is searched as bytes (the patterns are ASCII): most are never decoded.
+        kept = doc.kept_bytes()
+        if kept is not None:
+            base, start, end = kept
+            at = base.find(_INSTANCE_KEY_BYTES, start, end)
+            while at >= 0:
+                found = _INSTANCE_BYTES.match(base, at, end)
+                if found and base[at - 1 : at] in _BEFORE_KEY_BYTES:  # a document starts a line
+                    votes[found.group(1).decode("ascii")] += 1
+                    break
+                at = base.find(_INSTANCE_KEY_BYTES, at + 1, end)
+            continue
         at = doc.raw.find(_INSTANCE_KEY)
         while at >= 0:
             m = _INSTANCE.match(doc.raw, at)
-            if m and doc.raw[at - 1 : at] in ('"', "'", " ", "\t", "{", ","):
+            if m and doc.raw[at - 1 : at] in _BEFORE_KEY:
                 votes[m.group(1)] += 1
                 break
             at = doc.raw.find(_INSTANCE_KEY, at + 1)

@@ -142,6 +142,47 @@ def test_documents_kept_as_bytes_are_written_back_as_their_text(pieces: list[byt
         == as_text.encode("utf-8", "surrogateescape")
 
 
+_LABEL_PIECES = [b"---\n", b"\n", b"\r\n", b" ", b"\t", b"{", b",", b'"', b"'", b"x", "\u00e9".encode(), b"\xff",
+                 b"app.kubernetes.io/instance", b": ", b":", b"demo", b"other", b"-1.a"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_LABEL_PIECES), max_size=30))
+def test_the_release_read_off_bytes_is_the_release_read_off_text(pieces: list[bytes]) -> None:
+    from post_renderer.workloads import release_from_labels
+
+    data = b"".join(pieces)
+    assert release_from_labels(stream.split_bytes(data)) == \
+        release_from_labels(stream.split(data.decode("utf-8", "surrogateescape")))
+
+
+@pytest.mark.parametrize("text, release", [
+    ("metadata:\n  labels:\n    app.kubernetes.io/instance: demo\n", "demo"),
+    ("metadata: {labels: {app.kubernetes.io/instance: demo}}\n", "demo"),
+    ('x: {"app.kubernetes.io/instance": "demo"}\n', "demo"),
+    ("x: {a: 1,app.kubernetes.io/instance: demo}\n", "demo"),
+    ("x: xapp.kubernetes.io/instance: demo\n", None),  # part of another word
+    ("app.kubernetes.io/instance: demo\n", None),  # at the very start: no label of a mapping
+    ("---\napp.kubernetes.io/instance: demo\n", None),  # at a line start: top-level key, no label
+    ("a:\n  app.kubernetes.io/instance: -x\n", None),  # not a name
+])
+def test_the_release_is_read_off_bytes_as_off_text(text: str, release: str | None) -> None:
+    from post_renderer.workloads import release_from_labels
+
+    for crlf in (False, True):
+        t = text.replace("\n", "\r\n") if crlf else text
+        assert release_from_labels(stream.split_bytes(t.encode())) == release_from_labels(stream.split(t)) == release
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.name)
+def test_the_release_of_real_streams_is_read_without_decoding_them(path: Path) -> None:
+    from post_renderer.workloads import release_from_labels
+
+    kept = stream.split_bytes(path.read_bytes())
+    assert release_from_labels(kept) == release_from_labels(stream.split(path.read_text())) == "demo"
+    assert all(d._raw is None for d in kept.documents), "no document was decoded"
+
+
 @pytest.mark.parametrize("text", ["\u00e9" * 4000 + "\n" * 90 + "\r\n", "\U0001f600" * 4094 + "\r\n",
                                   "\U0001f600" * 4095 + "\r\n", "a" * 4095 + "\r\n"])
 def test_split_bytes_tells_the_line_ending_from_the_same_characters(text: str) -> None:
