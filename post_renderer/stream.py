@@ -160,6 +160,8 @@ class Document:
     def yaml_text_after_marker(text: str) -> str:
         # Anything after a `...` end marker is directives or comments for the next
         # document: the parser would reject directives without a following `---`.
+        if not text.startswith("...") and "\n..." not in text:
+            return text  # no line starts with "...": a substring search, not a regex scan
         m = _END_MARKER.search(text)
         return text[: m.start()] if m else text
 
