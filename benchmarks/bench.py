@@ -13,7 +13,9 @@ What it measures
 
     Per input the three commands run alternately, ``--repeat`` times after one uncounted
     warm-up each (whose output must be non-empty). Reported: the median wall time, the
-    speed ratio (kustomize time / helm-egress time, above 1 is faster), the peak resident
+    speed ratio (kustomize time / helm-egress time, above 1 is faster), the median CPU time
+    (user + system, with the children each waited for: helm-egress forks one to read half
+    the workloads of a large stream, kustomize runs Go threads), the peak resident
     set size (largest ``ru_maxrss`` of the counted runs, from ``os.wait4``), and where
     helm-egress's start-up goes: one warm run under ``python -X importtime``, its total
     import time and the ten modules that cost most themselves.
@@ -84,6 +86,7 @@ class BenchError(Exception):
 class Run:
     wall_s: float
     maxrss_kib: int
+    cpu_s: float = 0.0  # user + system, the process and the children it waited for
 
 
 @dataclass
@@ -92,9 +95,11 @@ class Series:
 
     samples_s: list[float] = field(default_factory=list)
     peak_rss_kib: int = 0
+    cpu_samples_s: list[float] = field(default_factory=list)
 
     def add(self, run: Run) -> None:
         self.samples_s.append(run.wall_s)
+        self.cpu_samples_s.append(run.cpu_s)
         self.peak_rss_kib = max(self.peak_rss_kib, run.maxrss_kib)
 
     @property
@@ -102,11 +107,15 @@ class Series:
         return statistics.median(self.samples_s)
 
     @property
+    def median_cpu_s(self) -> float:
+        return statistics.median(self.cpu_samples_s)
+
+    @property
     def peak_mb(self) -> float:
         return self.peak_rss_kib / 1024
 
     def as_json(self) -> dict[str, Any]:
-        return {**asdict(self), "median_s": self.median_s}
+        return {**asdict(self), "median_s": self.median_s, "median_cpu_s": self.median_cpu_s}
 
 
 @dataclass(frozen=True)
@@ -169,7 +178,9 @@ def run(argv: list[str], stdin: Path | None = None, stdout: IO[bytes] | None = N
             err.seek(0)
             message = err.read().decode(errors="replace").strip()[-2000:]
             raise BenchError(f"`{shlex.join(argv)}` exited {proc.returncode}:\n{message}")
-    return Run(wall, usage.ru_maxrss)  # ru_maxrss is in KiB on Linux
+    # ru_maxrss is in KiB on Linux. Both include the children the process waited for
+    # (helm-egress forks one on large streams; kustomize's Go runtime runs threads).
+    return Run(wall, usage.ru_maxrss, usage.ru_utime + usage.ru_stime)
 
 
 def run_checked(argv: list[str], stdin: Path | None = None, env: dict[str, str] | None = None) -> Run:
@@ -404,9 +415,10 @@ def measure_fixed(cli: str, values: Path, tmp: Path, repeat: int) -> dict[str, S
 
 def table(results: list[Result]) -> list[str]:
     header = ("input", "MB", "cold s", "warm s", "kustomize s", "speed cold", "speed warm",
-              "peak MB", "kust. peak MB", "mem ratio")
+              "cpu warm s", "kust. cpu s", "peak MB", "kust. peak MB", "mem ratio")
     rows = [(r.label, f"{r.size_mb:.2f}", f"{r.cold.median_s:.3f}", f"{r.warm.median_s:.3f}",
              f"{r.kustomize.median_s:.3f}", f"{r.speed(r.cold):.2f}x", f"{r.speed(r.warm):.2f}x",
+             f"{r.warm.median_cpu_s:.3f}", f"{r.kustomize.median_cpu_s:.3f}",
              f"{max(r.cold.peak_mb, r.warm.peak_mb):.1f}", f"{r.kustomize.peak_mb:.1f}", f"{r.memory_ratio:.2f}")
             for r in results]
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
@@ -422,14 +434,15 @@ def readme_table(results: list[Result], load: tuple[float, float], repeat: int, 
         f"alternating runs, load average {load[0]:.1f} before / {load[1]:.1f} after, Python "
         f"{platform.python_version()}); warm = the values' schema verdict cached, as on every run after the first:",
         "",
-        "| input | helm-egress cold | warm | kustomize | speed (warm) | peak memory |",
-        "|---|---|---|---|---|---|",
+        "| input | helm-egress cold | warm | kustomize | speed (warm) | CPU time (warm) | peak memory |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in results:
         fast = r.speed(r.warm)
         verdict = f"{fast:.1f}× faster" if fast >= 1 else f"{1 / fast:.1f}× slower"
         lines.append(f"| {r.label}, {_size(r.size_bytes)} | {r.cold.median_s:.3f} s | {r.warm.median_s:.3f} s | "
-                     f"{r.kustomize.median_s:.3f} s | {verdict} | {max(r.cold.peak_mb, r.warm.peak_mb):.0f} MB vs "
+                     f"{r.kustomize.median_s:.3f} s | {verdict} | {r.warm.median_cpu_s:.3f} s vs "
+                     f"{r.kustomize.median_cpu_s:.3f} s | {max(r.cold.peak_mb, r.warm.peak_mb):.0f} MB vs "
                      f"{r.kustomize.peak_mb:.0f} MB ({r.memory_ratio:.2f}) |")
     lines.append("")
     lines.append(f"Fixed cost: `helm-egress --version` {fixed['--version'].median_s:.3f} s, a warm render of an empty "

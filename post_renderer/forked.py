@@ -7,14 +7,15 @@ pipe and ends with ``os._exit`` (no atexit handlers, no flushing of the parent's
 output). Anything unusual -- no ``fork``, one core, other threads running (a fork would
 copy their locks), a failed fork, a child that dies or answers nothing readable -- gives
 ``None`` and the caller does the work itself, so the result never depends on whether a
-child helped. ``HELM_EGRESS_NO_FORK=1`` turns it off.
+child helped. The CLI hands ``start`` to the pipeline (``from_environment``), so the
+stages themselves start no process; ``HELM_EGRESS_NO_FORK=1`` turns it off.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 ENV_DISABLE = "HELM_EGRESS_NO_FORK"
@@ -28,8 +29,15 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+def from_environment(environ: Mapping[str, str] = os.environ) -> Helper | None:
+    """``start``, unless ``HELM_EGRESS_NO_FORK`` says not to."""
+    if environ.get(ENV_DISABLE, "").strip().lower() in ("1", "true", "yes", "on"):
+        return None
+    return start
+
+
 def available() -> bool:
-    if not hasattr(os, "fork") or os.environ.get(ENV_DISABLE) or cores() < 2:
+    if not hasattr(os, "fork") or cores() < 2:
         return False
     threading = sys.modules.get("threading")
     return threading is None or threading.active_count() == 1
@@ -63,6 +71,10 @@ class Child:
         except Exception:  # noqa: BLE001 - a garbled answer is no answer
             return None
         return answer[1] if isinstance(answer, tuple) and answer[:1] == ("ok",) else None
+
+
+# What the pipeline is handed: begin a piece of work elsewhere, or say no (None).
+Helper = Callable[[Callable[[], Any]], "Child | None"]
 
 
 def start(work: Callable[[], Any]) -> Child | None:

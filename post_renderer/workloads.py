@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from post_renderer import forked, shape, yamlio
+from post_renderer import shape, yamlio
 from post_renderer.errors import EgressError, Location, Problem, Problems
 from post_renderer.model import Existing, Workload
 from post_renderer.names import dns_label_problem, label_key_problem, label_value_problem
 from post_renderer.stream import Document, Stream
+
+if TYPE_CHECKING:
+    from post_renderer.forked import Helper
 
 GENERATED_BY = "helm-egress.io/generated-by"
 HOOK = "helm.sh/hook"
@@ -76,12 +79,13 @@ class Inventory:
 FORK_MIN_CHARS = 250_000
 
 
-def scan(stream: Stream, problems: Problems) -> Inventory:
+def scan(stream: Stream, problems: Problems, *, helper: Helper | None = None) -> Inventory:
+    """``helper``: starts the reading of the back half of a large stream's workloads in
+    another process (``forked.start``); the answer is the same with or without one."""
     todo = [doc for doc in stream.documents if _to_read(doc)]
-    front, back = _halves(todo)
-    # The back half in a child on the other core, when there is one; the answer is the
-    # same either way (see forked.py), the parts being merged in document order.
-    child = forked.start(lambda: _scan_part(back)) if back else None
+    front, back = _halves(todo) if helper is not None else (todo, [])
+    # The parts are merged in document order.
+    child = helper(lambda: _scan_part(back)) if helper is not None and back else None
     parts = [_scan_part(todo if child is None else front)]
     if child is not None:
         parts.append(child.result() or _scan_part(back))

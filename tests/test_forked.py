@@ -23,22 +23,18 @@ needs_fork = pytest.mark.skipif(not forked.available(), reason="no fork() or one
 
 def scan(text: str, monkeypatch: pytest.MonkeyPatch, *, fork: bool) -> tuple[dict[str, object], list[object]]:
     """The inventory of ``text``, read with a child (the threshold lowered so small streams
-    split too) or in this process alone; and whether a child was started."""
+    split too) or in this process alone; and the children started."""
     started: list[object] = []
-    real_start = forked.start
 
     def spy(work):  # type: ignore[no-untyped-def]
-        child = real_start(work)
+        child = forked.start(work)
         started.append(child)
         return child
 
     with monkeypatch.context() as m:
         m.setattr(workloads, "FORK_MIN_CHARS", 0)
-        m.setattr(forked, "start", spy)
-        if not fork:
-            m.setenv(forked.ENV_DISABLE, "1")
         problems = Problems()
-        inventory = workloads.scan(streams.split(text), problems)
+        inventory = workloads.scan(streams.split(text), problems, helper=spy if fork else None)
     return {**vars(inventory), "problems": problems.items}, started
 
 
@@ -96,10 +92,10 @@ def test_an_answer_comes_back_whole() -> None:
     assert child is not None and child.result() == big
 
 
-def test_the_switch_turns_it_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(forked.ENV_DISABLE, "1")
-    assert not forked.available()
-    assert forked.start(lambda: 1) is None
+@pytest.mark.parametrize("value, on", [("1", False), ("true", False), ("", True), ("0", True)])
+def test_the_switch_turns_it_off(value: str, on: bool) -> None:
+    assert (forked.from_environment({forked.ENV_DISABLE: value}) is forked.start) is on
+    assert forked.from_environment({}) is forked.start
 
 
 @needs_fork
