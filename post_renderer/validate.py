@@ -243,11 +243,25 @@ def _peer_problems(peer: Any) -> list[str]:
     if len(peer) > 1:
         return [": may not specify both ipBlock and another peer"]
     block = peer["ipBlock"] or {}
-    cidr = _canonical_network(str(block.get("cidr")))
+    excepts = block.get("except") or []
+    if isinstance(block.get("cidr"), str) and isinstance(excepts, list) and all(isinstance(e, str) for e in excepts):
+        return list(_ipblock_problems(block["cidr"], tuple(excepts)))
+    return _block_problems(block.get("cidr"), excepts)
+
+
+# Every generated NetworkPolicy repeats the same few blocks (the hostname CIDRs, each with
+# its excepts): each is judged once.
+@functools.lru_cache(maxsize=1024)
+def _ipblock_problems(cidr: str, excepts: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(_block_problems(cidr, excepts))
+
+
+def _block_problems(cidr_value: Any, excepts: Any) -> list[str]:
+    cidr = _canonical_network(str(cidr_value))
     if cidr is None:
-        return [f".ipBlock.cidr: {block.get('cidr')!r} is not a canonical CIDR"]
+        return [f".ipBlock.cidr: {cidr_value!r} is not a canonical CIDR"]
     out = []
-    for e, text in enumerate(block.get("except") or []):
+    for e, text in enumerate(excepts):
         net = _canonical_network(str(text))
         if net is None:
             out.append(f".ipBlock.except[{e}]: {text!r} is not a canonical CIDR")
