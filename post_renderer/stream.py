@@ -57,16 +57,20 @@ class Document:
         self._view: str | None = view or line_view(raw)
         self._base: bytes | None = None
         self._start = self._end = 0
+        self._kind_lines: list[int] = []
 
     @classmethod
-    def of_bytes(cls, index: int, base: bytes, start: int, end: int, start_line: int, has_separator: bool) -> Document:
+    def of_bytes(cls, index: int, base: bytes, start: int, end: int, start_line: int, has_separator: bool,
+                 kind_lines: list[int]) -> Document:
         """``base[start:end]``, kept as the input's own bytes (a stream whose only line
         breaks are LF or CRLF): decoded only if a later stage reads its text, and written
-        out as the same bytes otherwise. Most documents of a large stream are never decoded."""
+        out as the same bytes otherwise. Most documents of a large stream are never decoded.
+        ``kind_lines``: the offsets of its lines that start ``kind:``, found by the splitter."""
         doc = cls.__new__(cls)
         doc.index, doc.start_line, doc.has_separator = index, start_line, has_separator
         doc._raw = doc._view = None
         doc._base, doc._start, doc._end = base, start, end
+        doc._kind_lines = kind_lines
         return doc
 
     @property
@@ -102,7 +106,7 @@ class Document:
         """The top-level ``kind`` read off the text, or None when the text cannot tell
         for sure (then the document is parsed)."""
         if self._base is not None:
-            return self._kind_in_bytes(self._base, self._start, self._end)
+            return self._kind_in_bytes(self._base, self._start, self._end, self._kind_lines)
         m = _KIND.search(self.view)
         if m is None or not _plain_prefix(self.view[: m.start()]):
             return None
@@ -113,14 +117,21 @@ class Document:
         return m.group(2)
 
     @staticmethod
-    def _kind_in_bytes(base: bytes, start: int, end: int) -> str | None:
+    def _kind_in_bytes(base: bytes, start: int, end: int, kind_lines: list[int]) -> str | None:
         """``kind`` as the text gives it, read off the bytes: no line break but LF and
-        CRLF, and only ASCII in the patterns, so the answers are the same. A document
-        starts a line, so ``^`` matches at ``start`` as at the start of its text."""
-        m = _KIND_BYTES.search(base, start, end)
-        if m is None or not _plain_prefix(base[start:m.start()].decode("utf-8", "surrogateescape")):
+        CRLF, and only ASCII in the patterns, so the answers are the same. Only the lines
+        that start ``kind:`` can match, and the splitter found those in the same pass as
+        the document markers; a document starts a line, so ``^`` matches at each."""
+        for i, at in enumerate(kind_lines):
+            m = _KIND_BYTES.match(base, at, end)
+            if m is not None:
+                break
+        else:
             return None
-        if base.find(b"\nkind:", m.end(), end) >= 0 and _KIND_BYTES.search(base, m.end(), end):
+        if not _plain_prefix(base[start:m.start()].decode("utf-8", "surrogateescape")):
+            return None
+        if any(_KIND_BYTES.match(base, at, end) for at in kind_lines[i + 1:]):
+            # Two top-level kinds (a duplicate key): the reader decides, and refuses it.
             return None
         return m.group(2).decode("ascii")
 
@@ -268,10 +279,15 @@ def split_bytes(data: bytes) -> Stream:
     body = data[boms * len(_BOM_BYTES):] if boms else data
     documents: list[Document] = []
     line = 1
-    for start, end, has_sep in _bounds(body, _separator_starts(body)):
+    starts, kind_lines = _markers_and_kind_lines(body)
+    k = 0
+    for start, end, has_sep in _bounds(body, starts):
+        first = k
+        while k < len(kind_lines) and kind_lines[k] < end:
+            k += 1
         if start == end and not has_sep:
             continue
-        documents.append(Document.of_bytes(len(documents), body, start, end, line, has_sep))
+        documents.append(Document.of_bytes(len(documents), body, start, end, line, has_sep, kind_lines[first:k]))
         line += body.count(b"\n", start, end)
     # As ``split`` decides it, from the first 4096 characters (at most four bytes each).
     head = body[:4 * _NEWLINE_PROBE].decode("utf-8", errors="surrogateescape")[:_NEWLINE_PROBE]
@@ -323,6 +339,23 @@ def _separator_starts(text: AnyStr) -> list[int]:
             starts.append(at + 1)
         at = text.find(marker, at + 4)
     return starts
+
+
+_MARKER_OR_KIND = re.compile(rb"\n(?:---|kind:)")
+
+
+def _markers_and_kind_lines(body: bytes) -> tuple[list[int], list[int]]:
+    """``_separator_starts(body)``, and the offsets of the lines that start ``kind:``: one
+    pass over a multi-MB stream instead of one for the markers and one per document."""
+    starts = [0] if _is_marker(body, 0) else []
+    kind_lines = [0] if body.startswith(b"kind:") else []
+    for m in _MARKER_OR_KIND.finditer(body):
+        at = m.start() + 1
+        if body[at] != 0x2D:  # "-"
+            kind_lines.append(at)
+        elif _is_marker(body, at):
+            starts.append(at)
+    return starts, kind_lines
 
 
 def _is_marker(text: AnyStr, at: int) -> bool:
