@@ -587,11 +587,11 @@ def _write_stdout(text: str | list[str | memoryview]) -> None:
             raise OSError(9, "stdout is closed")
         for piece in [text] if isinstance(text, str) else text:
             if not isinstance(piece, str):
-                out.buffer.write(piece)  # a document's own bytes
+                _write_all(out.buffer, piece)  # a document's own bytes
                 continue
             # In slices, so a multi-MB text is never held twice (as text and as bytes).
             for start in range(0, len(piece), 1 << 20):
-                out.buffer.write(piece[start : start + (1 << 20)].encode("utf-8", errors="surrogateescape"))
+                _write_all(out.buffer, piece[start : start + (1 << 20)].encode("utf-8", errors="surrogateescape"))
         out.buffer.flush()
     except BrokenPipeError:
         # The reader went away (Helm, or `| head`): the output was not delivered.
@@ -603,6 +603,20 @@ def _write_stdout(text: str | list[str | memoryview]) -> None:
         why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         _say(f"helm-egress: cannot write the output: {why}")
         raise typer.Exit(1) from None
+
+
+def _write_all(sink: Any, data: bytes | memoryview) -> None:
+    """Write all of ``data``: unbuffered (python -u, PYTHONUNBUFFERED), stdout's buffer is
+    the descriptor itself, whose write may take less than it is given."""
+    view = memoryview(data)
+    while view:
+        done = sink.write(view)
+        if done is None:  # a non-blocking descriptor that is full: wait for the reader
+            import select
+
+            select.select([], [sink], [])
+            continue
+        view = view[done:]
 
 
 def _say(line: str) -> None:

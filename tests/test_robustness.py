@@ -512,3 +512,42 @@ def test_a_closed_stdin_is_a_usage_error_even_with_a_values_file(values: str) ->
     result = subprocess.run(f"{EXE} render -f {values} <&-", shell=True, capture_output=True, timeout=20)
     assert (result.returncode, result.stdout) == (2, b""), result.stderr
     assert b"pipe the rendered manifests into stdin" in result.stderr
+
+
+def test_output_is_written_whole_when_the_descriptor_takes_less_than_it_is_given() -> None:
+    """Unbuffered (PYTHONUNBUFFERED, python -u), stdout's buffer is the descriptor itself,
+    and a write may take only part of what it is given, or nothing for now."""
+    from post_renderer import cli
+
+    class Stingy:
+        def __init__(self) -> None:
+            self.got = bytearray()
+            self.calls = 0
+
+        def write(self, data: memoryview) -> int | None:
+            self.calls += 1
+            if self.calls % 3 == 0:
+                return None  # would block
+            self.got += bytes(data[:5])
+            return min(5, len(data))
+
+        def fileno(self) -> int:
+            return sys.__stdout__.fileno()  # select() only asks whether it can be written
+
+    sink = Stingy()
+    payload = b"kind: ConfigMap\n" * 50
+    cli._write_all(sink, memoryview(payload))
+    assert bytes(sink.got) == payload
+
+
+def test_a_large_render_is_written_whole_unbuffered(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parent.parent
+    stream = (repo / "fixtures/corpus/kube-prometheus-stack.helm3.yaml").read_bytes()
+    values = str(repo / "fixtures/values/egress-values.yaml")
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    runs = [subprocess.run([sys.executable, *flags, "-m", "post_renderer", "render", "-f", values, "--release", "demo"],
+                           input=stream, capture_output=True, cwd=tmp_path, env=buffered, check=False)
+            for flags in ([], ["-u"])]
+    assert runs[0].returncode == runs[1].returncode == 0, runs[1].stderr
+    assert runs[0].stdout == runs[1].stdout
+    assert len(runs[1].stdout) > len(stream)
