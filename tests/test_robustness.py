@@ -551,3 +551,36 @@ def test_a_large_render_is_written_whole_unbuffered(tmp_path: Path) -> None:
     assert runs[0].returncode == runs[1].returncode == 0, runs[1].stderr
     assert runs[0].stdout == runs[1].stdout
     assert len(runs[1].stdout) > len(stream)
+
+
+@pytest.mark.parametrize("size", [0, 1, 4095, 4096, 3 * (1 << 20) + 7])
+def test_reading_a_file_or_a_pipe_gives_all_of_it(size: int, tmp_path: Path) -> None:
+    from post_renderer import cli
+
+    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    path = tmp_path / "in.yaml"
+    path.write_bytes(data)
+    with open(path, "rb") as f:
+        assert cli._read_bounded(f, 16 << 20) == data  # a regular file: read in one go
+    with open(path, "rb") as f:
+        f.read(min(size, 10))  # part already read: the rest
+        assert cli._read_bounded(f, 16 << 20) == data[min(size, 10):]
+    read_end, write_end = os.pipe()
+    writer = subprocess.Popen(["cat", str(path)], stdout=write_end)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        assert cli._read_bounded(pipe, 16 << 20) == data
+    writer.wait()
+
+
+def test_reading_stops_past_the_limit_for_files_and_pipes(tmp_path: Path) -> None:
+    from post_renderer import cli
+
+    path = tmp_path / "in.yaml"
+    path.write_bytes(b"a" * 5000)
+    with open(path, "rb") as f:
+        assert cli._read_bounded(f, 5000) == b"a" * 5000
+    with open(path, "rb") as f:
+        assert cli._read_bounded(f, 4999) is None
+    with open("/dev/zero", "rb") as endless:  # not a regular file, never ends
+        assert cli._read_bounded(endless, 3 << 20) is None
