@@ -2,7 +2,9 @@
 
 Most documents must come out byte for byte, so nothing here parses YAML: a document is
 its exact text, and the few facts later stages need to decide whether to parse it (its
-top-level ``kind``) are read with anchored regular expressions.
+top-level ``kind``) are read with anchored regular expressions. In a stream whose only
+line breaks are LF or CRLF (nearly all), a document stays the input's bytes until a stage
+reads its text, and goes out as those bytes (``split_bytes``, ``Document.output``).
 
 YAML forbids a line starting with ``---`` followed by white space or the line end inside
 any scalar, so splitting on such lines is exact, block scalars included.
