@@ -4,7 +4,7 @@ Reading the workloads of a large stream is most of a large render, and each docu
 read on its own, so on a machine with a second core a child reads the back half of them
 while the parent reads the front half. The child sends its answer back pickled through a
 pipe and ends with ``os._exit`` (no atexit handlers, no flushing of the parent's buffered
-output). Anything unusual -- no ``fork``, one core, other threads running (a fork would
+output). Anything unusual -- not Linux, one core, other threads running (a fork would
 copy their locks), a failed fork, a child that dies or answers nothing readable -- gives
 ``None`` and the caller does the work itself, so the result never depends on whether a
 child helped. The CLI hands ``start`` to the pipeline (``from_environment``), so the
@@ -37,7 +37,9 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> Helper | None:
 
 
 def available() -> bool:
-    if not hasattr(os, "fork") or cores() < 2:
+    # Linux only: macOS's system frameworks are not safe to use in a forked child
+    # (CPython's multiprocessing spawns there), and Windows has no fork.
+    if not sys.platform.startswith("linux") or not hasattr(os, "fork") or cores() < 2:
         return False
     threading = sys.modules.get("threading")
     return threading is None or threading.active_count() == 1
