@@ -41,10 +41,12 @@ def _string(value: str) -> str:
     # JSON escapes quotes, backslashes and C0 controls as YAML does; what YAML does not
     # allow in a document (DEL, C1 controls, U+FFFE/FFFF) or reads as a line break (NEL,
     # LS, PS, folded to a space inside quotes) is escaped too, so the value reads back.
-    return _NOT_YAML_PRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(value, ensure_ascii=False))
+    return _not_yaml_printable().sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(value, ensure_ascii=False))
 
 
-_NOT_YAML_PRINTABLE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
+@functools.cache  # compiled on first use: rare, and ~0.5 ms of every run otherwise
+def _not_yaml_printable() -> re.Pattern[str]:
+    return re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
 
 
 # (id of a list, indent, sequence style) -> (the list, its lines): see ``write``.
