@@ -83,6 +83,8 @@ def start(work: Callable[[], Any]) -> Child | None:
     """Begin ``work()`` in a child process; None when that is not possible here."""
     if not available():
         return None
+    import pickle  # noqa: F401 - before the fork: the child, which is the one waited for, has it then
+
     try:
         read_end, write_end = os.pipe()
     except OSError:
