@@ -99,6 +99,11 @@ def start(work: Callable[[], Any]) -> Child | None:
         code = 1
         try:
             os.close(read_end)
+            # Let go of the standard streams: Helm reads stdout until every holder has
+            # closed it, and the child has nothing to say on any of them.
+            quiet = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(quiet, fd)
             import pickle
 
             payload = pickle.dumps(("ok", work()), protocol=pickle.HIGHEST_PROTOCOL)

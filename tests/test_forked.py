@@ -118,3 +118,23 @@ def test_render_gives_the_same_bytes_with_and_without_a_child(path: Path, tmp_pa
     together, alone = runs
     assert together.returncode == 0, together.stderr
     assert (together.stdout, together.stderr) == (alone.stdout, alone.stderr)
+
+
+@needs_fork
+def test_the_child_lets_go_of_stdin_stdout_and_stderr() -> None:
+    """Helm reads the post-renderer's stdout until every process holding it has closed it:
+    a child must never keep it open, even for a moment longer than the parent."""
+    import time
+
+    child = forked.start(lambda: time.sleep(0.5) or "done")
+    assert child is not None
+    try:
+        deadline = time.monotonic() + 2
+        while True:
+            targets = [os.readlink(f"/proc/{child.pid}/fd/{fd}") for fd in (0, 1, 2)]
+            if targets == [os.devnull] * 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        assert targets == [os.devnull] * 3
+    finally:
+        assert child.result() == "done"
