@@ -44,11 +44,9 @@ POLICY_KINDS = {"ServiceEntry": "networking.istio.io", "NetworkPolicy": "network
 GENERATED_KINDS = frozenset({"ServiceEntry", "NetworkPolicy", "CiliumNetworkPolicy", "Sidecar"})
 # Block or flow style; the first occurrence in a document is its metadata label in every
 # chart seen, and one vote per document keeps selectors from counting twice.
-_INSTANCE_KEY = "app.kubernetes.io/instance"
-_INSTANCE = re.compile(r"""app\.kubernetes\.io/instance["']?:[ \t]*["']?([A-Za-z0-9][-A-Za-z0-9.]*)""")
-_INSTANCE_KEY_BYTES, _INSTANCE_BYTES = _INSTANCE_KEY.encode(), re.compile(_INSTANCE.pattern.encode())
-_BEFORE_KEY = ('"', "'", " ", "\t", "{", ",")
-_BEFORE_KEY_BYTES = tuple(c.encode() for c in _BEFORE_KEY)
+_INSTANCE_KEY = b"app.kubernetes.io/instance"
+_INSTANCE = re.compile(rb"""app\.kubernetes\.io/instance["']?:[ \t]*["']?([A-Za-z0-9][-A-Za-z0-9.]*)""")
+_BEFORE_KEY = (b'"', b"'", b" ", b"\t", b"{", b",")
 
 
 # Every field ``_classify`` reads from a workload, for ``yamlio.load_pruned``: pod specs
@@ -153,26 +151,21 @@ def release_from_labels(stream: Stream) -> str | None:
     votes: Counter[str] = Counter()
     for doc in stream.documents:
         # Substring search, then an anchored match: scanning whole CRDs with a regex is
-        # slow, and most documents carry the label near the top. A document kept as bytes
-        # is searched as bytes (the patterns are ASCII): most are never decoded.
+        # slow, and most documents carry the label near the top. Searched as bytes (the
+        # patterns are ASCII), so the documents kept as bytes, most, are never decoded.
         kept = doc.kept_bytes()
-        if kept is not None:
-            base, start, end = kept
-            at = base.find(_INSTANCE_KEY_BYTES, start, end)
-            while at >= 0:
-                found = _INSTANCE_BYTES.match(base, at, end)
-                if found and base[at - 1 : at] in _BEFORE_KEY_BYTES:  # a document starts a line
-                    votes[found.group(1).decode("ascii")] += 1
-                    break
-                at = base.find(_INSTANCE_KEY_BYTES, at + 1, end)
-            continue
-        at = doc.raw.find(_INSTANCE_KEY)
+        if kept is None:
+            encoded = doc.raw.encode("utf-8", "surrogateescape")
+            kept = (encoded, 0, len(encoded))
+        base, start, end = kept
+        at = base.find(_INSTANCE_KEY, start, end)
         while at >= 0:
-            m = _INSTANCE.match(doc.raw, at)
-            if m and doc.raw[at - 1 : at] in _BEFORE_KEY:
-                votes[m.group(1)] += 1
+            found = _INSTANCE.match(base, at, end)
+            # The byte before is never the previous document's: each starts a line.
+            if found and base[at - 1 : at] in _BEFORE_KEY:
+                votes[found.group(1).decode("ascii")] += 1
                 break
-            at = doc.raw.find(_INSTANCE_KEY, at + 1)
+            at = base.find(_INSTANCE_KEY, at + 1, end)
     if not votes:
         return None
     # Ties break by name so the choice never depends on document order.
