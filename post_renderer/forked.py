@@ -83,7 +83,7 @@ def start(work: Callable[[], Any]) -> Child | None:
     """Begin ``work()`` in a child process; None when that is not possible here."""
     if not available():
         return None
-    import pickle  # noqa: F401 - before the fork: the child, which is the one waited for, has it then
+    import pickle  # before the fork: the child, which is the one waited for, then has it
 
     try:
         read_end, write_end = os.pipe()
@@ -104,8 +104,6 @@ def start(work: Callable[[], Any]) -> Child | None:
             quiet = os.open(os.devnull, os.O_RDWR)
             for fd in (0, 1, 2):
                 os.dup2(quiet, fd)
-            import pickle
-
             payload = pickle.dumps(("ok", work()), protocol=pickle.HIGHEST_PROTOCOL)
             view = memoryview(payload)
             while view:
