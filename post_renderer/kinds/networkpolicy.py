@@ -30,17 +30,14 @@ def build(ctx: Context) -> list[Generated]:
     return [network_policy(a, ctx, shared) for a in ctx.access]
 
 
-def network_policy(access: Access, ctx: Context,
-                   shared: dict[tuple[Planned, ...], list[dict[str, Any]]] | None = None) -> Generated:
+def network_policy(access: Access, ctx: Context, shared: dict[tuple[Planned, ...], list[dict[str, Any]]]) -> Generated:
     """``shared``: egress rules already built, by the entries they open; workloads with the
     same entries (every one, with only values) share one list, written once (``emit``)."""
     settings = ctx.settings
     workload = access.workload
-    rules = shared.get(access.planned) if shared is not None else None
+    rules = shared.get(access.planned)
     if rules is None:
-        rules = _egress_rules(access.planned, settings)
-        if shared is not None:
-            shared[access.planned] = rules
+        rules = shared[access.planned] = _egress_rules(access.planned, settings)
     annotations = {
         WORKLOAD_ANNOTATION: f"{workload.kind}/{workload.name}",
         SOURCE_ANNOTATION: ",".join(access.sources) if access.sources else "defaults",
