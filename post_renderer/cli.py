@@ -485,7 +485,6 @@ def schema() -> None:
 
 
 def _analyse(shared: Shared, *, data: bytes | None = None, exit_code: int = 1, explain: bool = True) -> Result:
-    from post_renderer import forked
     from post_renderer.pipeline import analyse
 
     verdicts = _verdict_cache()
@@ -495,7 +494,7 @@ def _analyse(shared: Shared, *, data: bytes | None = None, exit_code: int = 1, e
         # No local keeps the input alive: analyse drops it once split, which matters for
         # peak memory on multi-MB streams.
         return analyse(_read_stdin() if data is None else data, values, shared.settings, allowlist=allowlist,
-                       policy=policy, verdicts=verdicts, explain=explain, helper=forked.from_environment())
+                       policy=policy, verdicts=verdicts, explain=explain)
     except EgressError as e:
         raise _fail(e, shared.error_file, exit_code) from None
     finally:

@@ -43,7 +43,6 @@ from post_renderer.workloads import release_from_labels, scan
 
 if TYPE_CHECKING:
     from post_renderer.destpolicy import Policy
-    from post_renderer.forked import Helper
 
 ALLOWLIST_SOURCE = "the global allowlist"
 
@@ -96,7 +95,6 @@ def analyse(
     policy: Policy | None = None,
     verdicts: Verdicts | None = None,
     explain: bool = True,
-    helper: Helper | None = None,
 ) -> Result:
     """``text``: the stream, or its bytes, read as UTF-8 with undecodable bytes kept
     (surrogateescape). ``verdicts``: schema verdicts already known (see verdicts.py); None validates all.
@@ -106,7 +104,7 @@ def analyse(
     problems = Problems()
     egress = load_egress(values, settings, problems, verdicts=verdicts)
     allowed = load_egress([allowlist], settings, problems, verdicts=verdicts) if allowlist else None
-    inventory = scan(stream, problems, helper=helper)
+    inventory = scan(stream, problems)
     if stream.is_empty:
         problems.raise_if_any()
         # Given back as it came: comments, blank lines, a BOM.

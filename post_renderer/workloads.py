@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from post_renderer import shape, yamlio
 from post_renderer.errors import EgressError, Location, Problem, Problems
 from post_renderer.model import Existing, Workload
 from post_renderer.names import dns_label_problem, label_key_problem, label_value_problem
 from post_renderer.stream import Document, Stream
-
-if TYPE_CHECKING:
-    from post_renderer.forked import Helper
 
 GENERATED_BY = "helm-egress.io/generated-by"
 HOOK = "helm.sh/hook"
@@ -72,28 +69,22 @@ class Inventory:
         self.notes: list[str] = []
 
 
-# Below this many characters of workloads to read (~50 ms of reading), a second process
-# costs more (~5 ms to fork, pickle and wait) than it saves.
-FORK_MIN_CHARS = 250_000
-
-
-def scan(stream: Stream, problems: Problems, *, helper: Helper | None = None) -> Inventory:
-    """``helper``: starts the reading of the back half of a large stream's workloads in
-    another process (``forked.start``); the answer is the same with or without one."""
-    todo = [doc for doc in stream.documents if _to_read(doc)]
-    front, back = _halves(todo) if helper is not None else (todo, [])
-    # The parts are merged in document order.
-    child = helper(lambda: _scan_part(back)) if helper is not None and back else None
-    parts = [_scan_part(todo if child is None else front)]
-    if child is not None:
-        parts.append(child.result() or _scan_part(back))
+def scan(stream: Stream, problems: Problems) -> Inventory:
+    """The workloads, the chart's own egress documents and our earlier output, in document
+    order; a bad document's problems are collected, so one run reports every one."""
     inventory = Inventory()
-    for part, found in parts:
-        inventory.workloads += part.workloads
-        inventory.generated |= part.generated
-        inventory.existing += part.existing
-        inventory.notes += part.notes
-        problems.extend(found)
+    loader = yamlio.safe_loader()
+    for doc in stream.documents:
+        if not _to_read(doc):
+            continue
+        where = Location(file="stdin", line=doc.start_line, doc_index=doc.index, kind=doc.kind_hint, name=doc.name)
+        try:
+            data = _read(loader, doc, doc.kind, where)
+        except EgressError as e:
+            problems.extend(e.problems)
+            continue
+        if isinstance(data, dict):
+            _classify(doc, data, inventory, problems)
     return inventory
 
 
@@ -103,37 +94,6 @@ def _to_read(doc: Document) -> bool:
             kind not in GENERATED_KINDS or GENERATED_BY not in doc.raw):
         return False
     return kind is not None or (doc.has_content and "kind" in doc.raw)
-
-
-def _halves(docs: list[Document]) -> tuple[list[Document], list[Document]]:
-    """``docs`` cut where half their characters lie before; all in front when they are few."""
-    total = sum(len(d.raw) for d in docs)
-    if total < FORK_MIN_CHARS or len(docs) < 2:
-        return docs, []
-    seen = 0
-    for i, doc in enumerate(docs):
-        seen += len(doc.raw)
-        if seen * 2 >= total:
-            return docs[: i + 1], docs[i + 1:]
-    return docs, []
-
-
-def _scan_part(docs: list[Document]) -> tuple[Inventory, list[Problem]]:
-    """The inventory of ``docs``, and the problems found in them, in document order."""
-    inventory, problems = Inventory(), Problems()
-    loader = yamlio.safe_loader()
-    for doc in docs:
-        where = Location(file="stdin", line=doc.start_line, doc_index=doc.index, kind=doc.kind_hint, name=doc.name)
-        try:
-            data = _read(loader, doc, doc.kind, where)
-        except EgressError as e:
-            # Collected, so one run reports every bad document.
-            problems.extend(e.problems)
-            continue
-        if not isinstance(data, dict):
-            continue
-        _classify(doc, data, inventory, problems)
-    return inventory, problems.items
 
 
 def _read(loader: Any, doc: Document, kind: str | None, where: Location) -> Any:
