@@ -14,11 +14,12 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import NamedTuple
 
+from post_renderer.addresses import destination_key
 from post_renderer.errors import Problem, Problems
 from post_renderer.inmesh import InMesh
 from post_renderer.model import SidecarHost, Workload
 from post_renderer.settings import Settings
-from post_renderer.synth import Claim, Planned, Wanted, destination_key
+from post_renderer.synth import Claim, Planned, Wanted
 
 # The ServiceEntry host of an address-only entry when Sidecars must import it: Istio's
 # Sidecar rejects short names, and `.internal` is reserved for private use (ICANN, 2024).

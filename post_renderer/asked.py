@@ -28,11 +28,11 @@ judged) and in-cluster peers (pod and namespace selectors) of a chart's NetworkP
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from post_renderer import yamlio
+from post_renderer.addresses import is_address
 from post_renderer.destpolicy import EVERY_NAMESPACE, PortRange, Request
 from post_renderer.errors import EgressError, Location, Problems
 from post_renderer.model import EgressEntry, Existing
@@ -84,7 +84,7 @@ def from_serviceentry(se: Existing, home: str | None) -> list[Request]:
             continue  # a local socket leaves no pod
         dests.append((str(address), f"spec.endpoints[{k}].address", _dialled(ports, _mapping(endpoint).get("ports"))))
     return [
-        Request(dest, _is_address(dest), port, namespace, se.location.at(path))
+        Request(dest, is_address(dest), port, namespace, se.location.at(path))
         for dest, path, port_list in dests
         for namespace in namespaces
         for port in port_list
@@ -209,7 +209,7 @@ def from_services(docs: Iterable[Document], home: str | None, problems: Problems
             continue
         # Endpoints are reached through their Service, as widely as it is visible.
         scopes = visible.get((namespace, service)) if isinstance(service, str) else None
-        out += [Request(dest, _is_address(dest), port, scope, where.at(path))
+        out += [Request(dest, is_address(dest), port, scope, where.at(path))
                 for dest, path, port_list in dests for scope in scopes or [EVERY_NAMESPACE] for port in port_list]
     return out
 
@@ -246,7 +246,7 @@ def from_workloadentries(docs: Iterable[Document], serviceentries: Iterable[Exis
         ports: list[PortRange | None] = _dialled(selecting[namespace], port_map) if namespace in selecting else \
             [*sorted({r for r in map(_single, port_map.values()) if r is not None})] or [None]
         visible = sorted(scopes.get(namespace) or {namespace}, key=lambda n: (n is not None, n or ""))
-        out += [Request(str(address), _is_address(str(address)), port, scope, where.at("spec.address"))
+        out += [Request(str(address), is_address(str(address)), port, scope, where.at("spec.address"))
                 for scope in visible for port in ports]
     return out
 
@@ -384,14 +384,6 @@ def _single(value: Any) -> PortRange | None:
     if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535:
         return value, value
     return None
-
-
-def _is_address(text: str) -> bool:
-    try:
-        ipaddress.ip_network(text.strip(), strict=False)
-    except ValueError:
-        return False
-    return True
 
 
 def _mapping(value: Any) -> dict[str, Any]:

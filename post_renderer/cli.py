@@ -17,21 +17,18 @@ import sys
 import time
 import typing
 from collections.abc import Callable
-from ipaddress import collapse_addresses
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, Optional
 
 import typer
 
 from post_renderer import __version__
+from post_renderer.addresses import IPNetwork, collapse, inside, network, overlaps_forbidden, strictly_inside
 from post_renderer.errors import EgressError, Location, Problem
 from post_renderer.names import dns_label_problem, dns_subdomain_problem, label_key_problem, label_value_problem
 from post_renderer.settings import (
-    FORBIDDEN,
-    ip_network,
     ISTIO_API_VERSIONS,
     NETWORK_POLICY_FLAVOURS,
-    IPNetwork,
     NetworkPolicyFlavour,
     PeerSelector,
     Settings,
@@ -100,7 +97,7 @@ def _labels(text: str, hint: str) -> dict[str, str]:
 
 def _cidr(text: str, hint: str) -> IPNetwork:
     try:
-        return ip_network(text.strip(), strict=True)
+        return network(text.strip(), strict=True)
     except ValueError as e:
         raise typer.BadParameter(f"{text!r} is not a canonical CIDR ({e})", param_hint=hint) from e
 
@@ -253,24 +250,23 @@ def _shared_options(
                                  param_hint="--istio-api-version")
     cidrs = tuple(_cidr(c, "--hostname-cidr") for c in hostname_cidr) if hostname_cidr else Settings().hostname_cidrs
     for net in cidrs:
-        if any(net.version == f.version and net.subnet_of(f) for f in FORBIDDEN):  # type: ignore[arg-type]
+        if overlaps_forbidden(net)[0]:
             raise typer.BadParameter(f"{net} is link-local or a metadata endpoint", param_hint="--hostname-cidr")
     excepts = tuple(_cidr(c, "--hostname-except") for c in hostname_except or ())
     for net in excepts:
         # A NetworkPolicy except must lie strictly inside its cidr; one that does not would
         # be dropped, and the range the user meant to close would stay open.
-        if not any(net.version == c.version and net.subnet_of(c) and net.prefixlen > c.prefixlen  # type: ignore[arg-type]
-                   for c in cidrs):
+        if not any(strictly_inside(net, c) for c in cidrs):
             raise typer.BadParameter(
                 f"{net} is not strictly inside any hostname CIDR ({', '.join(map(str, cidrs))}); a NetworkPolicy "
                 "except must be, so it could not be excluded", param_hint="--hostname-except")
     for cidr in cidrs:
         # Excepts that together cover a whole hostname CIDR merge into one equal to it,
         # which the API server rejects: the user asked for that CIDR not to be opened.
-        inside = [n for n in excepts if n.version == cidr.version and n.subnet_of(cidr)]  # type: ignore[arg-type]
-        if inside and list(collapse_addresses(inside)) == [cidr]:  # type: ignore[type-var]
+        covered = [n for n in excepts if inside(n, cidr)]
+        if covered and collapse(covered) == [cidr]:
             raise typer.BadParameter(
-                f"{', '.join(map(str, inside))} together cover the whole hostname CIDR {cidr}; drop that "
+                f"{', '.join(map(str, covered))} together cover the whole hostname CIDR {cidr}; drop that "
                 "--hostname-cidr instead", param_hint="--hostname-except")
     if release is not None:
         # Helm's own rule for release names; the name lands in labels and object names.

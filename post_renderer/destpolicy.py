@@ -18,16 +18,14 @@ request no rule covers.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 from post_renderer import schema, yamlio
+from post_renderer.addresses import IPNetwork, host_covers, inside, network, normal_host, unmapped
 from post_renderer.entries import host_problem
 from post_renderer.errors import EgressError, Location, Problem, Problems
-from post_renderer.names import host_covers
-from post_renderer.settings import IPNetwork
 from post_renderer.validate import non_ascii_host_problem
 
 SCHEMA_FILE = "destination-policy.schema.json"
@@ -36,14 +34,13 @@ PortRange = tuple[int, int]  # inclusive
 EVERY_NAMESPACE = "*"  # a Request opened in every namespace (no namespace name can be "*")
 _RANGE = re.compile(r"[0-9]{1,5}-[0-9]{1,5}\Z")
 
-_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
 # A rule containing one of these approves every address there is (of one family, or all
 # of IPv4 written as IPv6): no policy may say that.
 _EVERYTHING: tuple[tuple[IPNetwork, str], ...] = (
-    (ipaddress.ip_network("0.0.0.0/0"), "every IPv4 address"),
-    (ipaddress.ip_network("::/0"), "every IPv6 address"),
-    (ipaddress.ip_network("::/96"), "every IPv4 address (as IPv4-compatible IPv6, ::/96)"),
-    (ipaddress.ip_network("64:ff9b::/96"), "every IPv4 address (through NAT64, 64:ff9b::/96)"),
+    (network("0.0.0.0/0"), "every IPv4 address"),
+    (network("::/0"), "every IPv6 address"),
+    (network("::/96"), "every IPv4 address (as IPv4-compatible IPv6, ::/96)"),
+    (network("64:ff9b::/96"), "every IPv4 address (through NAT64, 64:ff9b::/96)"),
 )
 
 
@@ -86,11 +83,11 @@ class Policy(NamedTuple):
             net = _network(request.destination)
             if net is None:
                 return "not an IP address or CIDR, so no rule can approve it"
-        host = _host(request.destination)
+        host = normal_host(request.destination)
 
         def covers(rule: Rule) -> bool:
             if net is not None:
-                return any(_inside(net, n) for n in rule.networks)
+                return any(inside(net, n) for n in rule.networks)
             return any(host_covers(h, host) for h in rule.hosts)
 
         anywhere = [r for r in self.rules if covers(r)]
@@ -169,7 +166,7 @@ def _rule(i: int, item: dict[str, Any], locate: Any, problems: Problems) -> Rule
     before = len(problems.items)
     hosts: list[str] = []
     for j, value in _strings(item.get("hosts"), 255):
-        host = _host(value)
+        host = normal_host(value)
         if host.lstrip("*.") == "":
             problems.add(locate(["allow", i, "hosts", j]), f"{value!r} would approve every host; list the hosts "
                                                            "(or '*.domain') you approve")
@@ -219,22 +216,22 @@ def _strings(value: Any, longest: int) -> list[tuple[int, str]]:
 def _address(value: str, where: Location, problems: Problems) -> IPNetwork | None:
     text = value.strip()
     try:
-        net = ipaddress.ip_network(text, strict=True)
+        net = network(text, strict=True)
     except ValueError:
         try:
-            loose = ipaddress.ip_network(text, strict=False)
+            loose = network(text)
         except ValueError:
             problems.add(where, f"{value!r} is not an IP address or CIDR")
             return None
         # In a policy a stray host bit is more likely a typo than a wish: ask.
         problems.add(where, f"{value!r} has host bits set; write {str(loose)!r} if that range is meant")
         return None
-    for candidate in (net, _unmap(net)):
+    for candidate in (net, unmapped(net)):
         for everything, what in _EVERYTHING:
-            if candidate.version == everything.version and everything.subnet_of(candidate):  # type: ignore[arg-type]
+            if inside(everything, candidate):
                 problems.add(where, f"{value!r} would approve {what}; list the ranges you approve")
                 return None
-    return _unmap(net)
+    return unmapped(net)
 
 
 def _port(value: Any) -> PortRange | None:
@@ -253,27 +250,11 @@ def _port(value: Any) -> PortRange | None:
 # --- matching ---------------------------------------------------------------------
 
 
-def _host(text: str) -> str:
-    host = text.strip().lower()
-    return host[:-1] if len(host) > 1 and host.endswith(".") else host
-
-
 def _network(text: str) -> IPNetwork | None:
     try:
-        return _unmap(ipaddress.ip_network(text.strip(), strict=False))
+        return unmapped(network(text.strip()))
     except ValueError:
         return None
-
-
-def _unmap(net: IPNetwork) -> IPNetwork:
-    """An IPv4-mapped IPv6 range as the IPv4 range it is: the same destinations."""
-    if net.version == 6 and net.prefixlen >= 96 and net.subnet_of(_MAPPED):  # type: ignore[arg-type]
-        return ipaddress.IPv4Network((int(net.network_address) & 0xFFFFFFFF, net.prefixlen - 96))
-    return net
-
-
-def _inside(net: IPNetwork, rule: IPNetwork) -> bool:
-    return net.version == rule.version and net.subnet_of(rule)  # type: ignore[arg-type]
 
 
 def _uncovered_ports(wanted: PortRange | None, granted: Sequence[tuple[PortRange, ...] | None]) -> list[PortRange]:
@@ -301,7 +282,7 @@ def _uncovered_destination(request: Request, net: IPNetwork | None, host: str, r
     if net is not None:
         if net.prefixlen == 0:
             return "a policy can never approve every address"
-        parts = [r for r in rules if any(_inside(n, net) for n in r.networks)]
+        parts = [r for r in rules if any(inside(n, net) for n in r.networks)]
         if parts:
             return f"{_labels(parts)} {_verb(parts)} only part of it"
         return "no rule approves this address"

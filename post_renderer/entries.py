@@ -8,15 +8,15 @@ here, each problem located where the user wrote it.
 from __future__ import annotations
 
 import functools
-import ipaddress
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from post_renderer import schema
+from post_renderer.addresses import ZoneIndex, is_ip_literal, network, normal_host, overlaps_forbidden
 from post_renderer.errors import Location, Problems
 from post_renderer.model import EgressEntry, Port
-from post_renderer.settings import Settings, ip_network, overlaps_forbidden
-from post_renderer.validate import is_ip_literal, non_ascii_host_problem, wildcard_domain_problem
+from post_renderer.settings import Settings
+from post_renderer.validate import non_ascii_host_problem, wildcard_domain_problem
 
 Locate = Callable[[Sequence[str | int]], Location]
 
@@ -133,10 +133,7 @@ def _hosts(values: Sequence[Any], locate: Callable[[int], Location], problems: P
         if why:
             problems.add(locate(j), f"{value!r}: {why}")
             continue
-        host = str(value).strip().lower()
-        if len(host) > 1 and host.endswith("."):
-            # A trailing dot only marks the name absolute; Istio compares names without it.
-            host = host[:-1]
+        host = normal_host(str(value))
         why = host_problem(host)
         if why:
             problems.add(locate(j), f"{value!r}: {why}")
@@ -152,9 +149,9 @@ def _addresses(
     for j, value in enumerate(values):
         text = str(value).strip()
         try:
-            net = ip_network(text, strict=False)
+            net = network(text)
         except ValueError as e:
-            why = str(e) if "zone index" in str(e) else "not an IP address or CIDR"
+            why = str(e) if isinstance(e, ZoneIndex) else "not an IP address or CIDR"
             problems.add(locate(j), f"{value!r}: {why}")
             continue
         inside, contains = overlaps_forbidden(net)

@@ -1,4 +1,4 @@
-"""Kubernetes object names that are valid, and stable when they must be shortened; Istio host matching."""
+"""Kubernetes object names that are valid, and stable when they must be shortened."""
 
 from __future__ import annotations
 
@@ -71,18 +71,3 @@ def label_value_problem(value: str) -> str | None:
         return (f"label value {value!r} must be at most 63 characters, alphanumeric, '-', '_' or '.', "
                 "starting and ending alphanumeric")
     return None
-
-
-def host_covers(rule: str, host: str) -> bool:
-    """Whether host ``rule`` covers every name ``host`` stands for (both canonical), as
-    Istio matches hosts.
-
-    ``*.x`` covers every name below ``x`` at any depth, so it covers ``a.x``, ``*.x`` and
-    ``*.a.x``; an exact name covers only itself, never a wildcard.
-    """
-    if rule == host:
-        return True
-    if not rule.startswith("*."):
-        return False
-    below = host[2:] if host.startswith("*.") else host
-    return below.endswith(rule[1:])

@@ -27,17 +27,17 @@ from __future__ import annotations
 
 import copy
 import io
-import ipaddress
 import re
 from collections.abc import MutableMapping, MutableSequence
 from typing import Any
 
 from post_renderer import yamlio
+from post_renderer.addresses import IPNetwork, is_ip_literal, network, normal_host, strictly_inside
 from post_renderer.errors import EgressError, Location, Problem, Problems
 from post_renderer.model import PROTOCOLS, RESOLUTIONS, Existing
-from post_renderer.settings import ISTIO_API_VERSIONS, Settings, ip_network
+from post_renderer.settings import ISTIO_API_VERSIONS, Settings
 from post_renderer.stream import Document, Stream
-from post_renderer.validate import is_ip_literal, networkpolicy_port_problems, non_ascii_host_problem
+from post_renderer.validate import networkpolicy_port_problems, non_ascii_host_problem
 
 ISTIO_GROUP = "networking.istio.io"
 _PORT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
@@ -210,9 +210,7 @@ def _repair_serviceentry(doc: MutableMapping[str, Any], settings: Settings, prob
             problems.add(where.at(f"spec.hosts[{i}]"), f"{raw!r}: {why}")
             i += 1
             continue
-        host = raw.strip().lower()
-        if len(host) > 1 and host.endswith("."):
-            host = host[:-1]
+        host = normal_host(raw)
         if host == "*":
             problems.add(where.at(f"spec.hosts[{i}]"), "a bare '*' host matches every destination; Istio rejects it")
         elif is_ip_literal(host):
@@ -229,7 +227,7 @@ def _repair_serviceentry(doc: MutableMapping[str, Any], settings: Settings, prob
 
     for j, address in enumerate(spec.get("addresses") or []):
         try:
-            ip_network(str(address))
+            network(str(address))
         except ValueError:
             problems.add(where.at(f"spec.addresses[{j}]"), f"{address!r} is not an IP address or CIDR")
             continue
@@ -423,14 +421,14 @@ def _repair_ip_block(block: MutableMapping[str, Any], path: str, repairs: list[s
             continue
         if str(excepts[e]) != str(net):
             excepts[e] = str(net)
-        if net.version != cidr.version or not net.subnet_of(cidr) or net.prefixlen <= cidr.prefixlen:  # type: ignore[arg-type]
+        if not strictly_inside(net, cidr):
             problems.add(where.at(f"{path}.except[{e}]"), f"{net} is not strictly inside {cidr}")
 
 
 def _canonical(value: Any, path: str, repairs: list[str], problems: Problems,
-               where: Location) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+               where: Location) -> IPNetwork | None:
     try:
-        net = ip_network(str(value), strict=False)
+        net = network(str(value))
     except ValueError:
         problems.add(where.at(path), f"{value!r} is not a CIDR")
         return None

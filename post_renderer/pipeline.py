@@ -6,12 +6,12 @@ writes) together with what ``check`` warns about and what ``explain`` reports.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from post_renderer.addresses import destination_key, network
 from post_renderer.annotations import read as read_intent
 from post_renderer import stream as streams
 from post_renderer.emit import emit
@@ -33,7 +33,6 @@ from post_renderer.synth import (
     Planned,
     Wanted,
     by_name,
-    destination_key,
     plan,
     policy_names,
     register,
@@ -432,7 +431,7 @@ def _network(p: Planned, dest: str, port: int, settings: Settings) -> str:
     elif is_host and by_name(p):
         cidrs = ", ".join(str(c) for c in settings.hostname_cidrs)
         return f"any host on port {port} ({cidrs}; hostnames cannot be named in a NetworkPolicy)"
-    nets = ", ".join(str(ipaddress.ip_network(a, strict=False)) for a in p.entry.addresses)
+    nets = ", ".join(str(network(a)) for a in p.entry.addresses)
     return f"{nets} on port {port}" if not is_host else f"only its addresses {nets} on port {port}"
 
 

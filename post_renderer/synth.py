@@ -6,15 +6,14 @@ The kinds themselves live in ``post_renderer.kinds``; ``emit`` writes what they 
 
 from __future__ import annotations
 
-import functools
-import ipaddress
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+from post_renderer.addresses import IPNetwork, host_covers, network
 from post_renderer.errors import Location, Problems
 from post_renderer.model import HTTP_FAMILY, TLS_FAMILY, EgressEntry, Workload
-from post_renderer.names import dns_label, host_covers
-from post_renderer.settings import IPNetwork, Settings
+from post_renderer.names import dns_label
+from post_renderer.settings import Settings
 from post_renderer.workloads import GENERATED_BY
 
 SOURCE_ANNOTATION = "helm-egress.io/source"
@@ -129,16 +128,6 @@ class Claim(NamedTuple):
         return host_covers(self.dest, dest) and port == self.port and self.reaches(namespace)
 
 
-@functools.lru_cache(maxsize=4096)  # asked per workload, destination and claim; parsing is the cost
-def destination_key(dest: str) -> str:
-    """Hosts as they are; addresses canonical, so `10.0.0.5` and `10.0.0.5/32` are one."""
-    try:
-        net = ipaddress.ip_network(dest, strict=False)
-    except ValueError:
-        return dest
-    return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
-
-
 def register(claims: list[Claim], new: list[Claim], where: Location, problems: Problems) -> bool:
     """Add ``new`` unless one disagrees on a protocol with an overlapping claim (IST0177).
 
@@ -199,7 +188,7 @@ def by_name(p: Planned) -> bool:
 
 
 def addresses(p: Planned) -> list[IPNetwork]:
-    return [ipaddress.ip_network(a, strict=False) for a in p.entry.addresses]
+    return [network(a) for a in p.entry.addresses]
 
 
 def destinations(p: Planned, settings: Settings) -> list[IPNetwork]:

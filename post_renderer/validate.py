@@ -8,12 +8,11 @@ with a YAML path. Generated documents must pass them; a failure is a helm-egress
 from __future__ import annotations
 
 import functools
-import ipaddress
 import re
 from typing import Any
 
+from post_renderer.addresses import canonical_network, inside, network, strictly_inside
 from post_renderer.model import HTTP_FAMILY, PROTOCOLS, RESOLUTIONS, TLS_FAMILY
-from post_renderer.settings import ip_network
 
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 _WILDCARD_FIRST = re.compile(r"(\*|(\*|\*-)?[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?)\Z")
@@ -49,27 +48,6 @@ def non_ascii_host_problem(host: str) -> str | None:
     return f"hosts must be ASCII DNS names; the IDNA (punycode) form of this one is {suggestion!r}"
 
 
-def is_ip_literal(text: str) -> bool:
-    """An IP address or CIDR (``[::1]`` included), or a legacy IPv4 spelling that resolvers
-    read as an address: something that belongs in addresses, never in hosts."""
-    try:
-        ipaddress.ip_network(text.strip("[]"), strict=False)
-    except ValueError:
-        return _inet_aton_spelling(text)
-    return True
-
-
-# One to four dot-separated numbers, each decimal, octal (leading 0) or hex (0x): what
-# inet_aton() -- and so getaddrinfo(), curl, Envoy's resolver -- takes for an IPv4
-# address ("2852039166", "0xa9fea9fe", "0251.0376.0251.0376" are all 169.254.169.254).
-_INET_ATON_PART = re.compile(r"0[xX][0-9a-fA-F]*|[0-9]+")
-
-
-def _inet_aton_spelling(text: str) -> bool:
-    parts = text.removesuffix(".").split(".")
-    return 1 <= len(parts) <= 4 and all(p.isascii() and _INET_ATON_PART.fullmatch(p) for p in parts)
-
-
 def _is_fqdn(host: str) -> bool:
     return "*" not in host and wildcard_domain_problem(host) is None
 
@@ -102,7 +80,7 @@ def serviceentry_problems(spec: Any) -> list[str]:
     for i, address in enumerate(addresses):
         text = str(address)
         try:
-            ip_network(text, strict=False)
+            network(text)
             cidr = cidr or "/" in text
         except ValueError:
             out.append(f"spec.addresses[{i}]: {text!r} is not an IP address or CIDR")
@@ -227,14 +205,6 @@ def _port_problems(port: Any) -> list[str]:
     return out
 
 
-@functools.lru_cache(maxsize=1024)  # every generated NetworkPolicy repeats the same few CIDRs
-def _canonical_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
-    try:
-        return ip_network(text, strict=True)
-    except ValueError:
-        return None
-
-
 def _peer_problems(peer: Any) -> list[str]:
     if not isinstance(peer, dict) or not peer:
         return [": a peer needs podSelector, namespaceSelector or ipBlock"]
@@ -257,24 +227,18 @@ def _ipblock_problems(cidr: str, excepts: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _block_problems(cidr_value: Any, excepts: Any) -> list[str]:
-    cidr = _canonical_network(str(cidr_value))
+    cidr = canonical_network(str(cidr_value))
     if cidr is None:
         return [f".ipBlock.cidr: {cidr_value!r} is not a canonical CIDR"]
     out = []
     for e, text in enumerate(excepts):
-        net = _canonical_network(str(text))
+        net = canonical_network(str(text))
         if net is None:
             out.append(f".ipBlock.except[{e}]: {text!r} is not a canonical CIDR")
             continue
-        if not _strictly_inside(net, cidr):
+        if not strictly_inside(net, cidr):
             out.append(f".ipBlock.except[{e}]: {text} must be a strict subset of {cidr}")
     return out
-
-
-@functools.lru_cache(maxsize=1024)
-def _strictly_inside(net: ipaddress.IPv4Network | ipaddress.IPv6Network,
-                     cidr: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
-    return net.version == cidr.version and net.subnet_of(cidr) and net.prefixlen > cidr.prefixlen  # type: ignore[arg-type]
 
 
 def sidecar_host_problem(host: str) -> str | None:
@@ -358,14 +322,12 @@ def ciliumnetworkpolicy_problems(spec: Any) -> list[str]:
                                           or pattern.strip("*.") == ""):
                 out.append(f"{base}.toFQDNs[{i}].matchPattern: {pattern!r} is not a pattern below a domain")
         for i, block in enumerate(rule.get("toCIDRSet") or []):
-            try:
-                cidr = ipaddress.ip_network(str(block.get("cidr")), strict=True)
-            except ValueError:
+            cidr = canonical_network(str(block.get("cidr")))
+            if cidr is None:
                 out.append(f"{base}.toCIDRSet[{i}].cidr: {block.get('cidr')!r} is not a canonical CIDR")
                 continue
             for text in block.get("except") or []:
-                net = ipaddress.ip_network(str(text), strict=False)
-                if net.version != cidr.version or not net.subnet_of(cidr):  # type: ignore[arg-type]
+                if not inside(network(str(text)), cidr):
                     out.append(f"{base}.toCIDRSet[{i}].except: {text} is not inside {cidr}")
         for t, to_ports in enumerate(rule.get("toPorts") or []):
             ports = to_ports.get("ports") or []

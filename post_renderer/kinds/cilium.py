@@ -13,9 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 from post_renderer.access import Access, Context, selected_too
+from post_renderer.addresses import IPNetwork, excepts_for
 from post_renderer.errors import Problem
 from post_renderer.model import Workload
-from post_renderer.settings import IPNetwork, PeerSelector, excepts_for
+from post_renderer.settings import PeerSelector
 from post_renderer.synth import SOURCE_ANNOTATION, WORKLOAD_ANNOTATION, Generated, addresses, by_name, metadata
 from post_renderer.validate import ciliumnetworkpolicy_problems
 

@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from post_renderer.access import Access, Context, selected_too
+from post_renderer.addresses import IPNetwork, excepts_for
 from post_renderer.errors import Problem
 from post_renderer.inmesh import selector_matcher
 from post_renderer.model import Workload
-from post_renderer.settings import IPNetwork, PeerSelector, Settings, excepts_for
+from post_renderer.settings import PeerSelector, Settings
 from post_renderer.synth import SOURCE_ANNOTATION, WORKLOAD_ANNOTATION, Generated, Planned, destinations, metadata
 from post_renderer.validate import networkpolicy_problems
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from post_renderer.access import ADDRESS_ONLY_DOMAIN, Context
-from post_renderer.synth import SOURCE_ANNOTATION, Claim, Generated, destination_key, metadata, register
+from post_renderer.addresses import destination_key
+from post_renderer.synth import SOURCE_ANNOTATION, Claim, Generated, metadata, register
 from post_renderer.names import dns_label, sha256_hex
 from post_renderer.validate import serviceentry_problems
 

@@ -12,8 +12,8 @@ import: the proxy reaches it through its bootstrap configuration.
 from __future__ import annotations
 
 from post_renderer.access import Access, Context, others_hostnames
+from post_renderer.addresses import host_covers, normal_host
 from post_renderer.errors import Problem
-from post_renderer.names import host_covers
 from post_renderer.synth import SOURCE_ANNOTATION, WORKLOAD_ANNOTATION, Generated, metadata
 from post_renderer.validate import sidecar_problems
 
@@ -101,7 +101,7 @@ def errors(ctx: Context) -> list[Problem]:
         for host, where in added:
             # Declared hosts are canonical (lower case, no trailing dot); DNS names are not
             # case-sensitive, so 'API.Stripe.com.' must not slip past as another name.
-            dns_name = host.partition("/")[2].lower().removesuffix(".")
+            dns_name = normal_host(host.partition("/")[2])
             # Either way round: a wildcard on either side takes in the names below it.
             taken = next((f"{other} ({by})" for other, by in others.items()
                           if host_covers(dns_name, other) or host_covers(other, dns_name)), None)
