@@ -23,7 +23,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 from post_renderer import schema, yamlio
-from post_renderer.addresses import IPNetwork, host_covers, inside, network, normal_host, unmapped
+from post_renderer.addresses import (
+    ZONE_INDEX, IPNetwork, ZoneIndex, host_covers, inside, network, normal_host, unmapped,
+)
 from post_renderer.entries import host_problem
 from post_renderer.errors import EgressError, Location, Problem, Problems
 from post_renderer.validate import non_ascii_host_problem
@@ -217,6 +219,11 @@ def _address(value: str, where: Location, problems: Problems) -> IPNetwork | Non
     text = value.strip()
     try:
         net = network(text, strict=True)
+    except ZoneIndex:
+        # ipaddress keeps the zone in its comparisons: the rule would approve part of its own
+        # range and not the rest (an address alone: nothing).
+        problems.add(where, f"{value!r} {ZONE_INDEX}")
+        return None
     except ValueError:
         try:
             loose = network(text)

@@ -70,3 +70,26 @@ def test_host_coverage_is_the_one_the_policy_and_sidecars_use() -> None:
 
     assert destpolicy.host_covers is sidecar.host_covers is host_covers
     assert host_covers("*.example.com", "a.b.example.com") and not host_covers("*.example.com", "example.com")
+
+
+# --------------------------------------------------------------- the destination policy
+
+
+@pytest.mark.parametrize("address", ["2001:db8::1%eth0", "2001:db8::%eth0/32", "fe80::1%1", "10.0.0.1%eth0"])
+def test_a_policy_rule_with_a_zone_index_is_refused_when_the_file_is_loaded(address: str) -> None:
+    text = f"allow:\n  - hosts: [a.example.com]\n  - addresses: [10.0.0.0/8, '{address}']\n    ports: [443]\n"
+    with pytest.raises(EgressError) as caught:
+        load(text, "platform.yaml")
+    (problem,) = caught.value.problems
+    assert (problem.location.file, problem.location.line, problem.location.path) == \
+        ("platform.yaml", 3, "allow[1].addresses[1]")
+    assert problem.message == f"{address!r} has a zone index ('%...'); addresses are written without one"
+
+
+def test_a_render_with_such_a_policy_exits_1_and_writes_nothing(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("allow:\n  - addresses: ['2001:db8::1%eth0']\n")
+    code, out, err = render(WORKLOAD, "--policy", str(policy))
+    assert (code, out) == (1, ""), err
+    assert err == (f"error: {policy}:2: allow[0].addresses[0]: '2001:db8::1%eth0' has a zone index ('%...'); "
+                   "addresses are written without one\n")
