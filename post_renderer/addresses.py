@@ -49,9 +49,10 @@ def canonical_network(text: str) -> IPNetwork | None:
 
 
 def is_address(text: str) -> bool:
-    """Whether ``text`` is written as an IP address or CIDR."""
+    """Whether ``text`` is written as an IP address or CIDR. A zone index does not turn one
+    into a host name: it stays an address, one that ``network`` refuses."""
     try:
-        ipaddress.ip_network(text.strip(), strict=False)
+        ipaddress.ip_network(text.strip().partition("%")[0], strict=False)
     except ValueError:
         return False
     return True

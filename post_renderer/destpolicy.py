@@ -82,6 +82,8 @@ class Policy(NamedTuple):
         """Why ``request`` is not approved, or None when it is."""
         net: IPNetwork | None = None
         if request.address:
+            if "%" in request.destination:
+                return f"it {ZONE_INDEX}, so no rule can approve it"
             net = _network(request.destination)
             if net is None:
                 return "not an IP address or CIDR, so no rule can approve it"
