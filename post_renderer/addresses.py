@@ -20,9 +20,9 @@ ZONE_INDEX = "has a zone index ('%...'); addresses are written without one"
 
 
 class ZoneIndex(ValueError):
-    """An address with a zone index (``fe80::1%eth0``). ``ipaddress`` accepts it and keeps
-    the zone in comparisons, so it would equal no address and sit inside ranges unevenly;
-    neither Istio nor the API server takes one."""
+    """An address with a zone index (``fe80::1%eth0``): an interface of one machine, not a
+    destination. ``ipaddress`` accepts it and keeps the zone in comparisons, so it would
+    equal no address and lie inside some ranges that hold its address and not others."""
 
 
 # --- parsing ----------------------------------------------------------------------
