@@ -3,9 +3,10 @@
 A workload's access is the entries it may reach (the release-wide values when they apply,
 then its own annotations), each with the resolution its ServiceEntry carries and where it
 was declared, plus the in-mesh hosts its Sidecar imports. ``Context`` adds what answers
-"which ServiceEntry serves this destination, and from which namespace": the claims of the
-chart's own ServiceEntries, the global allowlist and the ServiceEntries written in this run.
-Output kinds (``post_renderer.kinds``) only translate this model into their own objects.
+"which ServiceEntry serves this destination, and from which namespace" (``serving.Serving``:
+the chart's own ServiceEntries, the global allowlist and the ServiceEntries this run
+writes). It is built once by the plan stage and never changed after; output kinds
+(``post_renderer.kinds``) only translate it into their own objects.
 """
 
 from __future__ import annotations
@@ -15,15 +16,12 @@ from functools import cached_property
 from typing import NamedTuple
 
 from post_renderer.addresses import destination_key
-from post_renderer.errors import Problem, Problems
+from post_renderer.errors import Problem
 from post_renderer.inmesh import InMesh
 from post_renderer.model import SidecarHost, Workload
+from post_renderer.serving import Serving
 from post_renderer.settings import Settings
-from post_renderer.synth import Claim, Planned, Wanted
-
-# The ServiceEntry host of an address-only entry when Sidecars must import it: Istio's
-# Sidecar rejects short names, and `.internal` is reserved for private use (ICANN, 2024).
-ADDRESS_ONLY_DOMAIN = "egress.internal"
+from post_renderer.synth import Claim, Planned
 
 
 class Access(NamedTuple):
@@ -42,26 +40,17 @@ class Access(NamedTuple):
 
 
 class Context:
-    """Everything an output kind's ``build`` reads; ``claims`` grows as ServiceEntries are written."""
+    """Everything an output kind reads; built once by the plan stage, read-only after."""
 
     def __init__(
-        self, *, settings: Settings, release: str | None, home: str | None, problems: Problems,
-        access: list[Access], wanted: list[Wanted] | None = None, claims: list[Claim] | None = None,
-        reserved: set[tuple[str | None, str]] | None = None, inmesh: InMesh | None = None,
-        workloads: list[Workload] | None = None,
+        self, *, settings: Settings, release: str | None, home: str | None, access: list[Access],
+        service_entries: Serving | None = None, inmesh: InMesh | None = None, workloads: list[Workload] | None = None,
     ) -> None:
         self.settings = settings
         self.release = release
         self.home = home  # where documents that name no namespace land, when it can be told
-        self.problems = problems
         self.access = access
-        self.wanted: list[Wanted] = wanted if wanted is not None else []
-        self.claims: list[Claim] = claims if claims is not None else []
-        # The chart's own ServiceEntries, (namespace, name).
-        self.reserved: set[tuple[str | None, str]] = reserved if reserved is not None else set()
-        self.skipped: list[tuple[Wanted, Claim]] = []
-        # Written although a chart ServiceEntry serves it, because Sidecars cannot import that one.
-        self.doubled: list[tuple[Wanted, Claim]] = []
+        self.service_entries = service_entries if service_entries is not None else Serving((), (), (), ())
         self.inmesh = inmesh if inmesh is not None else InMesh()
         # Every pod-bearing workload of the stream, served or not (hooks, ignored, no egress):
         # a label selector written for one must not take in another's pods unnoticed.
@@ -98,7 +87,7 @@ class Context:
         """The ServiceEntry claim that lets the mesh route ``dest:port`` for this workload."""
         scope = self.scope(access)
         key = destination_key(dest)
-        found = [c for c in self.claims if c.covers(key, port, scope)]
+        found = [c for c in self.service_entries.claims if c.covers(key, port, scope)]
         # Istio routes a name to the ServiceEntry with that exact host before a wildcard
         # one; a Sidecar can import only a ServiceEntry with an FQDN host; one whose
         # namespace is known names the narrowest import.

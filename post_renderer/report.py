@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from post_renderer import yamlwriter
 from post_renderer.errors import Location, Problem, Problems
-from post_renderer.pipeline import WorkloadReport, entry_warnings
+from post_renderer.explain import WorkloadReport
+from post_renderer.kinds.serviceentry import entry_warnings
 from post_renderer.schema import Verdicts
 from post_renderer.settings import Settings
 from post_renderer.synth import plan

@@ -176,8 +176,6 @@ def metadata(name: str, namespace: str | None, release: str | None, annotations:
     return meta
 
 
-
-
 def by_name(p: Planned) -> bool:
     """Whether the sidecar dials what the entry's hostnames resolve to.
 
@@ -198,3 +196,29 @@ def destinations(p: Planned, settings: Settings) -> list[IPNetwork]:
     if by_name(p):
         nets = list(settings.hostname_cidrs) + [n for n in nets if n not in settings.hostname_cidrs]
     return nets
+
+
+def tcp_without_addresses(spec: dict[str, Any]) -> list[Any]:
+    """The ports of a ServiceEntry spec that match every address on their number (IST0134):
+    Istio's analyzer compares the protocol literally, unset or "TCP"."""
+    if spec.get("addresses"):
+        return []
+    return [p.get("number") for p in spec.get("ports") or [] if isinstance(p, dict) and p.get("protocol") in (None, "", "TCP")]
+
+
+def hostnames_by_name(planned: Sequence[Planned]) -> list[str]:
+    """The hostnames of entries the sidecar dials by name, once each, in order."""
+    return list(dict.fromkeys(h for p in planned if by_name(p) for h in p.entry.hosts))
+
+
+def registry_only_message(hosts: Sequence[str], layer: str) -> str:
+    """A workload's hostnames that no network layer names: only the mesh holds them."""
+    return (f"hostname egress ({', '.join(hosts[:3])}{', ...' if len(hosts) > 3 else ''}) rests on Istio's "
+            f"REGISTRY_ONLY alone: {layer}, and a pod that bypasses its proxy reaches any host; "
+            "--network-policy cilium enforces the names (toFQDNs)")
+
+
+def reached_addresses(p: Planned, dest: str, port: int) -> str:
+    """What a network layer opens for a destination reached by its addresses (explain)."""
+    nets = ", ".join(str(n) for n in addresses(p))
+    return f"{nets} on port {port}" if dest not in p.entry.hosts else f"only its addresses {nets} on port {port}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Collection
 from typing import Any
 
 from post_renderer import shape, yamlio
@@ -35,10 +36,6 @@ WORKLOAD_KINDS: dict[str, frozenset[str]] = {
 }
 # Egress documents a chart renders itself: kind -> API group.
 POLICY_KINDS = {"ServiceEntry": "networking.istio.io", "NetworkPolicy": "networking.k8s.io"}
-# The kinds helm-egress writes (those of kinds/): only a document of one of these can be
-# its own earlier output. Any other document keeps whatever annotations it carries, and
-# is not searched for them (CRDs are most of some streams' bytes).
-GENERATED_KINDS = frozenset({"ServiceEntry", "NetworkPolicy", "CiliumNetworkPolicy", "Sidecar"})
 # Block or flow style; the first occurrence in a document is its metadata label in every
 # chart seen, and one vote per document keeps selectors from counting twice.
 _INSTANCE_KEY = b"app.kubernetes.io/instance"
@@ -69,13 +66,18 @@ class Inventory:
         self.notes: list[str] = []
 
 
-def scan(stream: Stream, problems: Problems) -> Inventory:
+def scan(stream: Stream, problems: Problems, *, generated_kinds: Collection[str]) -> Inventory:
     """The workloads, the chart's own egress documents and our earlier output, in document
-    order; a bad document's problems are collected, so one run reports every one."""
+    order; a bad document's problems are collected, so one run reports every one.
+
+    ``generated_kinds``: the kinds helm-egress writes (the registry's, ``kinds.NAMES``): only
+    a document of one of these can be its own earlier output. Any other document keeps
+    whatever annotations it carries, and is not searched for them (CRDs are most of some
+    streams' bytes)."""
     inventory = Inventory()
     loader = yamlio.safe_loader()
     for doc in stream.documents:
-        if not _to_read(doc):
+        if not _to_read(doc, generated_kinds):
             continue
         where = Location(file="stdin", line=doc.start_line, doc_index=doc.index, kind=doc.kind_hint, name=doc.name)
         try:
@@ -84,14 +86,14 @@ def scan(stream: Stream, problems: Problems) -> Inventory:
             problems.extend(e.problems)
             continue
         if isinstance(data, dict):
-            _classify(doc, data, inventory, problems)
+            _classify(doc, data, inventory, problems, generated_kinds)
     return inventory
 
 
-def _to_read(doc: Document) -> bool:
+def _to_read(doc: Document, generated_kinds: Collection[str]) -> bool:
     kind = doc.kind
     if kind is not None and kind not in WORKLOAD_KINDS and kind not in POLICY_KINDS and (
-            kind not in GENERATED_KINDS or GENERATED_BY not in doc.raw):
+            kind not in generated_kinds or GENERATED_BY not in doc.raw):
         return False
     return kind is not None or (doc.has_content and "kind" in doc.raw)
 
@@ -132,12 +134,13 @@ def release_from_labels(stream: Stream) -> str | None:
     return min(votes.items(), key=lambda kv: (-kv[1], kv[0]))[0]
 
 
-def _classify(doc: Document, data: dict[str, Any], inventory: Inventory, problems: Problems) -> None:
+def _classify(doc: Document, data: dict[str, Any], inventory: Inventory, problems: Problems,
+              generated_kinds: Collection[str]) -> None:
     kind = data.get("kind")
     metadata = _mapping(data.get("metadata"))
     name = metadata.get("name")
     annotations = _mapping(metadata.get("annotations"))
-    if GENERATED_BY in annotations and kind in GENERATED_KINDS:
+    if GENERATED_BY in annotations and kind in generated_kinds:
         inventory.generated.add(doc.index)
         return
     api_version = data.get("apiVersion")

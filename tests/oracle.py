@@ -1315,3 +1315,22 @@ def mesh_allows(documents: Sequence[Doc], pod_labels: Mapping[str, str], namespa
         if ip is not None and any(ipaddress.ip_address(ip) in ipaddress.ip_network(a, strict=False) for a in s["addresses"]):
             return True
     return False
+
+
+# ------------------------------------------------------------------- dispatch by kind
+# Every kind helm-egress writes (post_renderer.kinds.KINDS) must have its admission rules
+# here; tests/test_kinds.py fails for a registered kind the oracle cannot judge.
+PROBLEMS: dict[str, Callable[[Doc], list[str]]] = {
+    "ServiceEntry": serviceentry_problems,
+    "NetworkPolicy": networkpolicy_problems,
+    "CiliumNetworkPolicy": ciliumnetworkpolicy_problems,
+    "Sidecar": sidecar_problems,
+}
+
+
+def problems(doc: Doc) -> list[str]:
+    """What the API server or the kind's admission webhook would refuse in ``doc``."""
+    check = PROBLEMS.get(doc.get("kind")) if isinstance(doc, Mapping) else None
+    if check is None:
+        return [f"the oracle has no rules for kind {doc.get('kind') if isinstance(doc, Mapping) else None!r}"]
+    return check(doc)

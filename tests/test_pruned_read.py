@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from post_renderer import stream as streams
-from post_renderer import workloads, yamlio
+from post_renderer import kinds, workloads, yamlio
 from post_renderer.cli import app
 from post_renderer.errors import Location, Problems
 
@@ -40,10 +40,10 @@ def pruned(data: Any, keep: Any) -> Any:
 def test_real_streams_give_the_same_inventory(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     stream = streams.split(path.read_bytes().decode("utf-8", "surrogateescape"))
     fast_problems, slow_problems = Problems(), Problems()
-    fast = workloads.scan(stream, fast_problems)
+    fast = workloads.scan(stream, fast_problems, generated_kinds=kinds.NAMES)
     with monkeypatch.context() as m:
         whole_reads(m)
-        slow = workloads.scan(stream, slow_problems)
+        slow = workloads.scan(stream, slow_problems, generated_kinds=kinds.NAMES)
     assert vars(fast) == vars(slow)
     assert fast_problems.items == slow_problems.items
 
@@ -125,6 +125,6 @@ def test_what_is_not_read_is_still_checked(name: str) -> None:
 
 def test_without_libyaml_every_document_is_read_whole(monkeypatch: pytest.MonkeyPatch) -> None:
     stream = streams.split((REPO / "fixtures/corpus/prometheus.helm3.yaml").read_text())
-    expected = workloads.scan(stream, Problems())
+    expected = workloads.scan(stream, Problems(), generated_kinds=kinds.NAMES)
     monkeypatch.setattr(yamlio, "CParser", None)
-    assert vars(workloads.scan(stream, Problems())) == vars(expected)
+    assert vars(workloads.scan(stream, Problems(), generated_kinds=kinds.NAMES)) == vars(expected)

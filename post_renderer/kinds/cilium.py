@@ -10,14 +10,23 @@ label, so `--cilium-wildcard-depth N` writes `*.example.com`, `*.*.example.com` 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from post_renderer.access import Access, Context, selected_too
 from post_renderer.addresses import IPNetwork, excepts_for
 from post_renderer.errors import Problem
 from post_renderer.model import Workload
-from post_renderer.settings import PeerSelector
-from post_renderer.synth import SOURCE_ANNOTATION, WORKLOAD_ANNOTATION, Generated, addresses, by_name, metadata
+from post_renderer.settings import PeerSelector, Settings
+from post_renderer.synth import (
+    SOURCE_ANNOTATION,
+    WORKLOAD_ANNOTATION,
+    Generated,
+    Planned,
+    addresses,
+    by_name,
+    metadata,
+    reached_addresses,
+)
 from post_renderer.validate import ciliumnetworkpolicy_problems
 
 KIND = "CiliumNetworkPolicy"
@@ -31,12 +40,24 @@ MAX_PORTS = 40  # per toPorts item (CRD maxItems)
 # Narrowing it does not narrow egress — `toFQDNs` does that — and Cilium answers a refused
 # query with REFUSED, which stops musl's search-path walk (see README).
 DNS_QUERIES = [{"matchPattern": "*"}]
+SETTINGS = frozenset({"network_policy", "namespace", "dns", "istiod", "allow_same_namespace",
+                      "cilium_wildcard_depth"})
+LAYER: Final = "network"
+REPORT: Final = "policy"
+LABEL_SELECTOR = True
+NEEDS_MESH = True  # the chart's own Cilium policies widen what its selection may reach
 check = ciliumnetworkpolicy_problems
 
 
+def wanted(settings: Settings) -> bool:
+    return settings.network_policy == "cilium"
+
+
+def covers(access: Access, settings: Settings) -> bool:
+    return wanted(settings)
+
+
 def build(ctx: Context) -> list[Generated]:
-    if ctx.settings.network_policy != "cilium":
-        return []
     return [_policy(a, ctx) for a in ctx.access]
 
 
@@ -128,8 +149,6 @@ def _twins(access: Access, ctx: Context) -> list[Workload]:
 
 
 def errors(ctx: Context) -> list[Problem]:
-    if ctx.settings.network_policy != "cilium":
-        return []
     served = {a.workload.doc_index for a in ctx.access}
     out = []
     for a in ctx.access:
@@ -143,8 +162,6 @@ def errors(ctx: Context) -> list[Problem]:
 
 
 def notes(ctx: Context) -> list[str]:
-    if ctx.settings.network_policy != "cilium":
-        return []
     out = []
     for chart in ctx.inmesh.cilium:
         for a in ctx.access:
@@ -172,8 +189,6 @@ def _to_ports(ports: tuple[tuple[int, str], ...]) -> list[dict[str, Any]]:
 def warnings(ctx: Context) -> list[Problem]:
     """Pods of a workload we write nothing for that a policy selects anyway; what the
     per-depth ladder for older Cilium cannot match; each once per workload."""
-    if ctx.settings.network_policy != "cilium":
-        return []
     served = {a.workload.doc_index for a in ctx.access}
     out = []
     for a in ctx.access:
@@ -192,3 +207,12 @@ def warnings(ctx: Context) -> list[Problem]:
                 f"{depth} label(s) deep in the CiliumNetworkPolicy; deeper names (e.g. {deeper}{wild[0][1:]}) are "
                 "blocked although Istio would route them; Cilium >= 1.19 matches any depth (depth 0)")))
     return out
+
+
+def explain(ctx: Context, access: Access, planned: Planned, dest: str, port: int) -> str:
+    if dest in planned.entry.hosts and by_name(planned):
+        selectors = fqdn_selectors(dest, ctx.settings.cilium_wildcard_depth)
+        opens = "toFQDNs " + ", ".join(next(iter(sel.values())) for sel in selectors) + f" on port {port}"
+    else:
+        opens = reached_addresses(planned, dest, port)
+    return f"{KIND} {access.policy_name}: {opens}"

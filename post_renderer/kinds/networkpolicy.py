@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from post_renderer.access import Access, Context, selected_too
 from post_renderer.addresses import IPNetwork, excepts_for
@@ -16,17 +16,48 @@ from post_renderer.errors import Problem
 from post_renderer.inmesh import selector_matcher
 from post_renderer.model import Workload
 from post_renderer.settings import PeerSelector, Settings
-from post_renderer.synth import SOURCE_ANNOTATION, WORKLOAD_ANNOTATION, Generated, Planned, destinations, metadata
+from post_renderer.synth import (
+    SOURCE_ANNOTATION,
+    WORKLOAD_ANNOTATION,
+    Generated,
+    Planned,
+    by_name,
+    destinations,
+    hostnames_by_name,
+    metadata,
+    reached_addresses,
+    registry_only_message,
+)
 from post_renderer.validate import networkpolicy_problems
 
 KIND = "NetworkPolicy"
 TEMPLATE = "templates/helm-egress-networkpolicies.yaml"
+SETTINGS = frozenset({"network_policy", "namespace", "dns", "istiod", "allow_same_namespace", "hostname_cidrs",
+                      "hostname_excepts"})
+LAYER: Final = "network"
+REPORT: Final = "policy"
+LABEL_SELECTOR = False  # its own pod selector, narrowed where it takes in other pods
+NEEDS_MESH = False
 check = networkpolicy_problems
 
 
+def wanted(settings: Settings) -> bool:
+    return settings.network_policy == "kubernetes"
+
+
+def covers(access: Access, settings: Settings) -> bool:
+    return wanted(settings)
+
+
+def errors(ctx: Context) -> list[Problem]:
+    return []
+
+
+def notes(ctx: Context) -> list[str]:
+    return []
+
+
 def build(ctx: Context) -> list[Generated]:
-    if ctx.settings.network_policy != "kubernetes":
-        return []
     shared: dict[tuple[Planned, ...], list[dict[str, Any]]] = {}
     return [network_policy(a, ctx, shared) for a in ctx.access]
 
@@ -111,8 +142,7 @@ def _pod_selector(access: Access, ctx: Context) -> dict[str, Any]:
 
 
 def warnings(ctx: Context) -> list[Problem]:
-    if ctx.settings.network_policy != "kubernetes":
-        return []
+    """Pods its selector cannot leave out; hostnames it opens to any host."""
     served = {a.workload.doc_index for a in ctx.access}
     out = []
     for a in ctx.access:
@@ -120,7 +150,24 @@ def warnings(ctx: Context) -> list[Problem]:
             if w.pod_labels == a.workload.pod_labels:
                 out.append(selected_too(w, a, KIND, "each of the two gets the union of both policies' egress"
                                         if w.doc_index in served else "they get only its egress"))
+    if not any(c.prefixlen == 0 for c in ctx.settings.hostname_cidrs):
+        return out  # --hostname-cidr narrowed the names to known ranges (a proxy, a NAT)
+    for a in ctx.access:
+        hosts = hostnames_by_name(a.planned)
+        if hosts:
+            ports = sorted({port.number for p in a.planned if by_name(p) for port in p.entry.ports})
+            out.append(Problem(a.workload.location, registry_only_message(
+                hosts, f"its NetworkPolicy opens port(s) {', '.join(map(str, ports))} to any host")))
     return out
+
+
+def explain(ctx: Context, access: Access, planned: Planned, dest: str, port: int) -> str:
+    if dest in planned.entry.hosts and by_name(planned):
+        cidrs = ", ".join(str(c) for c in ctx.settings.hostname_cidrs)
+        opens = f"any host on port {port} ({cidrs}; hostnames cannot be named in a NetworkPolicy)"
+    else:
+        opens = reached_addresses(planned, dest, port)
+    return f"{KIND} {access.policy_name}: {opens}"
 
 
 def _peer_rule(peer: PeerSelector) -> dict[str, Any]:

@@ -11,21 +11,36 @@ import: the proxy reaches it through its bootstrap configuration.
 
 from __future__ import annotations
 
+from typing import Final
+
 from post_renderer.access import Access, Context, others_hostnames
 from post_renderer.addresses import host_covers, normal_host
 from post_renderer.errors import Problem
-from post_renderer.synth import SOURCE_ANNOTATION, WORKLOAD_ANNOTATION, Generated, metadata
+from post_renderer.settings import Settings
+from post_renderer.synth import SOURCE_ANNOTATION, WORKLOAD_ANNOTATION, Generated, Planned, metadata
 from post_renderer.validate import sidecar_problems
 
 KIND = "Sidecar"
 TEMPLATE = "templates/helm-egress-sidecars.yaml"
+SETTINGS = frozenset({"sidecar", "sidecar_hosts", "cluster_domain", "istio_api_version", "annotation_prefix",
+                      "namespace"})
+LAYER: Final = "mesh"
+REPORT: Final = "sidecar"
+LABEL_SELECTOR = True  # a workloadSelector has labels only
+NEEDS_MESH = True  # the release's Services, the chart's own Sidecars
 NOTHING = "~/*"  # imports no service: for a workload with nothing to import
 check = sidecar_problems
 
 
+def wanted(settings: Settings) -> bool:
+    return settings.sidecar
+
+
+def covers(access: Access, settings: Settings) -> bool:
+    return settings.sidecar and access.sidecar
+
+
 def build(ctx: Context) -> list[Generated]:
-    if not ctx.settings.sidecar:
-        return []
     out = []
     for a in ctx.access:
         if not a.sidecar:
@@ -67,8 +82,6 @@ def egress_hosts(access: Access, ctx: Context) -> list[str]:
 
 def errors(ctx: Context) -> list[Problem]:
     """What would make the Sidecars wrong: refused before anything is written."""
-    if not ctx.settings.sidecar:
-        return []
     out: list[Problem] = []
     mine = [a for a in ctx.access if a.sidecar]
     with_sidecar = {a.workload.doc_index for a in mine}
@@ -148,3 +161,7 @@ def warnings(ctx: Context) -> list[Problem]:
                         f"{a.workload.kind}/{a.workload.name} cannot import it; add it with --sidecar-host NS/HOST")))
     return out
 
+
+
+def explain(ctx: Context, access: Access, planned: Planned, dest: str, port: int) -> str:
+    return f"{KIND} {access.policy_name}"

@@ -1,0 +1,104 @@
+"""Stage: find the workloads and what is asked for them.
+
+Values, the global allowlist, the workloads and their annotations, the chart's own
+ServiceEntries and NetworkPolicies (repaired when they would be refused) and, when an
+output kind needs them, the chart's in-mesh objects. Every problem of this stage is
+collected and raised together, so one run reports every bad value, document and
+annotation at once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection, Sequence
+from typing import NamedTuple
+
+from post_renderer.annotations import Intent
+from post_renderer.annotations import read as read_intent
+from post_renderer.errors import Problem, Problems
+from post_renderer.inmesh import InMesh
+from post_renderer.inmesh import scan as scan_inmesh
+from post_renderer.model import EgressEntry, Existing, Workload
+from post_renderer.normalize import normalize
+from post_renderer.schema import Verdicts
+from post_renderer.serving import chart_claims
+from post_renderer.settings import Settings
+from post_renderer.stream import Stream
+from post_renderer.synth import Claim, Planned, plan, tcp_without_addresses
+from post_renderer.values import EgressValues, ValuesFile, load_egress
+from post_renderer.workloads import Inventory, scan
+
+
+class Found(NamedTuple):
+    stream: Stream
+    inventory: Inventory  # every workload, the chart's egress documents as read, our earlier output
+    egress: EgressValues  # the values' istio.egress
+    allowed: tuple[EgressEntry, ...]  # the global allowlist's entries
+    # The chart's ServiceEntries, repaired (the safe copy), and the text of every chart
+    # document rewritten by a repair, by document index.
+    serviceentries: list[Existing]
+    replacements: dict[int, str]
+    intents: dict[int, Intent]  # by the workload's document index
+    release_wide: list[Planned]  # the values' entries, with their resolutions
+    own: dict[int, list[Planned]]  # each workload's annotated entries, by document index
+    # Where documents that name no namespace land: Helm's -n, which charts that do name one
+    # almost always write as {{ .Release.Namespace }}.
+    home: str | None
+    claims: list[Claim]  # what the chart's ServiceEntries and the allowlist serve
+    inmesh: InMesh
+    notes: list[str]
+    warnings: list[Problem]
+
+
+def find(stream: Stream, values: Sequence[ValuesFile], allowlist: ValuesFile | None, settings: Settings, *,
+         verdicts: Verdicts | None, generated_kinds: Collection[str], needs_mesh: bool) -> Found:
+    """``generated_kinds``: the kinds helm-egress writes (its earlier output is dropped and
+    written anew); ``needs_mesh``: an output kind reads the chart's in-mesh objects."""
+    problems = Problems()
+    egress = load_egress(values, settings, problems, verdicts=verdicts)
+    allowed = load_egress([allowlist], settings, problems, verdicts=verdicts).entries if allowlist else ()
+    inventory = scan(stream, problems, generated_kinds=generated_kinds)
+    notes = list(inventory.notes)
+    if stream.is_empty:
+        problems.raise_if_any()
+        return Found(stream, inventory, egress, tuple(allowed), [], {}, {}, [], {}, settings.namespace, [], InMesh(),
+                     notes, [])
+    warnings: list[Problem] = []
+    if settings.normalize:
+        normalized = normalize(stream, inventory.existing, settings, problems, notes)
+        serviceentries, replacements = normalized.serviceentries, normalized.replacements
+        warnings.extend(normalized.warnings)
+    else:
+        serviceentries, replacements = [e for e in inventory.existing if e.kind == "ServiceEntry"], {}
+    home = settings.namespace or _most_common_namespace(inventory.workloads)
+    claims = chart_claims(serviceentries, allowed, home, problems)
+    warnings.extend(p for se in serviceentries for p in _existing_warnings(se))
+    intents = {
+        w.doc_index: read_intent(w, stream.documents[w.doc_index], settings, problems, verdicts)
+        for w in inventory.workloads
+    }
+    release_wide = plan(egress.entries, problems)
+    own = {i: plan(intent.entries, problems) for i, intent in intents.items()}
+    problems.raise_if_any()
+    inmesh = scan_inmesh(stream, inventory.generated, problems) if needs_mesh else InMesh()
+    problems.raise_if_any()
+    return Found(stream, inventory, egress, tuple(allowed), serviceentries, replacements, intents, release_wide, own,
+                 home, claims, inmesh, notes, warnings)
+
+
+def _most_common_namespace(workloads: Sequence[Workload]) -> str | None:
+    counts = Counter(w.namespace for w in workloads if w.namespace)
+    return min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0] if counts else None
+
+
+def _existing_warnings(se: Existing) -> list[Problem]:
+    spec = se.data.get("spec") or {}
+    out = []
+    export_to = spec.get("exportTo")
+    if not export_to or "*" in export_to:
+        out.append(Problem(se.location.at("spec.exportTo"), "exported to every namespace (exportTo absent or '*'); "
+                                                           "consider exportTo: [\".\"]"))
+    for number in tcp_without_addresses(spec):
+        out.append(Problem(se.location.at("spec.ports"), f"TCP port {number} without addresses matches all traffic "
+                                                        "on that port (IST0134)"))
+    return out
