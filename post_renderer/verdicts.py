@@ -29,6 +29,7 @@ import os
 
 from post_renderer import __version__
 from post_renderer.names import sha256_hex
+from post_renderer.xdg import base_dir
 
 ENV_DISABLE = "HELM_EGRESS_NO_CACHE"
 FOLDER = "helm-egress"
@@ -39,13 +40,8 @@ _MAGIC = "helm-egress schema verdict v1"
 
 def cache_dir(environ: os._Environ[str] | dict[str, str] = os.environ) -> str | None:
     """Where verdicts live, per the XDG base directory spec; None when there is no home."""
-    base = environ.get("XDG_CACHE_HOME", "")
-    if not os.path.isabs(base):  # the spec says to ignore a relative path
-        home = os.path.expanduser("~")
-        if not os.path.isabs(home):
-            return None
-        base = os.path.join(home, ".cache")
-    return os.path.join(base, FOLDER, SUBFOLDER)
+    base = base_dir("XDG_CACHE_HOME", ".cache", environ)
+    return os.path.join(base, FOLDER, SUBFOLDER) if base else None
 
 
 def from_environment(environ: os._Environ[str] | dict[str, str] = os.environ) -> VerdictCache | None:
