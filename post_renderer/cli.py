@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import gc
 import inspect
-import io
 import os
 import re
 import stat
@@ -24,7 +23,7 @@ import typer
 
 from post_renderer import __version__
 from post_renderer.addresses import IPNetwork, collapse, inside, network, overlaps_forbidden, strictly_inside
-from post_renderer.errors import EgressError, Location, Problem
+from post_renderer.errors import EgressError, Problem
 from post_renderer.names import dns_label_problem, dns_subdomain_problem, label_key_problem, label_value_problem
 from post_renderer.settings import (
     ISTIO_API_VERSIONS,
@@ -33,6 +32,7 @@ from post_renderer.settings import (
     PeerSelector,
     Settings,
 )
+from post_renderer.terminal import print_notes, read_stdin, read_values, say, write_stdout
 
 if TYPE_CHECKING:
     from post_renderer.destpolicy import Policy
@@ -54,10 +54,6 @@ app = typer.Typer(
 )
 
 ENV = "HELM_EGRESS_"
-# Read limits: a rendered stream is a few MB at most; values files and the allowlist far
-# less. `-f /dev/zero` or an endless pipe must end in an error, not a hang.
-MAX_STDIN_BYTES = 256 * 1024 * 1024
-MAX_VALUES_BYTES = 16 * 1024 * 1024
 # The first line of every error file helm-egress writes; only such a file is ever
 # replaced or removed by it.
 ERROR_FILE_HEADER = "# helm-egress "
@@ -313,7 +309,7 @@ class Shared(NamedTuple):
     stdin_is_stream: bool = True  # False for `check --no-stream`, where -f /dev/stdin is fine
 
     def inputs(self) -> tuple[list[ValuesFile], ValuesFile | None]:
-        read = functools.partial(_read_values, stdin_is_stream=self.stdin_is_stream)
+        read = functools.partial(read_values, stdin_is_stream=self.stdin_is_stream)
         return [read(p) for p in self.values], read(self.allowlist) if self.allowlist else None
 
     def destination_policy(self, verdicts: VerdictCache | None = None) -> Policy | None:
@@ -322,7 +318,7 @@ class Shared(NamedTuple):
         # Imported only here: checking the file needs jsonschema, which plain renders skip.
         from post_renderer.destpolicy import load
 
-        file = _read_values(self.policy, "policy file", stdin_is_stream=self.stdin_is_stream)
+        file = read_values(self.policy, "policy file", stdin_is_stream=self.stdin_is_stream)
         return load(file.text, file.name, verdicts)
 
 
@@ -356,8 +352,8 @@ def render(*, shared: Shared) -> None:
     result = _analyse(shared, explain=False)
     if result.violations:
         raise _fail(EgressError(result.violations), shared.error_file)
-    _print_notes(result.notes, shared.quiet)
-    _write_stdout(result.chunks)
+    print_notes(result.notes, shared.quiet)
+    write_stdout(result.chunks)
     _clear_error_file(shared.error_file)
 
 
@@ -399,7 +395,7 @@ def check(
     elif no_stream:
         for path in [*shared.values, *extra]:
             try:
-                found, refused = report.check_values(_read_values(path, stdin_is_stream=False), shared.settings,
+                found, refused = report.check_values(read_values(path, stdin_is_stream=False), shared.settings,
                                                      policy, verdicts)
                 warnings.extend(found)
                 errors.extend(refused)
@@ -410,7 +406,7 @@ def check(
         from post_renderer.pipeline import analyse
 
         try:
-            data = _read_stdin()
+            data = read_stdin()
             values, allowlist = shared.inputs()
             result = analyse(data, values, shared.settings, allowlist=allowlist, policy=policy, verdicts=verdicts,
                              explain=False)
@@ -420,7 +416,7 @@ def check(
     if verdicts is not None:
         verdicts.save()
     failed = bool(errors) or (strict and bool(warnings))
-    _write_stdout(report.findings(errors, warnings, [] if shared.quiet else notes, output_format, failed))
+    write_stdout(report.findings(errors, warnings, [] if shared.quiet else notes, output_format, failed))
     raise typer.Exit(1 if failed else 0)
 
 
@@ -440,17 +436,17 @@ def diff(
     from post_renderer import report
 
     try:
-        data = _read_stdin()
+        data = read_stdin()
     except EgressError as e:
         raise _fail(e, shared.error_file, 2) from None
     result = _analyse(shared, data=data, exit_code=2, explain=False)
     text = data.decode("utf-8", errors="surrogateescape")
     if result.violations:
         raise _fail(EgressError(result.violations), shared.error_file, 2)
-    _print_notes(result.notes, shared.quiet)
+    print_notes(result.notes, shared.quiet)
     colour = color == "always" or (color == "auto" and sys.stdout.isatty())
     patch = report.unified_diff(text, result.output, colour=colour)
-    _write_stdout(patch)
+    write_stdout(patch)
     raise typer.Exit(1 if patch else 0)
 
 
@@ -467,9 +463,9 @@ def explain(
     from post_renderer import report
 
     result = _analyse(shared)
-    _print_notes(result.notes, shared.quiet)
+    print_notes(result.notes, shared.quiet)
     violations = result.violations if shared.policy is not None else None
-    _write_stdout(report.explain(result.workloads, output, violations))
+    write_stdout(report.explain(result.workloads, output, violations))
 
 
 @app.command()
@@ -477,7 +473,7 @@ def schema() -> None:
     """Print the JSON Schema of the istio.egress list (for a chart's values.schema.json)."""
     from post_renderer.schema import schema_text
 
-    _write_stdout(schema_text())
+    write_stdout(schema_text())
 
 
 def _analyse(shared: Shared, *, data: bytes | None = None, exit_code: int = 1, explain: bool = True) -> Result:
@@ -489,7 +485,7 @@ def _analyse(shared: Shared, *, data: bytes | None = None, exit_code: int = 1, e
         policy = shared.destination_policy(verdicts)
         # No local keeps the input alive: analyse drops it once split, which matters for
         # peak memory on multi-MB streams.
-        return analyse(_read_stdin() if data is None else data, values, shared.settings, allowlist=allowlist,
+        return analyse(read_stdin() if data is None else data, values, shared.settings, allowlist=allowlist,
                        policy=policy, verdicts=verdicts, explain=explain)
     except EgressError as e:
         raise _fail(e, shared.error_file, exit_code) from None
@@ -505,138 +501,6 @@ def _verdict_cache() -> VerdictCache | None:
     return verdicts.from_environment()
 
 
-def _print_notes(notes: list[str], quiet: bool) -> None:
-    if not quiet:
-        for note in notes:
-            _say(f"note: {note}")
-
-
-def _read_stdin() -> bytes:
-    if sys.stdin is None or sys.stdin.isatty():
-        raise typer.BadParameter("pipe the rendered manifests into stdin (e.g. helm template ... | helm-egress render)")
-    data = _read_bounded(sys.stdin.buffer, MAX_STDIN_BYTES)
-    if data is None:
-        raise EgressError.one(Location(file="stdin"), f"more than {MAX_STDIN_BYTES // (1024 * 1024)} MiB of "
-                                                      "manifests; refusing to read on")
-    # Decoded by the stream splitter, document by document, with surrogateescape: bytes
-    # that are not UTF-8 pass through untouched in documents helm-egress never reads; the
-    # YAML reader refuses them, located, in documents it must read.
-    return data
-
-
-def _read_bounded(stream: Any, limit: int) -> bytes | None:
-    """Everything ``stream`` holds, or None once it holds more than ``limit`` bytes.
-
-    Into one growing buffer through one reused slice: memory is written once, not as
-    chunks and then again joined. Each page a process first touches costs a fault, and a
-    copy of a multi-MB stream costs about as much in faults as reading it."""
-    out = io.BytesIO()
-    window = memoryview(bytearray(min(1 << 20, limit + 1)))
-    while True:
-        got = stream.readinto(window[: min(len(window), limit + 1 - out.tell())])
-        if not got:
-            return out.getvalue()  # the buffer itself, not a copy
-        out.write(window[:got])
-        if out.tell() > limit:
-            return None
-
-
-def _is_stdin(fd: int) -> bool:
-    """Whether ``fd`` is the pipe or file on stdin (a terminal or /dev/null is no stream)."""
-    if fd == 0 or sys.stdin is None:
-        return False  # started with stdin closed: the file opened took its descriptor
-    try:
-        mine, stdin = os.fstat(fd), os.fstat(0)
-    except OSError:
-        return False
-    return (stat.S_ISFIFO(stdin.st_mode) or stat.S_ISREG(stdin.st_mode)) and os.path.samestat(mine, stdin)
-
-
-def _read_values(path: Path, what: str = "values file", *, stdin_is_stream: bool = True) -> ValuesFile:
-    from post_renderer.values import ValuesFile
-
-    try:
-        with path.open("rb") as f:
-            if stdin_is_stream and _is_stdin(f.fileno()):
-                # `-f /dev/stdin` under Helm would read the manifests as values and leave
-                # an empty stream, which Helm would then apply as "nothing".
-                raise EgressError.one(Location(file=str(path)), f"the {what} is stdin, which carries the manifests")
-            raw = _read_bounded(f, MAX_VALUES_BYTES)
-    except OSError as e:
-        raise EgressError.one(Location(file=str(path)), f"cannot read {what}: {e.strerror}") from e
-    if raw is None:
-        raise EgressError.one(Location(file=str(path)),
-                              f"larger than {MAX_VALUES_BYTES // (1024 * 1024)} MiB; not a {what}")
-    try:
-        return ValuesFile(str(path), raw.decode("utf-8-sig"))
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        raise EgressError.one(Location(file=str(path), line=line), "invalid UTF-8") from e
-
-
-def _write_stdout(text: str | list[str | memoryview]) -> None:
-    """Write the text, or its pieces (a rendered stream, see ``stream.join_chunks``)."""
-    out = sys.stdout
-    try:
-        if out is None:  # started with stdout closed
-            raise OSError(9, "stdout is closed")
-        for piece in [text] if isinstance(text, str) else text:
-            if not isinstance(piece, str):
-                _write_all(out.buffer, piece)  # a document's own bytes
-                continue
-            # In slices, so a multi-MB text is never held twice (as text and as bytes).
-            for start in range(0, len(piece), 1 << 20):
-                _write_all(out.buffer, piece[start : start + (1 << 20)].encode("utf-8", errors="surrogateescape"))
-        out.buffer.flush()
-    except BrokenPipeError:
-        # The reader went away (Helm, or `| head`): the output was not delivered.
-        _silence_stdout()
-        _say("helm-egress: cannot write the output: the reader closed the pipe")
-        raise typer.Exit(1) from None
-    except (OSError, ValueError) as e:  # a full disk, a closed descriptor
-        _silence_stdout()
-        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        _say(f"helm-egress: cannot write the output: {why}")
-        raise typer.Exit(1) from None
-
-
-def _write_all(sink: Any, data: bytes | memoryview) -> None:
-    """Write all of ``data``: unbuffered (python -u, PYTHONUNBUFFERED), stdout's buffer is
-    the descriptor itself, whose write may take less than it is given."""
-    view = memoryview(data)
-    while view:
-        done = sink.write(view)
-        if done is None:  # a non-blocking descriptor that is full: wait for the reader
-            import select
-
-            select.select([], [sink], [])
-            continue
-        view = view[done:]
-
-
-def _say(line: str) -> None:
-    """One line on stderr. Best effort: with stderr closed or on a full disk, the exit
-    status is all that can still tell how the run went."""
-    try:
-        if sys.stderr is not None:
-            sys.stderr.write(line + "\n")
-            sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
-
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null, so the interpreter's final flush cannot fail again."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 1)
-        os.close(devnull)
-        if sys.stdout is not None:
-            sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 - lives until exit
-    except OSError:
-        pass
-
-
 def _default_error_file() -> Path | None:
     if "HELM_PLUGIN_NAME" not in os.environ:
         return None
@@ -648,15 +512,15 @@ def _fail(error: EgressError, error_file: Path | None, exit_code: int = 1) -> ty
     ordered = sorted(error.problems, key=lambda p: (p.location.file or "", p.location.doc_index or 0, p.location.line or 0))
     lines = [f"error: {p.render()}" for p in ordered]
     for line in lines:
-        _say(line)
+        say(line)
     target = error_file or _default_error_file()
     if target is not None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         report = f"{ERROR_FILE_HEADER}{__version__} failed at {stamp}\n" + "\n".join(lines) + "\n"
         if _write_error_file(target, report):
-            _say(f"helm-egress: errors written to {target}")
+            say(f"helm-egress: errors written to {target}")
         else:
-            _say(f"helm-egress: errors not written to {target}: it exists and is not a helm-egress error file")
+            say(f"helm-egress: errors not written to {target}: it exists and is not a helm-egress error file")
     return typer.Exit(exit_code)
 
 
@@ -739,13 +603,13 @@ def invoke() -> int:
     except SystemExit as e:
         if e.code is None or isinstance(e.code, int):
             return e.code or 0
-        _say(str(e.code))
+        say(str(e.code))
         return 1
     except KeyboardInterrupt:
-        _say("helm-egress: interrupted")
+        say("helm-egress: interrupted")
         return 130
     except Exception as e:  # noqa: BLE001 - the one place unexpected failures become exit 3
-        _say(f"helm-egress: unexpected error: {type(e).__name__}: {e}")
+        say(f"helm-egress: unexpected error: {type(e).__name__}: {e}")
         return 3
     finally:
         app.registered_commands = everything

@@ -517,7 +517,7 @@ def test_a_closed_stdin_is_a_usage_error_even_with_a_values_file(values: str) ->
 def test_output_is_written_whole_when_the_descriptor_takes_less_than_it_is_given() -> None:
     """Unbuffered (PYTHONUNBUFFERED, python -u), stdout's buffer is the descriptor itself,
     and a write may take only part of what it is given, or nothing for now."""
-    from post_renderer import cli
+    from post_renderer import terminal
 
     class Stingy:
         def __init__(self) -> None:
@@ -536,7 +536,7 @@ def test_output_is_written_whole_when_the_descriptor_takes_less_than_it_is_given
 
     sink = Stingy()
     payload = b"kind: ConfigMap\n" * 50
-    cli._write_all(sink, memoryview(payload))
+    terminal.write_all(sink, memoryview(payload))
     assert bytes(sink.got) == payload
 
 
@@ -555,32 +555,32 @@ def test_a_large_render_is_written_whole_unbuffered(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("size", [0, 1, 4095, 4096, 3 * (1 << 20) + 7])
 def test_reading_a_file_or_a_pipe_gives_all_of_it(size: int, tmp_path: Path) -> None:
-    from post_renderer import cli
+    from post_renderer import terminal
 
     data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
     path = tmp_path / "in.yaml"
     path.write_bytes(data)
     with open(path, "rb") as f:
-        assert cli._read_bounded(f, 16 << 20) == data  # a regular file: read in one go
+        assert terminal.read_bounded(f, 16 << 20) == data  # a regular file: read in one go
     with open(path, "rb") as f:
         f.read(min(size, 10))  # part already read: the rest
-        assert cli._read_bounded(f, 16 << 20) == data[min(size, 10):]
+        assert terminal.read_bounded(f, 16 << 20) == data[min(size, 10):]
     read_end, write_end = os.pipe()
     writer = subprocess.Popen(["cat", str(path)], stdout=write_end)
     os.close(write_end)
     with os.fdopen(read_end, "rb") as pipe:
-        assert cli._read_bounded(pipe, 16 << 20) == data
+        assert terminal.read_bounded(pipe, 16 << 20) == data
     writer.wait()
 
 
 def test_reading_stops_past_the_limit_for_files_and_pipes(tmp_path: Path) -> None:
-    from post_renderer import cli
+    from post_renderer import terminal
 
     path = tmp_path / "in.yaml"
     path.write_bytes(b"a" * 5000)
     with open(path, "rb") as f:
-        assert cli._read_bounded(f, 5000) == b"a" * 5000
+        assert terminal.read_bounded(f, 5000) == b"a" * 5000
     with open(path, "rb") as f:
-        assert cli._read_bounded(f, 4999) is None
+        assert terminal.read_bounded(f, 4999) is None
     with open("/dev/zero", "rb") as endless:  # not a regular file, never ends
-        assert cli._read_bounded(endless, 3 << 20) is None
+        assert terminal.read_bounded(endless, 3 << 20) is None
