@@ -11,9 +11,7 @@ import gc
 import inspect
 import os
 import re
-import stat
 import sys
-import time
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +21,7 @@ import typer
 
 from post_renderer import __version__
 from post_renderer.addresses import IPNetwork, collapse, inside, network, overlaps_forbidden, strictly_inside
+from post_renderer.errorlog import clear_error_file, fail
 from post_renderer.errors import EgressError, Problem
 from post_renderer.names import dns_label_problem, dns_subdomain_problem, label_key_problem, label_value_problem
 from post_renderer.settings import (
@@ -54,11 +53,6 @@ app = typer.Typer(
 )
 
 ENV = "HELM_EGRESS_"
-# The first line of every error file helm-egress writes; only such a file is ever
-# replaced or removed by it.
-ERROR_FILE_HEADER = "# helm-egress "
-
-
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"helm-egress {__version__}")
@@ -351,10 +345,10 @@ def render(*, shared: Shared) -> None:
     """Add ServiceEntry and egress policy (NetworkPolicy or CiliumNetworkPolicy, Sidecar) documents to the stream."""
     result = _analyse(shared, explain=False)
     if result.violations:
-        raise _fail(EgressError(result.violations), shared.error_file)
+        raise fail(EgressError(result.violations), shared.error_file)
     print_notes(result.notes, shared.quiet)
     write_stdout(result.chunks)
-    _clear_error_file(shared.error_file)
+    clear_error_file(shared.error_file)
 
 
 @app.command()
@@ -438,11 +432,11 @@ def diff(
     try:
         data = read_stdin()
     except EgressError as e:
-        raise _fail(e, shared.error_file, 2) from None
+        raise fail(e, shared.error_file, 2) from None
     result = _analyse(shared, data=data, exit_code=2, explain=False)
     text = data.decode("utf-8", errors="surrogateescape")
     if result.violations:
-        raise _fail(EgressError(result.violations), shared.error_file, 2)
+        raise fail(EgressError(result.violations), shared.error_file, 2)
     print_notes(result.notes, shared.quiet)
     colour = color == "always" or (color == "auto" and sys.stdout.isatty())
     patch = report.unified_diff(text, result.output, colour=colour)
@@ -488,7 +482,7 @@ def _analyse(shared: Shared, *, data: bytes | None = None, exit_code: int = 1, e
         return analyse(read_stdin() if data is None else data, values, shared.settings, allowlist=allowlist,
                        policy=policy, verdicts=verdicts, explain=explain)
     except EgressError as e:
-        raise _fail(e, shared.error_file, exit_code) from None
+        raise fail(e, shared.error_file, exit_code) from None
     finally:
         # Verdicts learnt before a later stage failed still hold.
         if verdicts is not None:
@@ -499,75 +493,6 @@ def _verdict_cache() -> VerdictCache | None:
     from post_renderer import verdicts
 
     return verdicts.from_environment()
-
-
-def _default_error_file() -> Path | None:
-    if "HELM_PLUGIN_NAME" not in os.environ:
-        return None
-    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(state) / "helm-egress" / "last-error.log"
-
-
-def _fail(error: EgressError, error_file: Path | None, exit_code: int = 1) -> typer.Exit:
-    ordered = sorted(error.problems, key=lambda p: (p.location.file or "", p.location.doc_index or 0, p.location.line or 0))
-    lines = [f"error: {p.render()}" for p in ordered]
-    for line in lines:
-        say(line)
-    target = error_file or _default_error_file()
-    if target is not None:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        report = f"{ERROR_FILE_HEADER}{__version__} failed at {stamp}\n" + "\n".join(lines) + "\n"
-        if _write_error_file(target, report):
-            say(f"helm-egress: errors written to {target}")
-        else:
-            say(f"helm-egress: errors not written to {target}: it exists and is not a helm-egress error file")
-    return typer.Exit(exit_code)
-
-
-_OWN_FIRST_LINE = re.compile(re.escape(ERROR_FILE_HEADER).encode() + rb"[^\s]+ failed at [-+:T0-9]+\n")
-
-
-def _ours(target: Path) -> bool:
-    """Whether ``target`` is a regular file helm-egress wrote (it starts with our header)."""
-    try:
-        fd = os.open(target, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    except OSError:
-        return False
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return False
-        # The whole first line as _fail writes it, not only its start: a user's own notes
-        # that begin with "# helm-egress " are not a report to replace or remove.
-        return _OWN_FIRST_LINE.match(os.read(fd, 256)) is not None
-    finally:
-        os.close(fd)
-
-
-def _write_error_file(target: Path, report: str) -> bool:
-    """Write the report to a new file, or over an earlier report; never over anything else."""
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            if not _ours(target):
-                return False
-            fd = os.open(target, os.O_WRONLY | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0))
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(report)
-        return True
-    except OSError:
-        return False
-
-
-def _clear_error_file(error_file: Path | None) -> None:
-    """After a success, remove the last error report: only a file helm-egress wrote."""
-    target = error_file or _default_error_file()
-    if target is not None and _ours(target):
-        try:
-            target.unlink()
-        except OSError:
-            pass
 
 
 def main() -> None:
