@@ -1,0 +1,298 @@
+"""The options every stream command takes, and their checks: argv in, a valid ``Settings`` out.
+
+An option value is checked like the field it fills (a release name as Helm checks it,
+labels as the API server does), so a bad value is a usage error (exit 2) naming the
+option, before any input is read. ``settings.py`` holds the record and stays free of typer.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, NamedTuple, Optional
+
+import typer
+
+from post_renderer.addresses import IPNetwork, collapse, inside, network, overlaps_forbidden, strictly_inside
+from post_renderer.names import dns_label_problem, dns_subdomain_problem, label_key_problem, label_value_problem
+from post_renderer.settings import (
+    ISTIO_API_VERSIONS,
+    NETWORK_POLICY_FLAVOURS,
+    NetworkPolicyFlavour,
+    PeerSelector,
+    Settings,
+)
+
+ENV = "HELM_EGRESS_"
+
+
+def _labels(text: str, hint: str) -> dict[str, str]:
+    """A pod selector, checked as the API server checks the policy it is copied into."""
+    labels: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key:
+            raise typer.BadParameter(f"{part!r}: expected key=value[,key=value]", param_hint=hint)
+        why = label_key_problem(key) or label_value_problem(value)
+        if why:
+            raise typer.BadParameter(why, param_hint=hint)
+        labels[key] = value
+    if not labels:
+        raise typer.BadParameter("at least one key=value label is needed", param_hint=hint)
+    return labels
+
+
+def _cidr(text: str, hint: str) -> IPNetwork:
+    try:
+        return network(text.strip(), strict=True)
+    except ValueError as e:
+        raise typer.BadParameter(f"{text!r} is not a canonical CIDR ({e})", param_hint=hint) from e
+
+
+def _dns_label(text: str | None, hint: str, what: str) -> str | None:
+    why = dns_label_problem(text, what) if text is not None else None
+    if why:
+        raise typer.BadParameter(why, param_hint=hint)
+    return text
+
+
+def _ascii_int(value: Any) -> int:
+    """An integer option: ASCII digits only (Python's int() also reads '٥٣' and '²'-free
+    Unicode digits, which would silently become another number)."""
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    if not re.fullmatch(r"[-+]?[0-9]+", text):
+        raise typer.BadParameter(f"{value!r} is not a whole number (ASCII digits 0-9)")
+    return int(text)
+
+
+def _port(value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise typer.BadParameter(f"{value} is not a port number 1..65535")
+    return value
+
+
+def _shared_options(
+    values: Annotated[
+        Optional[list[Path]],
+        typer.Option(
+            "-f", "--values", help="Helm values file with an istio.egress list; repeat to merge (later wins).",
+            exists=True, dir_okay=False, readable=True,
+        ),
+    ] = None,
+    release: Annotated[
+        Optional[str],
+        typer.Option(help="Release name for ServiceEntry names [default: the stream's app.kubernetes.io/instance].",
+                     envvar=ENV + "RELEASE"),
+    ] = None,
+    namespace: Annotated[
+        Optional[str],
+        typer.Option(help="Namespace for generated documents whose workload names none [default: Helm's].",
+                     envvar=ENV + "NAMESPACE"),
+    ] = None,
+    network_policy: Annotated[
+        str,
+        typer.Option(help="Egress policy flavour: kubernetes (NetworkPolicy; hostnames as CIDRs), cilium "
+                          "(CiliumNetworkPolicy; hostnames by name, toFQDNs), or none.",
+                     envvar=ENV + "NETWORK_POLICY"),
+    ] = "kubernetes",
+    cilium_wildcard_depth: Annotated[
+        int,
+        typer.Option(help="cilium: 0 writes **.example.com for *.example.com (Cilium >= 1.19); N writes the "
+                          "ladder *.example.com ... N labels deep, for older Cilium.",
+                     envvar=ENV + "CILIUM_WILDCARD_DEPTH", parser=_ascii_int),
+    ] = 0,
+    sidecar: Annotated[
+        bool,
+        typer.Option("--sidecar/--no-sidecar", help="Also write one Istio Sidecar per workload, importing only "
+                                                    "what it declared and the release's Services.",
+                     envvar=ENV + "SIDECAR"),
+    ] = False,
+    sidecar_host: Annotated[
+        Optional[list[str]],
+        typer.Option(help="In-mesh host every Sidecar imports, NAMESPACE/FQDN (e.g. "
+                          "payments/api.payments.svc.cluster.local); repeatable.", envvar=ENV + "SIDECAR_HOST"),
+    ] = None,
+    cluster_domain: Annotated[
+        str, typer.Option(help="The cluster's DNS domain, for the release's Services in Sidecars.",
+                          envvar=ENV + "CLUSTER_DOMAIN"),
+    ] = "cluster.local",
+    dns_namespace: Annotated[str, typer.Option(help="Namespace of the cluster DNS pods.", envvar=ENV + "DNS_NAMESPACE")] = "kube-system",
+    dns_selector: Annotated[str, typer.Option(help="Labels of the cluster DNS pods, k=v[,k=v].", envvar=ENV + "DNS_SELECTOR")] = "k8s-app=kube-dns",
+    dns_port: Annotated[int, typer.Option(help="DNS pod port, allowed over UDP and TCP (OpenShift: 5353).", envvar=ENV + "DNS_PORT",
+                                                parser=_ascii_int)] = 53,
+    istiod_namespace: Annotated[str, typer.Option(help="Namespace of istiod.", envvar=ENV + "ISTIOD_NAMESPACE")] = "istio-system",
+    istiod_selector: Annotated[str, typer.Option(help="Labels of the istiod pods, k=v[,k=v].", envvar=ENV + "ISTIOD_SELECTOR")] = "app=istiod",
+    istiod_port: Annotated[int, typer.Option(help="istiod xDS and CA port (TCP).", envvar=ENV + "ISTIOD_PORT",
+                                                                                                    parser=_ascii_int)] = 15012,
+    same_namespace: Annotated[
+        bool, typer.Option("--same-namespace/--no-same-namespace", help="Allow egress to every pod of the workload's own namespace.",
+                           envvar=ENV + "SAME_NAMESPACE"),
+    ] = True,
+    hostname_cidr: Annotated[
+        Optional[list[str]],
+        typer.Option(help="CIDR that stands in for hostname destinations (NetworkPolicy cannot name hosts); "
+                          "repeatable [default: 0.0.0.0/0 and ::/0, cloud metadata and link-local excepted].",
+                     envvar=ENV + "HOSTNAME_CIDR"),
+    ] = None,
+    hostname_except: Annotated[
+        Optional[list[str]],
+        typer.Option(help="CIDR to carve out of the hostname CIDRs too (e.g. 10.0.0.0/8); repeatable.",
+                     envvar=ENV + "HOSTNAME_EXCEPT"),
+    ] = None,
+    allow_broad_cidrs: Annotated[
+        bool, typer.Option(help="Allow addresses such as 0.0.0.0/0 (the metadata endpoints stay excepted).",
+                           envvar=ENV + "ALLOW_BROAD_CIDRS"),
+    ] = False,
+    istio_api_version: Annotated[
+        str, typer.Option(help=f"apiVersion of generated ServiceEntries: {', '.join(ISTIO_API_VERSIONS)}.",
+                          envvar=ENV + "ISTIO_API_VERSION"),
+    ] = ISTIO_API_VERSIONS[0],
+    annotation_prefix: Annotated[
+        str, typer.Option(help="Prefix of the workload annotations that declare egress (<prefix>/hosts, ...).",
+                          envvar=ENV + "ANNOTATION_PREFIX"),
+    ] = "helm-egress.io",
+    global_allowlist: Annotated[
+        Optional[Path],
+        typer.Option(help="File with an istio.egress list of cluster-wide ServiceEntries: covered entries get no "
+                          "ServiceEntry, but policies still allow them.", exists=True, dir_okay=False,
+                     envvar=ENV + "GLOBAL_ALLOWLIST"),
+    ] = None,
+    policy: Annotated[
+        Optional[Path],
+        typer.Option(help="The platform's destination policy: every host, address and port the output would open "
+                          "must be approved by one of its rules, or nothing is written.", exists=True,
+                     dir_okay=False, envvar=ENV + "POLICY"),
+    ] = None,
+    normalize: Annotated[
+        bool, typer.Option("--normalize/--no-normalize",
+                           help="Repair the ServiceEntry and egress NetworkPolicy documents the chart renders itself.",
+                           envvar=ENV + "NORMALIZE"),
+    ] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print no notes; errors are always printed.",
+                                        envvar=ENV + "QUIET")] = False,
+    error_file: Annotated[
+        Optional[Path],
+        typer.Option(help="Also write errors to this file. Helm 4 hides a post-renderer's stderr; as a Helm 4 plugin "
+                          "the default is $XDG_STATE_HOME/helm-egress/last-error.log.", envvar=ENV + "ERROR_FILE"),
+    ] = None,
+) -> Shared:
+    """The options every stream command takes; typer sees them through ``with_shared``."""
+    if network_policy not in NETWORK_POLICY_FLAVOURS:
+        raise typer.BadParameter(f"{network_policy!r} is not kubernetes, cilium or none", param_hint="--network-policy")
+    if not 0 <= cilium_wildcard_depth <= 16:
+        raise typer.BadParameter(f"{cilium_wildcard_depth} is not 0 (Cilium >= 1.19: any depth) or a depth 1..16",
+                                 param_hint="--cilium-wildcard-depth")
+    for host in sidecar_host or ():
+        from post_renderer.validate import sidecar_host_problem
+
+        why = sidecar_host_problem(host)
+        if why:
+            raise typer.BadParameter(f"{host!r}: {why}", param_hint="--sidecar-host")
+    if dns_subdomain_problem(cluster_domain) is not None:
+        raise typer.BadParameter(f"{cluster_domain!r} is not a DNS domain", param_hint="--cluster-domain")
+    if istio_api_version not in ISTIO_API_VERSIONS:
+        raise typer.BadParameter(f"{istio_api_version!r} is not one of {', '.join(ISTIO_API_VERSIONS)}",
+                                 param_hint="--istio-api-version")
+    cidrs, excepts = _hostname_ranges(hostname_cidr, hostname_except)
+    if release is not None:
+        # Helm's own rule for release names; the name lands in labels and object names.
+        why = dns_subdomain_problem(release, "release name", limit=53)
+        if why:
+            raise typer.BadParameter(why, param_hint="--release")
+    _dns_label(namespace, "--namespace", "namespace")
+    _dns_label(dns_namespace, "--dns-namespace", "namespace")
+    _dns_label(istiod_namespace, "--istiod-namespace", "namespace")
+    if dns_subdomain_problem(annotation_prefix) is not None:
+        raise typer.BadParameter(f"{annotation_prefix!r} is not a DNS subdomain (e.g. egress.example.com)",
+                                 param_hint="--annotation-prefix")
+    flavour: NetworkPolicyFlavour = next(f for f in NETWORK_POLICY_FLAVOURS if f == network_policy)
+    settings = Settings(
+        release=release,
+        namespace=namespace,
+        network_policy=flavour,
+        dns=PeerSelector(dns_namespace, _labels(dns_selector, "--dns-selector"),
+                         (("UDP", _port(dns_port)), ("TCP", _port(dns_port)))),
+        istiod=PeerSelector(istiod_namespace, _labels(istiod_selector, "--istiod-selector"),
+                            (("TCP", _port(istiod_port)),)),
+        allow_same_namespace=same_namespace,
+        hostname_cidrs=cidrs,
+        hostname_excepts=excepts,
+        allow_broad_cidrs=allow_broad_cidrs,
+        istio_api_version=istio_api_version,
+        annotation_prefix=annotation_prefix,
+        normalize=normalize,
+        cilium_wildcard_depth=cilium_wildcard_depth,
+        sidecar=sidecar,
+        sidecar_hosts=tuple(dict.fromkeys(sidecar_host or ())),
+        cluster_domain=cluster_domain,
+    )
+    return Shared(settings, list(values or ()), global_allowlist, quiet, error_file, policy)
+
+
+def _hostname_ranges(
+    hostname_cidr: list[str] | None, hostname_except: list[str] | None
+) -> tuple[tuple[IPNetwork, ...], tuple[IPNetwork, ...]]:
+    """``--hostname-cidr`` and ``--hostname-except``, checked as NetworkPolicy ipBlocks."""
+    cidrs = tuple(_cidr(c, "--hostname-cidr") for c in hostname_cidr) if hostname_cidr else Settings().hostname_cidrs
+    for net in cidrs:
+        if overlaps_forbidden(net)[0]:
+            raise typer.BadParameter(f"{net} is link-local or a metadata endpoint", param_hint="--hostname-cidr")
+    excepts = tuple(_cidr(c, "--hostname-except") for c in hostname_except or ())
+    for net in excepts:
+        # A NetworkPolicy except must lie strictly inside its cidr; one that does not would
+        # be dropped, and the range the user meant to close would stay open.
+        if not any(strictly_inside(net, c) for c in cidrs):
+            raise typer.BadParameter(
+                f"{net} is not strictly inside any hostname CIDR ({', '.join(map(str, cidrs))}); a NetworkPolicy "
+                "except must be, so it could not be excluded", param_hint="--hostname-except")
+    for cidr in cidrs:
+        # Excepts that together cover a whole hostname CIDR merge into one equal to it,
+        # which the API server rejects: the user asked for that CIDR not to be opened.
+        covered = [n for n in excepts if inside(n, cidr)]
+        if covered and collapse(covered) == [cidr]:
+            raise typer.BadParameter(
+                f"{', '.join(map(str, covered))} together cover the whole hostname CIDR {cidr}; drop that "
+                "--hostname-cidr instead", param_hint="--hostname-except")
+    return cidrs, excepts
+
+
+class Shared(NamedTuple):
+    """The shared options, checked: the pipeline's settings and what the command reads and prints."""
+
+    settings: Settings
+    values: list[Path]
+    allowlist: Path | None
+    quiet: bool
+    error_file: Path | None
+    policy: Path | None = None
+    stdin_is_stream: bool = True  # False for `check --no-stream`, where -f /dev/stdin is fine
+
+
+@functools.lru_cache(maxsize=None)
+def _resolved(fn: Callable[..., Any]) -> list[inspect.Parameter]:
+    # Annotations are strings here (postponed evaluation); typer needs the objects.
+    hints = typing.get_type_hints(fn, include_extras=True)
+    return [p.replace(annotation=hints[p.name], kind=inspect.Parameter.KEYWORD_ONLY)
+            for p in inspect.signature(fn).parameters.values() if p.name != "shared"]
+
+
+def with_shared(command: Callable[..., None]) -> Callable[..., None]:
+    """Give ``command`` the shared options: typer reads the combined signature, the
+    command receives them built into one ``Shared`` as ``shared``."""
+    own, common = _resolved(command), _resolved(_shared_options)
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> None:
+        shared = _shared_options(**{p.name: kwargs.pop(p.name) for p in common})
+        command(shared=shared, **kwargs)
+
+    wrapper.__signature__ = inspect.Signature([*own, *common])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in [*own, *common]}
+    return wrapper
