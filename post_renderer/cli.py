@@ -1,4 +1,7 @@
-"""The command line: the only place that reads files and stdin, prints, and exits.
+"""The command line: the typer app, its commands, and the one way they all run the pipeline.
+
+Options and their checks are in ``options``, stdin/stdout and the values files in
+``terminal``, the error file in ``errorlog``.
 
 Exit status: 0 success, 1 bad input (every problem printed, located, nothing on stdout),
 2 usage, 3 an unexpected failure (one line, never a traceback).
@@ -6,9 +9,11 @@ Exit status: 0 success, 1 bad input (every problem printed, located, nothing on 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -60,9 +65,10 @@ def _root(
 @with_shared
 def render(*, shared: Shared) -> None:
     """Add ServiceEntry and egress policy (NetworkPolicy or CiliumNetworkPolicy, Sidecar) documents to the stream."""
-    result = _analyse(shared, explain=False)
-    if result.violations:
-        raise fail(EgressError(result.violations), shared.error_file)
+    with _failing(shared) as verdicts:
+        result = _analyse(shared, verdicts)
+        if result.violations:
+            raise EgressError(result.violations)
     print_notes(result.notes, shared.quiet)
     write_stdout(result.chunks)
     clear_error_file(shared.error_file)
@@ -89,43 +95,22 @@ def check(
         raise typer.BadParameter(f"{output_format!r} is not text or json", param_hint="--format")
     from post_renderer import report
 
-    extra = list(files or ())
+    shared = shared._replace(values=[*shared.values, *(files or ())], stdin_is_stream=not no_stream)
     errors: list[Problem] = []
     warnings: list[Problem] = []
     notes: list[str] = []
-    verdicts = _verdict_cache()
-    policy = None
-    if no_stream:
-        shared = shared._replace(stdin_is_stream=False)
-    try:
-        policy = _policy(shared, verdicts)
-    except EgressError as e:
-        errors.extend(e.problems)
-    if errors:
-        pass  # without its policy, nothing can be judged
-    elif no_stream:
-        for path in [*shared.values, *extra]:
-            try:
-                found, refused = report.check_values(read_values(path, stdin_is_stream=False), shared.settings,
-                                                     policy, verdicts)
-                warnings.extend(found)
-                errors.extend(refused)
-            except EgressError as e:
-                errors.extend(e.problems)
-    else:
-        shared = shared._replace(values=[*shared.values, *extra])
-        from post_renderer.pipeline import analyse
-
+    with _verdicts() as verdicts:
+        # Bad input is a finding here, not a failure.
         try:
-            data = read_stdin()
-            values, allowlist = _inputs(shared)
-            result = analyse(data, values, shared.settings, allowlist=allowlist, policy=policy, verdicts=verdicts,
-                             explain=False)
-            warnings, notes, errors = result.warnings, result.notes, result.violations
+            # First: without its policy, nothing can be judged.
+            policy = _policy(shared, verdicts)
+            if no_stream:
+                warnings, errors = _check_values_files(shared, policy, verdicts)
+            else:
+                result = _analyse(shared, verdicts, data=read_stdin(), policy=policy)
+                warnings, notes, errors = result.warnings, result.notes, result.violations
         except EgressError as e:
             errors = e.problems
-    if verdicts is not None:
-        verdicts.save()
     failed = bool(errors) or (strict and bool(warnings))
     write_stdout(report.findings(errors, warnings, [] if shared.quiet else notes, output_format, failed))
     raise typer.Exit(1 if failed else 0)
@@ -146,17 +131,14 @@ def diff(
         raise typer.BadParameter(f"{color!r} is not auto, always or never", param_hint="--color")
     from post_renderer import report
 
-    try:
-        data = read_stdin()
-    except EgressError as e:
-        raise fail(e, shared.error_file, 2) from None
-    result = _analyse(shared, data=data, exit_code=2, explain=False)
-    text = data.decode("utf-8", errors="surrogateescape")
-    if result.violations:
-        raise fail(EgressError(result.violations), shared.error_file, 2)
+    with _failing(shared, 2) as verdicts:
+        data = read_stdin()  # read here: the patch is taken against it
+        result = _analyse(shared, verdicts, data=data)
+        if result.violations:
+            raise EgressError(result.violations)
     print_notes(result.notes, shared.quiet)
     colour = color == "always" or (color == "auto" and sys.stdout.isatty())
-    patch = report.unified_diff(text, result.output, colour=colour)
+    patch = report.unified_diff(data.decode("utf-8", errors="surrogateescape"), result.output, colour=colour)
     write_stdout(patch)
     raise typer.Exit(1 if patch else 0)
 
@@ -173,7 +155,8 @@ def explain(
         raise typer.BadParameter(f"{output!r} is not table, json or yaml", param_hint="--output")
     from post_renderer import report
 
-    result = _analyse(shared)
+    with _failing(shared) as verdicts:
+        result = _analyse(shared, verdicts, explain=True)
     print_notes(result.notes, shared.quiet)
     violations = result.violations if shared.policy is not None else None
     write_stdout(report.explain(result.workloads, output, violations))
@@ -187,23 +170,22 @@ def schema() -> None:
     write_stdout(schema_text())
 
 
-def _analyse(shared: Shared, *, data: bytes | None = None, exit_code: int = 1, explain: bool = True) -> Result:
+def _analyse(shared: Shared, verdicts: VerdictCache | None, *, data: bytes | None = None,
+             policy: Policy | None = None, explain: bool = False) -> Result:
+    """Run the pipeline on the command's inputs, the one path every command takes.
+
+    The inputs are read in one order, values files and allowlist, then the policy, then
+    the stream, since the first unreadable one is the error reported; a command that needs
+    the stream or the policy earlier passes it in."""
     from post_renderer.pipeline import analyse
 
-    verdicts = _verdict_cache()
-    try:
-        values, allowlist = _inputs(shared)
+    values, allowlist = _inputs(shared)
+    if policy is None:
         policy = _policy(shared, verdicts)
-        # No local keeps the input alive: analyse drops it once split, which matters for
-        # peak memory on multi-MB streams.
-        return analyse(read_stdin() if data is None else data, values, shared.settings, allowlist=allowlist,
-                       policy=policy, verdicts=verdicts, explain=explain)
-    except EgressError as e:
-        raise fail(e, shared.error_file, exit_code) from None
-    finally:
-        # Verdicts learnt before a later stage failed still hold.
-        if verdicts is not None:
-            verdicts.save()
+    # No local keeps the input alive: analyse drops it once split, which matters for
+    # peak memory on multi-MB streams.
+    return analyse(read_stdin() if data is None else data, values, shared.settings, allowlist=allowlist,
+                   policy=policy, verdicts=verdicts, explain=explain)
 
 
 def _inputs(shared: Shared) -> tuple[list[ValuesFile], ValuesFile | None]:
@@ -223,10 +205,47 @@ def _policy(shared: Shared, verdicts: VerdictCache | None) -> Policy | None:
     return load(file.text, file.name, verdicts)
 
 
-def _verdict_cache() -> VerdictCache | None:
+def _check_values_files(shared: Shared, policy: Policy | None,
+                        verdicts: VerdictCache | None) -> tuple[list[Problem], list[Problem]]:
+    """``check --no-stream``: each values file on its own; (warnings, errors) of them all."""
+    from post_renderer import report
+
+    warnings: list[Problem] = []
+    errors: list[Problem] = []
+    for path in shared.values:
+        try:
+            found, refused = report.check_values(read_values(path, stdin_is_stream=False), shared.settings,
+                                                 policy, verdicts)
+            warnings.extend(found)
+            errors.extend(refused)
+        except EgressError as e:
+            errors.extend(e.problems)
+    return warnings, errors
+
+
+@contextlib.contextmanager
+def _verdicts() -> Iterator[VerdictCache | None]:
+    """The schema-verdict cache for one command; what it learnt is saved even when a later
+    stage fails, since those verdicts still hold."""
     from post_renderer import verdicts
 
-    return verdicts.from_environment()
+    cache = verdicts.from_environment()
+    try:
+        yield cache
+    finally:
+        if cache is not None:
+            cache.save()
+
+
+@contextlib.contextmanager
+def _failing(shared: Shared, exit_code: int = 1) -> Iterator[VerdictCache | None]:
+    """The verdict cache, for a command that fails on bad input: every problem printed,
+    nothing on stdout, exit ``exit_code``."""
+    with _verdicts() as cache:
+        try:
+            yield cache
+        except EgressError as e:
+            raise fail(e, shared.error_file, exit_code) from None
 
 
 def main() -> None:
