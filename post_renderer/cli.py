@@ -1,10 +1,11 @@
 """The command line: the typer app, its commands, and the one way they all run the pipeline.
 
 Options and their checks are in ``options``, stdin/stdout and the values files in
-``terminal``, the error file in ``errorlog``.
+``terminal``, the error file and the crash log in ``errorlog``.
 
 Exit status: 0 success, 1 bad input (every problem printed, located, nothing on stdout),
-2 usage, 3 an unexpected failure (one line, never a traceback).
+2 usage, 3 an unexpected failure (one line naming the file that holds the traceback; never
+a traceback on stderr).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from post_renderer import __version__
-from post_renderer.errorlog import clear_error_file, fail
+from post_renderer.errorlog import clear_error_file, crash_line, fail
 from post_renderer.errors import EgressError, Problem
 from post_renderer.options import Shared, with_shared
 from post_renderer.terminal import print_notes, read_stdin, read_values, say, write_stdout
@@ -287,7 +288,7 @@ def invoke() -> int:
         say("helm-egress: interrupted")
         return 130
     except Exception as e:  # noqa: BLE001 - the one place unexpected failures become exit 3
-        say(f"helm-egress: unexpected error: {type(e).__name__}: {e}")
+        say(crash_line(e))
         return 3
     finally:
         app.registered_commands = everything

@@ -1,5 +1,8 @@
-"""What a failed run leaves for its reader besides stderr: the error file, since Helm 4
-hides a post-renderer's stderr.
+"""What a failed run leaves for its reader besides stderr: the error file (Helm 4 hides a
+post-renderer's stderr) and, after an unexpected failure (exit 3), its traceback.
+
+Both live in the state directory, ``$XDG_STATE_HOME/helm-egress`` (by default
+``~/.local/state/helm-egress``).
 """
 
 from __future__ import annotations
@@ -7,14 +10,16 @@ from __future__ import annotations
 import os
 import re
 import stat
+import sys
 import time
 from pathlib import Path
 
 import typer
 
 from post_renderer import __version__
-from post_renderer.errors import EgressError
+from post_renderer.errors import EgressError, one_line
 from post_renderer.terminal import say
+from post_renderer.xdg import base_dir
 
 # The first line of every error file helm-egress writes; only such a file is ever
 # replaced or removed by it.
@@ -22,11 +27,17 @@ ERROR_FILE_HEADER = "# helm-egress "
 _OWN_FIRST_LINE = re.compile(re.escape(ERROR_FILE_HEADER).encode() + rb"[^\s]+ failed at [-+:T0-9]+\n")
 
 
+def state_dir() -> Path | None:
+    """helm-egress's folder in the XDG state directory; None when there is no home."""
+    base = base_dir("XDG_STATE_HOME", os.path.join(".local", "state"))
+    return Path(base) / "helm-egress" if base else None
+
+
 def default_error_file() -> Path | None:
     if "HELM_PLUGIN_NAME" not in os.environ:
         return None
-    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(state) / "helm-egress" / "last-error.log"
+    state = state_dir()
+    return state / "last-error.log" if state else None
 
 
 def fail(error: EgressError, error_file: Path | None, exit_code: int = 1) -> typer.Exit:
@@ -88,3 +99,38 @@ def _write_error_file(target: Path, report: str) -> bool:
     except OSError:
         return False
 
+
+def crash_line(error: Exception) -> str:
+    """The one line an unexpected failure prints; its traceback goes to a file it names,
+    for the bug report. Called while ``error`` is being handled."""
+    try:
+        where = f"traceback in {_save_traceback(error)}"
+    except (OSError, ValueError) as e:
+        why = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) and e.filename and e.strerror else str(e)
+        where = f"the traceback could not be saved: {why}"
+    return one_line(f"helm-egress: unexpected error: {type(error).__name__}: {error} ({where})")
+
+
+def _save_traceback(error: Exception) -> Path:
+    """Write the traceback to a new file of its own and return its path.
+
+    One file per failure, never replaced: with several renders at once (helmfile), a single
+    last-crash file could be overwritten by another run's failure before anyone reads the
+    path the first one printed. Failures are bugs, so the files stay few. Frames only, no
+    local variables: rendered manifests can hold Secret data."""
+    import shlex
+    import traceback
+
+    state = state_dir()
+    if state is None:
+        raise OSError("no home directory and no absolute $XDG_STATE_HOME")
+    now = time.time()
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
+    target = state / f"crash-{stamp}-{os.getpid()}.log"
+    report = (f"# helm-egress {__version__} crashed at {stamp} (Python {sys.version.split()[0]}, {sys.platform})\n"
+              f"# {shlex.join(['helm-egress', *sys.argv[1:]])}\n" + "".join(traceback.format_exception(error)))
+    state.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:
+        f.write(report)
+    return target

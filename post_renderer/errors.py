@@ -60,8 +60,13 @@ class Problem(NamedTuple):
         """One line: a line break or control character that reached a message from the
         input is shown escaped."""
         where = self.location.render()
-        text = f"{where}: {self.message}" if where else self.message
-        return _BREAK.sub(lambda m: repr(m.group())[1:-1], text)
+        return one_line(f"{where}: {self.message}" if where else self.message)
+
+
+def one_line(text: str) -> str:
+    """``text`` with every line break and control character shown escaped: a message
+    that reached a terminal or log from the input must not forge a second line."""
+    return _BREAK.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 class EgressError(Exception):
