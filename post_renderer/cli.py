@@ -138,7 +138,8 @@ def diff(
         if result.violations:
             raise EgressError(result.violations)
     print_notes(result.notes, shared.quiet)
-    colour = color == "always" or (color == "auto" and sys.stdout.isatty())
+    # stdout may be closed (None): write_stdout then reports it, exit 1, rather than crash here.
+    colour = color == "always" or (color == "auto" and sys.stdout is not None and sys.stdout.isatty())
     patch = report.unified_diff(data.decode("utf-8", errors="surrogateescape"), result.output, colour=colour)
     write_stdout(patch)
     raise typer.Exit(1 if patch else 0)

@@ -184,8 +184,10 @@ def test_a_full_disk_is_one_line_and_exit_1(values: str) -> None:
     assert result.stderr.decode() == "helm-egress: cannot write the output: No space left on device\n"
 
 
-def test_a_closed_stdout_is_one_line_and_exit_1(values: str) -> None:
-    result = subprocess.run(f'"{EXE}" render -f "{values}" >&-', shell=True, input=WORKLOAD.encode(),
+@pytest.mark.parametrize("command", ["render", "diff", "explain"])
+def test_a_closed_stdout_is_one_line_and_exit_1(values: str, command: str) -> None:
+    # diff asked a closed stdout whether it is a terminal, and exited 3.
+    result = subprocess.run(f'"{EXE}" {command} -f "{values}" >&-', shell=True, input=WORKLOAD.encode(),
                             stderr=subprocess.PIPE, timeout=20)
     assert result.returncode == 1
     assert result.stderr.decode() == "helm-egress: cannot write the output: stdout is closed\n"
