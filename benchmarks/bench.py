@@ -473,6 +473,61 @@ def update_readme(path: Path, block: str) -> None:
     path.write_text(text[:start] + block + text[end + len(README_END):])
 
 
+# --- scale: render time linear in workloads x destinations -----------------------------
+
+# (label, workloads, hosts per workload, pod labels shared by every workload, render flags).
+# Each shape once more at a quarter of its workloads: linear work takes 4x as long at full
+# size, quadratic 16x. Both shapes were quadratic once (issue 20): 3,000 workloads that
+# share their first pod label (every workload tested against all) and 300 workloads with 60
+# hosts each (every claim scanned per destination).
+SCALE_SHAPES = [
+    ("shared-label", 3000, 1, {"app.kubernetes.io/part-of": "shop"}, ["--network-policy", "cilium", "--sidecar"]),
+    ("many-hosts", 300, 60, {}, []),
+]
+
+
+def write_scale_stream(path: Path, workloads: int, hosts: int, shared: dict[str, str]) -> Path:
+    with path.open("w") as out:
+        for i in range(workloads):
+            labels = {**shared, "app": f"w{i}"}
+            declared = ",".join(f"h{j}.w{i}.example.com" for j in range(hosts))
+            out.write("---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: w%d\n  labels:\n"
+                      "    app.kubernetes.io/instance: demo\nspec:\n  selector:\n    matchLabels:\n" % i)
+            out.write("".join(f"      {k}: {v}\n" for k, v in labels.items()))
+            out.write("  template:\n    metadata:\n      labels:\n")
+            out.write("".join(f"        {k}: {v}\n" for k, v in labels.items()))
+            out.write(f'      annotations:\n        helm-egress.io/hosts: "{declared}"\n'
+                      '        helm-egress.io/ports: "443/TLS"\n')
+            out.write("    spec:\n      containers: [{name: c, image: x}]\n")
+    return path
+
+
+def measure_scale(cli: str, tmp: Path, repeat: int, start_s: float) -> list[dict[str, Any]]:
+    """Each shape and its quarter; ``start_s`` (the empty-stream run) is taken off both
+    before the ratio, so it compares the work alone. Without the verdict cache: its 1,000
+    entries hold the quarter's annotations but not the full shape's, which would pass
+    for superlinear work."""
+    env = {**os.environ, "HELM_EGRESS_NO_CACHE": "1"}
+    out = []
+    for label, workloads, hosts, shared, flags in SCALE_SHAPES:
+        argv = [cli, "render", "-q", "--release", "demo", *flags]
+        times = {}
+        for n in (workloads // 4, workloads):
+            print(f"running scale {label} ({n} workloads x {hosts} host(s)) ...", file=sys.stderr, flush=True)
+            stream = write_scale_stream(tmp / f"scale-{label}-{n}.yaml", n, hosts, shared)
+            series = Series()
+            for i in range(repeat + 1):
+                result = run(argv, stdin=stream, env=env)
+                if i:
+                    series.add(result)
+            times[n] = series.median_s
+        quarter, full = times[workloads // 4], times[workloads]
+        ratio = (full - start_s) / (quarter - start_s) if quarter > start_s else float("nan")
+        out.append({"label": label, "workloads": workloads, "hosts": hosts, "quarter_s": quarter, "full_s": full,
+                    "work_ratio": ratio})
+    return out
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, help=f"multi-MB rendered stream to cut inputs from [default: {DEFAULT_CORPUS}]")
@@ -481,7 +536,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--cli", help="helm-egress executable [default: next to this Python, else PATH]")
     parser.add_argument("--kubectl", default=shutil.which("kubectl") or "kubectl", help="kubectl executable")
     parser.add_argument("--repeat", type=int, default=5, help="counted runs per command (plus 1 warm-up)")
-    parser.add_argument("--only", action="append", help="run only this input (repeatable)")
+    parser.add_argument("--only", action="append", help="run only this input, or 'scale' (repeatable)")
     parser.add_argument("--json", type=Path, help="also write the numbers to this JSON file")
     parser.add_argument("--readme", type=Path, help="rewrite the bench block of this README with the results")
     parser.add_argument("--build-into", type=Path, help=argparse.SUPPRESS)  # internal: see build_inputs_in_child
@@ -523,6 +578,8 @@ def main() -> int:
             # of the two measurements must not pass for start-up cost.
             again = measure_fixed(cli, args.values, tmp, args.repeat)
             fixed = {name: min(series, again[name], key=lambda x: x.median_s) for name, series in fixed.items()}
+            scale = (measure_scale(cli, tmp, args.repeat, fixed["empty stream, warm"].median_s)
+                     if not args.only or "scale" in args.only else [])
     except (BenchError, OSError) as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 1
@@ -575,6 +632,14 @@ def main() -> int:
                               higher_is_better=False))
         print(f"\nlinearity 4x/1x (ideal 4): helm-egress wall {linearity['helm_egress_wall']:.2f}, work (minus the "
               f"empty-stream run) {_times(linearity['helm_egress_work'])}; kustomize wall {linearity['kustomize_wall']:.2f}")
+    if scale:
+        print("\nscale (no verdict cache; work = time minus the empty-stream run; 4x the workloads, ideal 4, "
+              "quadratic 16):")
+        for sc in scale:
+            print(f"  {sc['label']:<13} {sc['workloads'] // 4:>5} -> {sc['workloads']:>5} workloads x {sc['hosts']} "
+                  f"host(s): {sc['quarter_s']:.3f} s -> {sc['full_s']:.3f} s, work {_times(sc['work_ratio'])}")
+            targets.append(Target(f"scale {sc['label']}: 4x the workloads <= 6x the work", sc["work_ratio"], 6,
+                                  higher_is_better=False))
     print("\ntargets:")
     for t in targets:
         print(f"  {'PASS' if t.passed else 'MISS'}  {t.name}  (measured {t.value:.2f})")
@@ -604,6 +669,7 @@ def main() -> int:
                         "imports_cold": asdict(r.imports_cold) if r.imports_cold else None,
                         "imports_warm": asdict(r.imports_warm) if r.imports_warm else None} for r in results],
             "linearity": linearity,
+            "scale": scale,
             "targets": [{**asdict(t), "passed": t.passed} for t in targets],
         }, indent=2) + "\n")
     return 0

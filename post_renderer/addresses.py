@@ -194,3 +194,11 @@ def host_covers(rule: str, host: str) -> bool:
         return False
     below = host[2:] if host.startswith("*.") else host
     return below.endswith(rule[1:])
+
+
+
+def covering_wildcards(host: str) -> list[str]:
+    """Every wildcard ``rule`` other than ``host`` itself for which ``host_covers(rule,
+    host)`` holds, nearest first: what to look up instead of testing every rule."""
+    below = host[2:] if host.startswith("*.") else host
+    return ["*" + below[i:] for i in range(len(below)) if below[i] == "."]

@@ -24,7 +24,7 @@ from post_renderer.schema import Verdicts
 from post_renderer.serving import chart_claims
 from post_renderer.settings import Settings
 from post_renderer.stream import Stream
-from post_renderer.synth import Claim, Planned, plan, tcp_without_addresses
+from post_renderer.synth import Claims, Planned, plan, tcp_without_addresses
 from post_renderer.values import EgressValues, ValuesFile, load_egress
 from post_renderer.workloads import Inventory, scan
 
@@ -44,7 +44,7 @@ class Found(NamedTuple):
     # Where documents that name no namespace land: Helm's -n, which charts that do name one
     # almost always write as {{ .Release.Namespace }}.
     home: str | None
-    claims: list[Claim]  # what the chart's ServiceEntries and the allowlist serve
+    claims: Claims  # what the chart's ServiceEntries and the allowlist serve
     inmesh: InMesh
     notes: list[str]
     warnings: list[Problem]
@@ -61,7 +61,7 @@ def find(stream: Stream, values: Sequence[ValuesFile], allowlist: ValuesFile | N
     notes = list(inventory.notes)
     if stream.is_empty:
         problems.raise_if_any()
-        return Found(stream, inventory, egress, tuple(allowed), [], {}, {}, [], {}, settings.namespace, [], InMesh(),
+        return Found(stream, inventory, egress, tuple(allowed), [], {}, {}, [], {}, settings.namespace, Claims(), InMesh(),
                      notes, [])
     warnings: list[Problem] = []
     if settings.normalize:

@@ -17,7 +17,7 @@ from post_renderer.model import EgressEntry, Existing
 from post_renderer.names import dns_label, sha256_hex
 from post_renderer.normalize import invented_host
 from post_renderer.settings import Settings
-from post_renderer.synth import Claim, Wanted, register
+from post_renderer.synth import Claim, Claims, Wanted
 
 ALLOWLIST_SOURCE = "the global allowlist"
 # The ServiceEntry host of an address-only entry when Sidecars must import it: Istio's
@@ -34,7 +34,7 @@ class Written(NamedTuple):
 
 
 class Serving(NamedTuple):
-    claims: tuple[Claim, ...]  # the chart's, the allowlist's, then ours, in that order
+    claims: Claims  # the chart's, the allowlist's, then ours, in that order; read-only here
     written: tuple[Written, ...]
     skipped: tuple[tuple[Wanted, Claim], ...]  # already served: no ServiceEntry of ours
     # Written although a chart ServiceEntry serves it, because Sidecars cannot import that one.
@@ -76,22 +76,22 @@ def allowlist_claims(entry: EgressEntry) -> list[Claim]:
 
 
 def chart_claims(existing: Sequence[Existing], allowed: Sequence[EgressEntry], home: str | None,
-                 problems: Problems) -> list[Claim]:
+                 problems: Problems) -> Claims:
     """What the chart's ServiceEntries and the allowlist serve; a protocol conflict between
     them (IST0177) is a problem."""
-    claims: list[Claim] = []
+    claims = Claims()
     for se in existing:
-        register(claims, existing_claims(se, home), se.location, problems)
+        claims.register(existing_claims(se, home), se.location, problems)
     for entry in allowed:
-        register(claims, allowlist_claims(entry), entry.origin, problems)
+        claims.register(allowlist_claims(entry), entry.origin, problems)
     return claims
 
 
-def serve(base: Sequence[Claim], existing: Sequence[Existing], wanted: Sequence[Wanted], home: str | None,
+def serve(base: Claims, existing: Sequence[Existing], wanted: Sequence[Wanted], home: str | None,
           settings: Settings, problems: Problems) -> Serving:
     """``base`` (``chart_claims``), then one ServiceEntry per wanted entry that no earlier
     claim covers. A protocol conflict with an earlier claim (IST0177) is a problem."""
-    claims = list(base)
+    claims = Claims(base)
     taken = {_name_of(se, home) for se in existing}  # two objects of one kind and name: Helm refuses
     written: list[Written] = []
     skipped: list[tuple[Wanted, Claim]] = []
@@ -107,7 +107,7 @@ def serve(base: Sequence[Claim], existing: Sequence[Existing], wanted: Sequence[
         mine = [Claim(d, port.number, port.protocol, frozenset({scope}), f"ServiceEntry {name} ({entry.source})", name,
                       scope, hosts)
                 for d, port in pairs]
-        found = [[c for c in claims if c.covers(d, port.number, scope)] for d, port in pairs]
+        found = [claims.covering(d, port.number, scope) for d, port in pairs]
         # Under --sidecar, a ServiceEntry known only by a short host cannot be imported, so
         # it leaves the destination to a ServiceEntry of ours (with an FQDN host).
         covering = [next((c for c in cs if not (settings.sidecar and c.short_named)), None) for cs in found]
@@ -117,13 +117,13 @@ def serve(base: Sequence[Claim], existing: Sequence[Existing], wanted: Sequence[
             skipped.append((w, first))
             continue
         short = next((c for cs in found for c in cs if settings.sidecar and c.short_named), None)
-        if not register(claims, mine, entry.origin, problems):
+        if not claims.register(mine, entry.origin, problems):
             continue
         taken.add((scope, name))
         if short is not None:
             doubled.append((w, short))
         written.append(Written(w, name, hosts))
-    return Serving(tuple(claims), tuple(written), tuple(skipped), tuple(doubled))
+    return Serving(claims, tuple(written), tuple(skipped), tuple(doubled))
 
 
 def _name_of(se: Existing, home: str | None) -> tuple[str | None, str]:

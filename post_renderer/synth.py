@@ -6,10 +6,10 @@ The kinds themselves live in ``post_renderer.kinds``; ``emit`` writes what they 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
-from post_renderer.addresses import IPNetwork, host_covers, network
+from post_renderer.addresses import IPNetwork, covering_wildcards, network
 from post_renderer.errors import Location, Problems
 from post_renderer.model import HTTP_FAMILY, TLS_FAMILY, EgressEntry, Workload
 from post_renderer.names import dns_label
@@ -124,31 +124,61 @@ class Claim(NamedTuple):
         address-only entries), which an Istio Sidecar cannot import."""
         return bool(self.hosts) and not any("." in h for h in self.hosts)
 
-    def covers(self, dest: str, port: int, namespace: str | None) -> bool:
-        return host_covers(self.dest, dest) and port == self.port and self.reaches(namespace)
 
+class Claims:
+    """Claims in the order they were made, found by destination and port.
 
-def register(claims: list[Claim], new: list[Claim], where: Location, problems: Problems) -> bool:
-    """Add ``new`` unless one disagrees on a protocol with an overlapping claim (IST0177).
-
-    Every conflicting host and port is reported, not only the first.
+    What covers a destination is looked up under its own name and the wildcards above it
+    (``covering_wildcards``) instead of testing every claim: with hundreds of workloads
+    each declaring its own hosts, the scan made a render quadratic (300 x 60 hosts: 40 s).
     """
-    conflicts = False
-    for c in new:
-        old = next((o for o in claims if o.dest == c.dest and o.port == c.port and o.protocol != c.protocol
-                    and o.overlaps(c)), None)
-        if old is not None:
-            problems.add(
-                where,
-                f"{c.dest}:{c.port} is declared as {c.protocol or 'unset'} here but as "
-                f"{old.protocol or 'unset'} by {old.source}; Istio allows one protocol per host and "
-                "port in a namespace scope (IST0177)",
-            )
-            conflicts = True
-    if conflicts:
-        return False
-    claims.extend(new)
-    return True
+
+    def __init__(self, claims: Iterable[Claim] = ()) -> None:
+        self._all: list[Claim] = []
+        self._by_key: dict[tuple[str, int], list[tuple[int, Claim]]] = {}
+        for c in claims:
+            self._add(c)
+
+    def _add(self, claim: Claim) -> None:
+        self._by_key.setdefault((claim.dest, claim.port), []).append((len(self._all), claim))
+        self._all.append(claim)
+
+    def __iter__(self) -> Iterator[Claim]:
+        return iter(self._all)
+
+    def __len__(self) -> int:
+        return len(self._all)
+
+    def covering(self, dest: str, port: int, namespace: str | None) -> list[Claim]:
+        """Every claim that covers ``dest:port`` for ``namespace``, in the order made."""
+        found = [(n, c) for key in (dest, *covering_wildcards(dest)) for n, c in self._by_key.get((key, port), ())
+                 if c.reaches(namespace)]
+        if len(found) > 1:
+            found.sort(key=lambda nc: nc[0])
+        return [c for _, c in found]
+
+    def register(self, new: list[Claim], where: Location, problems: Problems) -> bool:
+        """Add ``new`` unless one disagrees on a protocol with an overlapping claim (IST0177).
+
+        Every conflicting host and port is reported, not only the first.
+        """
+        conflicts = False
+        for c in new:
+            old = next((o for _, o in self._by_key.get((c.dest, c.port), ())
+                        if o.protocol != c.protocol and o.overlaps(c)), None)
+            if old is not None:
+                problems.add(
+                    where,
+                    f"{c.dest}:{c.port} is declared as {c.protocol or 'unset'} here but as "
+                    f"{old.protocol or 'unset'} by {old.source}; Istio allows one protocol per host and "
+                    "port in a namespace scope (IST0177)",
+                )
+                conflicts = True
+        if conflicts:
+            return False
+        for c in new:
+            self._add(c)
+        return True
 
 
 def policy_names(workloads: Sequence[Workload]) -> dict[int, str]:

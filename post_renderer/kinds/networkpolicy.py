@@ -106,9 +106,8 @@ def _taken_in(access: Access, ctx: Context) -> list[Workload]:
     scope = ctx.scope(access)
     matches = selector_matcher(mine.pod_selector)
     labels = mine.pod_selector.get("matchLabels")
-    first = next(iter(labels.items()), None) if isinstance(labels, dict) else None
-    # Only workloads with its first label can match; the matcher judges the rest.
-    candidates = ctx.workloads if first is None else ctx.with_label(str(first[0]), str(first[1]))
+    # Only workloads with all its matchLabels can match; the matcher judges the rest.
+    candidates = ctx.carrying_all(labels if isinstance(labels, dict) else {})
     return [w for w in candidates if w.doc_index != mine.doc_index
             and (w.namespace or ctx.settings.namespace or ctx.home) == scope
             and matches(w.pod_labels)]

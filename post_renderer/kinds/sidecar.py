@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from post_renderer.access import Access, Context, others_hostnames
-from post_renderer.addresses import host_covers, normal_host
+from post_renderer.access import Access, Context
+from post_renderer.addresses import normal_host
 from post_renderer.errors import Problem
 from post_renderer.settings import Settings
 from post_renderer.synth import SOURCE_ANNOTATION, WORKLOAD_ANNOTATION, Generated, Planned, metadata
@@ -108,16 +108,15 @@ def errors(ctx: Context) -> list[Problem]:
                     f"its pod labels also select the pods of {b.kind}/{b.name}, so both Sidecars "
                     "would select them (undefined in Istio); give the workloads distinguishing labels, or opt one out "
                     f'with {ctx.settings.annotation_prefix}/sidecar: "false"')))
-        others = others_hostnames(ctx.access, a)
         added = [(h, a.workload.location.at("--sidecar-host")) for h in ctx.settings.sidecar_hosts]
         added += [(h.host, h.origin) for h in a.sidecar_hosts]
+        own = set(a.hostnames)
         for host, where in added:
             # Declared hosts are canonical (lower case, no trailing dot); DNS names are not
             # case-sensitive, so 'API.Stripe.com.' must not slip past as another name.
             dns_name = normal_host(host.partition("/")[2])
-            # Either way round: a wildcard on either side takes in the names below it.
-            taken = next((f"{other} ({by})" for other, by in others.items()
-                          if host_covers(dns_name, other) or host_covers(other, dns_name)), None)
+            taken = next((f"{other} ({by.kind}/{by.name})" for other in ctx.overlapping(dns_name) if other not in own
+                          and (by := ctx.declared_by_another(other, a)) is not None), None)
             if taken:
                 out.append(Problem(where, (
                     f"{host} would import {taken}'s declared destination into the Sidecar of "
