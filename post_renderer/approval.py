@@ -30,14 +30,6 @@ def violations(found: Found, served: list[Workload], settings: Settings, policy:
         requests += asked.from_serviceentry(se, home)
     for np in (e for e in found.inventory.existing if e.kind == "NetworkPolicy"):
         requests += asked.from_networkpolicy(np, home)
-    stream = found.stream
-    chart = [doc for doc in stream.documents if doc.index not in found.inventory.generated]
-    for doc in chart:
-        if doc.kind in asked.CILIUM_KINDS:
-            requests += asked.from_cilium(doc, home, problems)
-        elif doc.kind == "Sidecar" and "allow_any" in doc.raw.lower():
-            requests += asked.from_sidecar(doc, home, problems)
-    requests += asked.from_services(chart, home, problems, settings.cluster_domain)
-    requests += asked.from_workloadentries(chart, found.serviceentries, home, problems)
+    requests += asked.from_chart(found.documents, found.serviceentries, home, problems, settings.cluster_domain)
     problems.raise_if_any()
     return judge(policy, requests)

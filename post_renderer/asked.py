@@ -31,15 +31,40 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from post_renderer import yamlio
 from post_renderer.addresses import is_address
 from post_renderer.destpolicy import EVERY_NAMESPACE, PortRange, Request
-from post_renderer.errors import EgressError, Location, Problems
+from post_renderer.errors import Location, Problems
 from post_renderer.model import EgressEntry, Existing
 from post_renderer.names import dns_label
+from post_renderer.read import Documents, Parsed
 from post_renderer.stream import Document
 
 _EVERY_ADDRESS = ("0.0.0.0/0", "::/0")
+
+
+def wants(doc: Document) -> bool:
+    """The chart's documents ``from_chart`` reads, picked by their text: parsed only when a
+    policy judges them, and passed through untouched either way."""
+    return doc.kind in CILIUM_KINDS or _allows_any(doc) or wants_service(doc) or doc.kind == "WorkloadEntry"
+
+
+def _allows_any(doc: Document) -> bool:
+    return doc.kind == "Sidecar" and "allow_any" in doc.raw.lower()
+
+
+def from_chart(documents: Documents, serviceentries: Iterable[Existing], home: str | None, problems: Problems,
+               cluster_domain: str) -> list[Request]:
+    """What the chart's own Cilium policies, Sidecars, Services and WorkloadEntries open."""
+    chart = documents.wanted(wants)
+    out: list[Request] = []
+    for parsed in chart:
+        if parsed.doc.kind in CILIUM_KINDS:
+            out += from_cilium(parsed, home, problems)
+        elif _allows_any(parsed.doc):
+            out += from_sidecar(parsed, home, problems)
+    out += from_services(chart, home, problems, cluster_domain)
+    out += from_workloadentries(chart, serviceentries, home, problems)
+    return out
 
 
 def from_entries(entries: Iterable[EgressEntry], namespaces: Sequence[str | None]) -> list[Request]:
@@ -132,14 +157,15 @@ CILIUM_KINDS = ("CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy")
 _WORLD = {"world": _EVERY_ADDRESS, "all": _EVERY_ADDRESS, "world-ipv4": ("0.0.0.0/0",), "world-ipv6": ("::/0",)}
 
 
-def from_cilium(doc: Document, home: str | None, problems: Problems) -> list[Request]:
-    """What a chart's own Cilium policy opens. It is read only here, when a policy judges it,
-    and passes through untouched either way."""
-    data, where = _read(doc, problems)
+def from_cilium(parsed: Parsed, home: str | None, problems: Problems) -> list[Request]:
+    """What a chart's own Cilium policy opens. It is parsed for this when a policy judges it
+    (or for the mesh flavours), and passes through untouched either way."""
+    data, where = _data(parsed, problems)
     if str(data.get("apiVersion", "")).rpartition("/")[0] != "cilium.io":
         return []
     metadata = _mapping(data.get("metadata"))
-    namespace = EVERY_NAMESPACE if doc.kind == "CiliumClusterwideNetworkPolicy" else (metadata.get("namespace") or home)
+    clusterwide = parsed.doc.kind == "CiliumClusterwideNetworkPolicy"
+    namespace = EVERY_NAMESPACE if clusterwide else (metadata.get("namespace") or home)
     specs = [("spec", data.get("spec"))] if data.get("spec") is not None else []
     specs += [(f"specs[{k}]", s) for k, s in enumerate(_list(data.get("specs")))]
     out: list[Request] = []
@@ -160,15 +186,15 @@ def wants_service(doc: Document) -> bool:
         doc.kind == "Service" and ("ExternalName" in doc.raw or _EXPORT_TO in doc.raw))
 
 
-def from_services(docs: Iterable[Document], home: str | None, problems: Problems,
+def from_services(docs: Iterable[Parsed], home: str | None, problems: Problems,
                   cluster_domain: str) -> list[Request]:
     """What a chart's ExternalName Services and its own Endpoints/EndpointSlices open.
 
     Istio routes both like a ServiceEntry (an ExternalName Service to its name, a
     Service's endpoints to their addresses), visible in every namespace unless the
-    Service's ``networking.istio.io/exportTo`` annotation narrows it. Read only when a
+    Service's ``networking.istio.io/exportTo`` annotation narrows it. Parsed only when a
     policy judges them; they pass through untouched."""
-    read = [(doc, *_read(doc, problems)) for doc in docs if wants_service(doc)]
+    read = [(p.doc, *_data(p, problems)) for p in docs if wants_service(p.doc)]
     visible: dict[tuple[str | None, str], list[str | None]] = {}
     for doc, data, _ in read:
         metadata = _mapping(data.get("metadata"))
@@ -214,13 +240,13 @@ def from_services(docs: Iterable[Document], home: str | None, problems: Problems
     return out
 
 
-def from_workloadentries(docs: Iterable[Document], serviceentries: Iterable[Existing], home: str | None,
+def from_workloadentries(docs: Iterable[Parsed], serviceentries: Iterable[Existing], home: str | None,
                          problems: Problems) -> list[Request]:
     """What a chart's own Istio WorkloadEntries open. A ServiceEntry with a workloadSelector
     sends its hosts' traffic to them, so each address is reached like one of its endpoints,
     on the ports the proxy dials (its port map, or every port, when no such ServiceEntry is
-    in the stream), in every namespace those are exported to (else its own). Read only when a policy judges
-    them; they pass through untouched."""
+    in the stream), in every namespace those are exported to (else its own). Parsed only when a policy
+    judges them; they pass through untouched."""
     scopes: dict[str | None, set[str | None]] = {}
     selecting: dict[str | None, list[dict[str, Any]]] = {}  # namespace -> the ports of its ServiceEntries
     for se in serviceentries:
@@ -231,10 +257,10 @@ def from_workloadentries(docs: Iterable[Document], serviceentries: Iterable[Exis
             scopes.setdefault(namespace, set()).update(_export_scopes(spec.get("exportTo"), namespace))
             selecting.setdefault(namespace, []).extend(p for p in _list(spec.get("ports")) if isinstance(p, dict))
     out: list[Request] = []
-    for doc in docs:
-        if doc.kind != "WorkloadEntry":
+    for parsed in docs:
+        if parsed.doc.kind != "WorkloadEntry":
             continue
-        data, where = _read(doc, problems)
+        data, where = _data(parsed, problems)
         if str(data.get("apiVersion", "")).rpartition("/")[0] != "networking.istio.io":
             continue
         spec = _mapping(data.get("spec"))
@@ -251,10 +277,10 @@ def from_workloadentries(docs: Iterable[Document], serviceentries: Iterable[Exis
     return out
 
 
-def from_sidecar(doc: Document, home: str | None, problems: Problems) -> list[Request]:
+def from_sidecar(parsed: Parsed, home: str | None, problems: Problems) -> list[Request]:
     """A chart's own Istio Sidecar with ``outboundTrafficPolicy.mode: ALLOW_ANY`` lets its
     pods' proxies pass traffic to any destination the mesh does not know: every address."""
-    data, where = _read(doc, problems)
+    data, where = _data(parsed, problems)
     if str(data.get("apiVersion", "")).rpartition("/")[0] != "networking.istio.io":
         return []
     policy = _mapping(_mapping(data.get("spec")).get("outboundTrafficPolicy"))
@@ -277,14 +303,8 @@ def _endpoint_ports(ports: Any) -> list[PortRange | None]:
     return list(dict.fromkeys(numbers)) or [None]
 
 
-def _read(doc: Document, problems: Problems) -> tuple[dict[str, Any], Location]:
-    where = Location(file="stdin", line=doc.start_line, doc_index=doc.index, kind=doc.kind, name=doc.name)
-    try:
-        data = yamlio.load(yamlio.safe_loader(), doc.parse_text, where, line_offset=doc.start_line - 1)
-    except EgressError as e:
-        problems.extend(e.problems)
-        return {}, where
-    return _mapping(data), where
+def _data(parsed: Parsed, problems: Problems) -> tuple[dict[str, Any], Location]:
+    return _mapping(parsed.use(problems)), parsed.where
 
 
 def _cilium_rule(rule: dict[str, Any], path: str, where: Location, namespace: str | None) -> list[Request]:

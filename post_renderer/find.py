@@ -10,27 +10,27 @@ annotation at once.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from post_renderer.annotations import Intent
 from post_renderer.annotations import read as read_intent
 from post_renderer.errors import Problem, Problems
+from post_renderer import inmesh
 from post_renderer.inmesh import InMesh
-from post_renderer.inmesh import scan as scan_inmesh
 from post_renderer.model import EgressEntry, Existing, Workload
 from post_renderer.normalize import normalize
+from post_renderer.read import Documents
 from post_renderer.schema import Verdicts
 from post_renderer.serving import chart_claims
 from post_renderer.settings import Settings
-from post_renderer.stream import Stream
 from post_renderer.synth import Claims, Planned, plan, tcp_without_addresses
 from post_renderer.values import EgressValues, ValuesFile, load_egress
 from post_renderer.workloads import Inventory, scan
 
 
 class Found(NamedTuple):
-    stream: Stream
+    documents: Documents  # the stream, and what the reading stage parsed of it
     inventory: Inventory  # every workload, the chart's egress documents as read, our earlier output
     egress: EgressValues  # the values' istio.egress
     allowed: tuple[EgressEntry, ...]  # the global allowlist's entries
@@ -50,19 +50,20 @@ class Found(NamedTuple):
     warnings: list[Problem]
 
 
-def find(stream: Stream, values: Sequence[ValuesFile], allowlist: ValuesFile | None, settings: Settings, *,
-         verdicts: Verdicts | None, generated_kinds: Collection[str], needs_mesh: bool) -> Found:
-    """``generated_kinds``: the kinds helm-egress writes (its earlier output is dropped and
-    written anew); ``needs_mesh``: an output kind reads the chart's in-mesh objects."""
+def find(documents: Documents, values: Sequence[ValuesFile], allowlist: ValuesFile | None, settings: Settings, *,
+         verdicts: Verdicts | None, needs_mesh: bool) -> Found:
+    """``needs_mesh``: an output kind reads the chart's in-mesh objects (then the reading
+    stage was given ``inmesh.wants``)."""
+    stream = documents.stream
     problems = Problems()
     egress = load_egress(values, settings, problems, verdicts=verdicts)
     allowed = load_egress([allowlist], settings, problems, verdicts=verdicts).entries if allowlist else ()
-    inventory = scan(stream, problems, generated_kinds=generated_kinds)
+    inventory = scan(documents, problems)
     notes = list(inventory.notes)
     if stream.is_empty:
         problems.raise_if_any()
-        return Found(stream, inventory, egress, tuple(allowed), [], {}, {}, [], {}, settings.namespace, Claims(), InMesh(),
-                     notes, [])
+        return Found(documents, inventory, egress, tuple(allowed), [], {}, {}, [], {}, settings.namespace, Claims(),
+                     InMesh(), notes, [])
     warnings: list[Problem] = []
     if settings.normalize:
         normalized = normalize(stream, inventory.existing, settings, problems, notes)
@@ -80,10 +81,10 @@ def find(stream: Stream, values: Sequence[ValuesFile], allowlist: ValuesFile | N
     release_wide = plan(egress.entries, problems)
     own = {i: plan(intent.entries, problems) for i, intent in intents.items()}
     problems.raise_if_any()
-    inmesh = scan_inmesh(stream, inventory.generated, problems) if needs_mesh else InMesh()
+    mesh = inmesh.scan(documents, problems) if needs_mesh else InMesh()
     problems.raise_if_any()
-    return Found(stream, inventory, egress, tuple(allowed), serviceentries, replacements, intents, release_wide, own,
-                 home, claims, inmesh, notes, warnings)
+    return Found(documents, inventory, egress, tuple(allowed), serviceentries, replacements, intents, release_wide, own,
+                 home, claims, mesh, notes, warnings)
 
 
 def _most_common_namespace(workloads: Sequence[Workload]) -> str | None:

@@ -2,8 +2,8 @@
 
 The release's own Services (a Sidecar must keep importing them), and the Istio Sidecars and
 CiliumNetworkPolicies the chart renders itself (a second Sidecar for one pod is undefined in
-Istio; a second CiliumNetworkPolicy widens what a pod may reach). Read only when a flavour
-that needs them is asked for, and only those documents are parsed.
+Istio; a second CiliumNetworkPolicy widens what a pod may reach). Parsed only when a flavour
+that needs them is asked for (the reading stage is given ``wants``).
 """
 
 from __future__ import annotations
@@ -11,15 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from post_renderer import yamlio
-from post_renderer.errors import EgressError, Location, Problems
-from post_renderer.stream import Stream
+from post_renderer.errors import Location, Problems
+from post_renderer.read import Documents
+from post_renderer.stream import Document
 
 SERVICE = ("Service", "")
 SIDECAR = ("Sidecar", "networking.istio.io")
 CILIUM = ("CiliumNetworkPolicy", "cilium.io")
 CILIUM_CLUSTERWIDE = ("CiliumClusterwideNetworkPolicy", "cilium.io")
 _KINDS = {SERVICE, SIDECAR, CILIUM, CILIUM_CLUSTERWIDE}
+_KIND_NAMES = frozenset(k for k, _ in _KINDS)
 
 
 class Service(NamedTuple):
@@ -51,21 +52,20 @@ class InMesh:
         self.cilium: list[Selecting] = []
 
 
-def scan(stream: Stream, skip: set[int], problems: Problems) -> InMesh:
-    """``skip``: indices of helm-egress's own earlier output, regenerated, never read."""
+def wants(doc: Document) -> bool:
+    """The documents ``scan`` reads, by the kind their text names."""
+    return doc.kind in _KIND_NAMES
+
+
+def scan(documents: Documents, problems: Problems) -> InMesh:
+    """From the chart's documents ``wants`` picked; helm-egress's own earlier output is
+    regenerated, never read."""
     found = InMesh()
-    loader = yamlio.safe_loader()
-    for doc in stream.documents:
-        if doc.index in skip or doc.kind not in {k for k, _ in _KINDS}:
-            continue
-        where = Location(file="stdin", line=doc.start_line, doc_index=doc.index, kind=doc.kind, name=doc.name)
-        try:
-            data = yamlio.load(loader, doc.parse_text, where, line_offset=doc.start_line - 1)
-        except EgressError as e:
-            problems.extend(e.problems)
-            continue
+    for parsed in documents.wanted(wants):
+        data = parsed.use(problems)
         if not isinstance(data, dict):
             continue
+        where = parsed.where
         group = str(data.get("apiVersion", "")).rpartition("/")[0]
         kind = data.get("kind")
         if (kind, group) not in _KINDS:

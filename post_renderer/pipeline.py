@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from post_renderer import kinds
+from post_renderer import inmesh, kinds
 from post_renderer import stream as streams
 from post_renderer.emit import emit
 from post_renderer.errors import Problem
 from post_renderer.find import find
 from post_renderer.plan import plan
+from post_renderer.read import read
 from post_renderer.schema import Verdicts
 from post_renderer.settings import Settings
 from post_renderer.synth import Generated
@@ -60,8 +61,15 @@ def analyse(
     ``explain=False`` leaves ``Result.workloads`` empty: only ``explain`` prints it, and
     on large streams it costs as much as writing the new documents."""
     stream = streams.split(text) if isinstance(text, str) else streams.split_bytes(text)
-    found = find(stream, values, allowlist, settings, verdicts=verdicts, generated_kinds=kinds.NAMES,
-                 needs_mesh=kinds.needs_mesh(settings))
+    needs_mesh = kinds.needs_mesh(settings)
+    # Besides workloads and the chart's egress documents: what this run's stages read.
+    wanted = [inmesh.wants] if needs_mesh else []
+    if policy is not None:
+        from post_renderer import asked
+
+        wanted.append(asked.wants)
+    found = find(read(stream, kinds.NAMES, wanted), values, allowlist, settings, verdicts=verdicts,
+                 needs_mesh=needs_mesh)
     if stream.is_empty:
         # Given back as it came: comments, blank lines, a BOM.
         return Result([text if isinstance(text, str) else text.decode("utf-8", errors="surrogateescape")],

@@ -34,7 +34,7 @@ def plan(found: Found, settings: Settings, label_selected: Callable[[Access], bo
     """``label_selected``: whether an output kind selects the workload's pods by their
     labels alone (Sidecar, CiliumNetworkPolicy), so the pods must carry some."""
     served, status, notes, warnings = _served(found, settings)
-    release = settings.release or release_from_labels(found.stream)
+    release = settings.release or release_from_labels(found.documents.stream)
     if settings.release is None and release is not None and label_value_problem(release) and (
             found.release_wide or served):
         # It becomes a label value and part of object names; --release is validated too.

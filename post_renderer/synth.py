@@ -13,8 +13,8 @@ from post_renderer.addresses import IPNetwork, covering_wildcards, network
 from post_renderer.errors import Location, Problems
 from post_renderer.model import HTTP_FAMILY, TLS_FAMILY, EgressEntry, Workload
 from post_renderer.names import dns_label
+from post_renderer.read import GENERATED_BY
 from post_renderer.settings import Settings
-from post_renderer.workloads import GENERATED_BY
 
 SOURCE_ANNOTATION = "helm-egress.io/source"
 WORKLOAD_ANNOTATION = "helm-egress.io/workload"

@@ -1,61 +1,27 @@
-"""Source: the workloads of the stream, read from the few documents that need parsing.
-
-A document is parsed only when its top-level ``kind`` names a pod-bearing workload, when
-it may be one of helm-egress's own earlier outputs, or when its kind cannot be read from
-the text (flow-style or JSON documents). Everything else stays text.
+"""Source: the workloads of the stream, and the chart's own egress documents, from what the
+reading stage parsed (``read.Documents.sources``).
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Collection
 from typing import Any
 
-from post_renderer import shape, yamlio
-from post_renderer.errors import EgressError, Location, Problem, Problems
+from post_renderer import shape
+from post_renderer.errors import Location, Problems
 from post_renderer.model import Existing, Workload
 from post_renderer.names import dns_label_problem, label_key_problem, label_value_problem
-from post_renderer.stream import Document, Stream
+from post_renderer.read import GENERATED_BY, POLICY_KINDS, WORKLOAD_KINDS, Documents, Parsed
+from post_renderer.stream import Stream
 
-GENERATED_BY = "helm-egress.io/generated-by"
 HOOK = "helm.sh/hook"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
-
-# kind -> API groups it is a workload in ("" is the core group).
-WORKLOAD_KINDS: dict[str, frozenset[str]] = {
-    "Deployment": frozenset({"apps", "extensions"}),
-    "StatefulSet": frozenset({"apps"}),
-    "DaemonSet": frozenset({"apps", "extensions"}),
-    "ReplicaSet": frozenset({"apps", "extensions"}),
-    "ReplicationController": frozenset({""}),
-    "Job": frozenset({"batch"}),
-    "CronJob": frozenset({"batch"}),
-    "Pod": frozenset({""}),
-    "Rollout": frozenset({"argoproj.io"}),
-}
-# Egress documents a chart renders itself: kind -> API group.
-POLICY_KINDS = {"ServiceEntry": "networking.istio.io", "NetworkPolicy": "networking.k8s.io"}
 # Block or flow style; the first occurrence in a document is its metadata label in every
 # chart seen, and one vote per document keeps selectors from counting twice.
 _INSTANCE_KEY = b"app.kubernetes.io/instance"
 _INSTANCE = re.compile(rb"""app\.kubernetes\.io/instance["']?:[ \t]*["']?([A-Za-z0-9][-A-Za-z0-9.]*)""")
 _BEFORE_KEY = (b'"', b"'", b" ", b"\t", b"{", b",")
-
-
-# Every field ``_classify`` reads from a workload, for ``yamlio.load_pruned``: pod specs
-# are most of a workload's bytes and none of its business. A field read but not listed
-# here reads as absent; test_workloads compares pruned with whole reads on real charts.
-WORKLOAD_FIELDS: yamlio.Keep = {
-    "apiVersion": yamlio.KEEP_ALL,
-    "kind": yamlio.KEEP_ALL,
-    "metadata": yamlio.KEEP_ALL,
-    "spec": {
-        "selector": yamlio.KEEP_ALL,
-        "template": {"metadata": yamlio.KEEP_ALL},
-        "jobTemplate": {"spec": {"template": {"metadata": yamlio.KEEP_ALL}}},
-    },
-}
 
 
 class Inventory:
@@ -66,46 +32,16 @@ class Inventory:
         self.notes: list[str] = []
 
 
-def scan(stream: Stream, problems: Problems, *, generated_kinds: Collection[str]) -> Inventory:
+def scan(documents: Documents, problems: Problems) -> Inventory:
     """The workloads, the chart's own egress documents and our earlier output, in document
-    order; a bad document's problems are collected, so one run reports every one.
-
-    ``generated_kinds``: the kinds helm-egress writes (the registry's, ``kinds.NAMES``): only
-    a document of one of these can be its own earlier output. Any other document keeps
-    whatever annotations it carries, and is not searched for them (CRDs are most of some
-    streams' bytes)."""
+    order; a bad document's problems are collected, so one run reports every one."""
     inventory = Inventory()
-    loader = yamlio.safe_loader()
-    for doc in stream.documents:
-        if not _to_read(doc, generated_kinds):
-            continue
-        where = Location(file="stdin", line=doc.start_line, doc_index=doc.index, kind=doc.kind_hint, name=doc.name)
-        try:
-            data = _read(loader, doc, doc.kind, where)
-        except EgressError as e:
-            problems.extend(e.problems)
-            continue
-        if isinstance(data, dict):
-            _classify(doc, data, inventory, problems, generated_kinds)
+    inventory.generated = set(documents.generated)
+    for parsed in documents.sources:
+        data = parsed.use(problems)
+        if isinstance(data, dict) and parsed.doc.index not in documents.generated:
+            _classify(parsed, data, inventory, problems)
     return inventory
-
-
-def _to_read(doc: Document, generated_kinds: Collection[str]) -> bool:
-    kind = doc.kind
-    if kind is not None and kind not in WORKLOAD_KINDS and kind not in POLICY_KINDS and (
-            kind not in generated_kinds or GENERATED_BY not in doc.raw):
-        return False
-    return kind is not None or (doc.has_content and "kind" in doc.raw)
-
-
-def _read(loader: Any, doc: Document, kind: str | None, where: Location) -> Any:
-    offset = doc.start_line - 1
-    if kind in WORKLOAD_KINDS and GENERATED_BY not in doc.raw:
-        data = yamlio.load_pruned(loader, doc.parse_text, where, WORKLOAD_FIELDS, line_offset=offset)
-        if not isinstance(data, dict) or data.get("kind") == kind:
-            return data
-        # The text's kind line misled (a policy kind needs the whole document).
-    return yamlio.load(loader, doc.parse_text, where, line_offset=offset)
 
 
 def release_from_labels(stream: Stream) -> str | None:
@@ -134,15 +70,12 @@ def release_from_labels(stream: Stream) -> str | None:
     return min(votes.items(), key=lambda kv: (-kv[1], kv[0]))[0]
 
 
-def _classify(doc: Document, data: dict[str, Any], inventory: Inventory, problems: Problems,
-              generated_kinds: Collection[str]) -> None:
+def _classify(parsed: Parsed, data: dict[str, Any], inventory: Inventory, problems: Problems) -> None:
+    doc = parsed.doc
     kind = data.get("kind")
     metadata = _mapping(data.get("metadata"))
     name = metadata.get("name")
     annotations = _mapping(metadata.get("annotations"))
-    if GENERATED_BY in annotations and kind in generated_kinds:
-        inventory.generated.add(doc.index)
-        return
     api_version = data.get("apiVersion")
     group = api_version.rpartition("/")[0] if isinstance(api_version, str) else None
     if not isinstance(kind, str):

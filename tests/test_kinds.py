@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 
 import oracle
-from post_renderer import kinds
+from post_renderer import inmesh, kinds
 from post_renderer import stream as streams
 from post_renderer.explain import WorkloadReport
 from post_renderer.find import find
 from post_renderer.plan import plan
+from post_renderer.read import read
 from post_renderer.settings import Settings
 from post_renderer.values import ValuesFile
 
@@ -78,7 +79,7 @@ def _contexts() -> list[tuple[str, Settings, Any]]:
         for settings in _SETTINGS:
             stream = streams.split((folder / "input.yaml").read_text())
             try:
-                found = find(stream, values, None, settings, verdicts=None, generated_kinds=kinds.NAMES,
+                found = find(read(stream, kinds.NAMES, [inmesh.wants]), values, None, settings, verdicts=None,
                              needs_mesh=True)
                 planned = plan(found, settings, kinds.label_selected(settings))
             except Exception:  # noqa: BLE001 - a combination the input refuses says nothing here

@@ -25,6 +25,7 @@ from ruamel.yaml import YAML
 from typer.testing import CliRunner, Result
 
 from helmstream import helm3_stream, helm4_stream, render_chart
+from post_renderer import asked
 from post_renderer.asked import (
     from_cilium,
     from_networkpolicy,
@@ -37,6 +38,7 @@ from post_renderer.cli import app
 from post_renderer.destpolicy import Policy, Request, host_covers, judge, load
 from post_renderer.errors import EgressError, Location, Problems
 from post_renderer.model import Existing
+from post_renderer.read import Parsed, read
 from post_renderer.stream import split
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -590,9 +592,14 @@ def test_the_readme_policy_example_is_a_valid_policy() -> None:
     ("api.example.com.", "api.example.com"),
 ])
 def test_a_cilium_match_pattern_asks_for_every_name_it_can_match(pattern: str, asks_for: str) -> None:
-    doc = split(CILIUM.format(rule=f"toFQDNs: [{{matchPattern: '{pattern}'}}]")).documents[0]
+    (doc,) = chart(CILIUM.format(rule=f"toFQDNs: [{{matchPattern: '{pattern}'}}]"))
     (request,) = from_cilium(doc, None, Problems())
     assert (request.destination, request.ports, request.namespace) == (asks_for, None, "crawl")
+
+
+def chart(text: str) -> list[Parsed]:
+    """The documents of ``text`` a policy judges, as the reading stage gives them."""
+    return read(split(text), frozenset(), [asked.wants]).wanted(asked.wants)
 
 
 CILIUM = """\
@@ -609,7 +616,7 @@ spec:
 @pytest.mark.parametrize("rule", ["5", "toFQDNs: 7", "toFQDNs: [1, {matchName: 3}]", "toPorts: [{ports: [{port: x}]}]",
                                   "toCIDRSet: [{cidrGroupRef: g}]", "toEntities: [cluster, host]"])
 def test_odd_cilium_rules_never_break_the_judging(rule: str) -> None:
-    doc = split(CILIUM.format(rule=rule)).documents[0]
+    (doc,) = chart(CILIUM.format(rule=rule))
     requests = from_cilium(doc, None, Problems())
     policy = load("allow: [{hosts: [a.example.com]}]", "p.yaml")
     assert all(isinstance(policy.refusal(r), str) for r in requests)
@@ -617,7 +624,7 @@ def test_odd_cilium_rules_never_break_the_judging(rule: str) -> None:
 
 def test_a_cilium_policy_that_is_not_yaml_is_a_located_error() -> None:
     problems = Problems()
-    doc = split("---\n" + CILIUM.format(rule="toFQDNs: [")).documents[0]
+    (doc,) = chart("---\n" + CILIUM.format(rule="toFQDNs: ["))
     assert from_cilium(doc, None, problems) == []
     assert problems.items and problems.items[0].location.doc_index == 0
 
@@ -680,7 +687,7 @@ spec: {ports: [{port: 80}]}
 
 def test_what_a_chart_externalname_service_and_its_own_endpoints_open() -> None:
     problems = Problems()
-    requests = from_services(split(SERVICES).documents, None, problems, "cluster.local")
+    requests = from_services(chart(SERVICES), None, problems, "cluster.local")
     got = {(r.destination, r.address, r.ports, r.namespace, r.origin.kind, r.origin.path) for r in requests}
     assert not problems.items
     assert got == {
@@ -708,7 +715,7 @@ def test_what_a_chart_externalname_service_and_its_own_endpoints_open() -> None:
     "apiVersion: v1\nkind: Endpoints\nmetadata: [1]\n",
 ])
 def test_odd_services_never_break_the_judging(body: str) -> None:
-    requests = from_services(split(body).documents, None, Problems(), "cluster.local")
+    requests = from_services(chart(body), None, Problems(), "cluster.local")
     policy = load("allow: [{hosts: [a.example.com]}]", "p.yaml")
     assert all(isinstance(policy.refusal(r), str) for r in requests)
 
@@ -725,7 +732,8 @@ def test_odd_services_never_break_the_judging(body: str) -> None:
     ("apiVersion: networking.istio.io/v1\nkind: Sidecar\nspec: [ALLOW_ANY]\n", False),
 ])
 def test_a_chart_sidecar_allowing_any_destination_asks_for_every_address(body: str, opens_everything: bool) -> None:
-    requests = from_sidecar(split(body).documents[0], "prod", Problems())
+    (doc,) = read(split(body), frozenset(), [lambda _: True]).parsed.values()
+    requests = from_sidecar(doc, "prod", Problems())
     assert sorted(r.destination for r in requests) == (["0.0.0.0/0", "::/0"] if opens_everything else [])
     policy = load("allow: [{addresses: [10.0.0.0/8]}]", "p.yaml")
     assert not any(policy.approves(r) for r in requests)
@@ -760,7 +768,7 @@ spec: [7]
 
 def test_what_a_chart_workloadentry_opens_without_its_serviceentry() -> None:
     # No ServiceEntry in the stream selects them: its port map, else every port, in its namespace.
-    requests = from_workloadentries(split(WORKLOADENTRIES).documents, [], None, Problems())
+    requests = from_workloadentries(chart(WORKLOADENTRIES), [], None, Problems())
     assert [(r.destination, r.address, r.ports, r.namespace) for r in requests] == [
         ("203.0.113.5", True, (8080, 8080), "vms"),
         ("vm-b.example.net", False, None, "vms"),
@@ -773,7 +781,7 @@ spec:
   workloadSelector: {labels: {app: vm}}
   exportTo: ["*"]
 """)
-    requests = from_workloadentries(split(WORKLOADENTRIES).documents, [selecting], None, Problems())
+    requests = from_workloadentries(chart(WORKLOADENTRIES), [selecting], None, Problems())
     assert [(r.destination, r.ports, r.namespace) for r in requests] == [
         ("203.0.113.5", (22, 22), "*"), ("203.0.113.5", (8080, 8080), "*"),  # its map wins for http
         ("vm-b.example.net", (22, 22), "*"), ("vm-b.example.net", (8000, 8000), "*"),

@@ -1,6 +1,6 @@
 """Workloads are read pruned (only the fields helm-egress uses), with the answers of a whole read.
 
-``yamlio.load_pruned`` builds only ``workloads.WORKLOAD_FIELDS`` of a workload and checks
+``yamlio.load_pruned`` builds only ``read.WORKLOAD_FIELDS`` of a workload and checks
 the rest; anything it cannot vouch for goes through the whole read. Each test compares
 the two on the same input: real charts must give the same inventory, and broken or
 hostile documents the same located errors.
@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from post_renderer import kinds, read, workloads, yamlio
 from post_renderer import stream as streams
-from post_renderer import kinds, workloads, yamlio
 from post_renderer.cli import app
 from post_renderer.errors import Location, Problems
 
@@ -23,11 +23,18 @@ REPO = Path(__file__).resolve().parent.parent
 STREAMS = sorted((REPO / "fixtures/corpus").glob("*.yaml")) + sorted((REPO / "tests/cases").glob("*/input.yaml"))
 
 
+GENERATED_KINDS = kinds.NAMES
+
+
 def whole_reads(monkeypatch: pytest.MonkeyPatch) -> None:
     def whole(yaml: Any, text: str, where: Location, keep: Any, *, line_offset: int = 0) -> Any:
         return yamlio.load(yaml, text, where, line_offset=line_offset)
 
     monkeypatch.setattr(yamlio, "load_pruned", whole)
+
+
+def scan(stream: streams.Stream, problems: Problems) -> workloads.Inventory:
+    return workloads.scan(read.read(stream, GENERATED_KINDS), problems)
 
 
 def pruned(data: Any, keep: Any) -> Any:
@@ -40,10 +47,10 @@ def pruned(data: Any, keep: Any) -> Any:
 def test_real_streams_give_the_same_inventory(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     stream = streams.split(path.read_bytes().decode("utf-8", "surrogateescape"))
     fast_problems, slow_problems = Problems(), Problems()
-    fast = workloads.scan(stream, fast_problems, generated_kinds=kinds.NAMES)
+    fast = scan(stream, fast_problems)
     with monkeypatch.context() as m:
         whole_reads(m)
-        slow = workloads.scan(stream, slow_problems, generated_kinds=kinds.NAMES)
+        slow = scan(stream, slow_problems)
     assert vars(fast) == vars(slow)
     assert fast_problems.items == slow_problems.items
 
@@ -51,12 +58,12 @@ def test_real_streams_give_the_same_inventory(path: Path, monkeypatch: pytest.Mo
 @pytest.mark.parametrize("path", sorted((REPO / "fixtures/corpus").glob("*.yaml")), ids=lambda p: p.name)
 def test_a_pruned_workload_is_the_whole_one_cut_down(path: Path) -> None:
     loader = yamlio.safe_loader()
-    docs = [d for d in streams.split(path.read_text()).documents if d.kind in workloads.WORKLOAD_KINDS]
+    docs = [d for d in streams.split(path.read_text()).documents if d.kind in read.WORKLOAD_KINDS]
     assert docs
     for doc in docs:
         whole = yamlio.load(loader, doc.parse_text, Location())
-        fast = yamlio._Pruner(loader, doc.parse_text).document(workloads.WORKLOAD_FIELDS)  # no fallback
-        assert fast == pruned(whole, workloads.WORKLOAD_FIELDS)
+        fast = yamlio._Pruner(loader, doc.parse_text).document(read.WORKLOAD_FIELDS)  # no fallback
+        assert fast == pruned(whole, read.WORKLOAD_FIELDS)
         assert fast["metadata"] == whole["metadata"]
         assert fast["spec"]["template"]["metadata"] == whole["spec"]["template"]["metadata"]
 
@@ -125,6 +132,6 @@ def test_what_is_not_read_is_still_checked(name: str) -> None:
 
 def test_without_libyaml_every_document_is_read_whole(monkeypatch: pytest.MonkeyPatch) -> None:
     stream = streams.split((REPO / "fixtures/corpus/prometheus.helm3.yaml").read_text())
-    expected = workloads.scan(stream, Problems(), generated_kinds=kinds.NAMES)
+    expected = scan(stream, Problems())
     monkeypatch.setattr(yamlio, "CParser", None)
-    assert vars(workloads.scan(stream, Problems(), generated_kinds=kinds.NAMES)) == vars(expected)
+    assert vars(scan(stream, Problems())) == vars(expected)

@@ -1,0 +1,141 @@
+"""Read: the one stage that parses documents of the stream; every later stage takes its data from here.
+
+A document is parsed only when a stage needs it, and then once:
+
+- always: pod-bearing workloads (pruned to ``WORKLOAD_FIELDS``), the chart's own
+  ServiceEntries and NetworkPolicies, helm-egress's own earlier output (a document of a
+  generated kind that carries the ``generated-by`` annotation), and documents whose kind
+  cannot be read from the text (flow-style or JSON documents) -- ``Documents.sources``;
+- when the run asks for them: the documents another stage's ``wants`` picks (the mesh
+  objects for ``--sidecar`` and Cilium, the chart objects a ``--policy`` judges), whole.
+
+Everything else stays text. A document that cannot be read keeps its problems, and the
+stage that needs it reports them when it runs, so a run reports what it reported when
+each stage parsed its own documents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from typing import Any, NamedTuple
+
+from post_renderer import yamlio
+from post_renderer.errors import EgressError, Location, Problem, Problems
+from post_renderer.stream import Document, Stream
+
+GENERATED_BY = "helm-egress.io/generated-by"
+
+# kind -> API groups it is a workload in ("" is the core group).
+WORKLOAD_KINDS: dict[str, frozenset[str]] = {
+    "Deployment": frozenset({"apps", "extensions"}),
+    "StatefulSet": frozenset({"apps"}),
+    "DaemonSet": frozenset({"apps", "extensions"}),
+    "ReplicaSet": frozenset({"apps", "extensions"}),
+    "ReplicationController": frozenset({""}),
+    "Job": frozenset({"batch"}),
+    "CronJob": frozenset({"batch"}),
+    "Pod": frozenset({""}),
+    "Rollout": frozenset({"argoproj.io"}),
+}
+# Egress documents a chart renders itself: kind -> API group.
+POLICY_KINDS = {"ServiceEntry": "networking.istio.io", "NetworkPolicy": "networking.k8s.io"}
+
+# Every field ``workloads`` reads from a workload, for ``yamlio.load_pruned``: pod specs
+# are most of a workload's bytes and none of its business. A field read but not listed
+# here reads as absent; test_pruned_read compares pruned with whole reads on real charts.
+WORKLOAD_FIELDS: yamlio.Keep = {
+    "apiVersion": yamlio.KEEP_ALL,
+    "kind": yamlio.KEEP_ALL,
+    "metadata": yamlio.KEEP_ALL,
+    "spec": {
+        "selector": yamlio.KEEP_ALL,
+        "template": {"metadata": yamlio.KEEP_ALL},
+        "jobTemplate": {"spec": {"template": {"metadata": yamlio.KEEP_ALL}}},
+    },
+}
+
+Wants = Callable[[Document], bool]
+
+
+class Parsed(NamedTuple):
+    """One document as the reading stage parsed it."""
+
+    doc: Document
+    data: Any  # a workload's pruned to WORKLOAD_FIELDS; None when it could not be read
+    where: Location  # the document, for messages about it
+    problems: tuple[Problem, ...]  # why it could not be read
+
+    def use(self, problems: Problems) -> Any:
+        """The data, for the stage that needs it; why it could not be read goes to ``problems``."""
+        problems.extend(list(self.problems))
+        return self.data
+
+
+class Documents(NamedTuple):
+    """What the reading stage hands on."""
+
+    stream: Stream
+    parsed: dict[int, Parsed]  # every document read, by index, in stream order
+    sources: tuple[Parsed, ...]  # those read always (see the module's docstring), for ``workloads.scan``
+    generated: frozenset[int]  # indices of helm-egress's own earlier output: regenerated, not read
+
+    def wanted(self, wants: Wants) -> list[Parsed]:
+        """The chart's documents ``wants`` picks, in stream order (they were read for it)."""
+        return [p for p in self.parsed.values() if p.doc.index not in self.generated and wants(p.doc)]
+
+
+def read(stream: Stream, generated_kinds: Collection[str], wanted: Sequence[Wants] = ()) -> Documents:
+    """``generated_kinds``: the kinds helm-egress writes; only a document of one of these can
+    be its own earlier output (any other keeps its annotations, and is not searched for
+    them: CRDs are most of some streams' bytes). ``wanted``: what the stages that run
+    this time need besides the sources."""
+    loader = yamlio.safe_loader()
+    parsed: dict[int, Parsed] = {}
+    sources: list[Parsed] = []
+    generated: set[int] = set()
+    for doc in stream.documents:
+        source = _is_source(doc, generated_kinds)
+        extra = bool(wanted) and any(wants(doc) for wants in wanted)
+        if not source and not extra:
+            continue
+        # A document another stage needs too is read whole: only the workload scan prunes.
+        p = parsed[doc.index] = _parse(loader, doc, prune=source and not extra)
+        if source:
+            sources.append(p)
+            if _is_generated(p.data, generated_kinds):
+                generated.add(doc.index)
+    return Documents(stream, parsed, tuple(sources), frozenset(generated))
+
+
+def _is_source(doc: Document, generated_kinds: Collection[str]) -> bool:
+    kind = doc.kind
+    if kind is not None and kind not in WORKLOAD_KINDS and kind not in POLICY_KINDS and (
+            kind not in generated_kinds or GENERATED_BY not in doc.raw):
+        return False
+    return kind is not None or (doc.has_content and "kind" in doc.raw)
+
+
+def _parse(loader: Any, doc: Document, *, prune: bool) -> Parsed:
+    where = Location(file="stdin", line=doc.start_line, doc_index=doc.index, kind=doc.kind_hint, name=doc.name)
+    offset = doc.start_line - 1
+    kind = doc.kind
+    try:
+        if prune and kind in WORKLOAD_KINDS and GENERATED_BY not in doc.raw:
+            data = yamlio.load_pruned(loader, doc.parse_text, where, WORKLOAD_FIELDS, line_offset=offset)
+            if not isinstance(data, dict) or data.get("kind") == kind:
+                return Parsed(doc, data, where, ())
+            # The text's kind line misled (a policy kind needs the whole document).
+        data = yamlio.load(loader, doc.parse_text, where, line_offset=offset)
+    except EgressError as e:
+        return Parsed(doc, None, where, tuple(e.problems))
+    return Parsed(doc, data, where, ())
+
+
+def _is_generated(data: Any, generated_kinds: Collection[str]) -> bool:
+    if not isinstance(data, dict):
+        return False
+    metadata = data.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    kind = data.get("kind")
+    return isinstance(annotations, dict) and GENERATED_BY in annotations and isinstance(kind, str) \
+        and kind in generated_kinds

@@ -1,0 +1,170 @@
+"""The reading stage: each document is parsed once, by one reader, and every later stage
+takes its data from there."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from post_renderer import kinds, read, workloads, yamlio
+from post_renderer.cli import app
+from post_renderer.errors import Location, Problems
+from post_renderer.stream import split
+
+GENERATED_KINDS = kinds.NAMES
+PREFIX = "helm-egress.io"
+
+
+def render(stdin: str, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, ["render", *args], input=stdin.encode())
+    return result.exit_code, result.stdout, result.stderr
+
+
+def workload(annotations: str, *, before: str = "", pod: str = "") -> str:
+    """A Deployment with ``annotations`` (block lines at four spaces) on its metadata."""
+    return ("---\n# Source: c/templates/web.yaml\napiVersion: apps/v1\nkind: Deployment\n" + before
+            + "metadata:\n  name: web\n  annotations:\n" + annotations
+            + "spec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata:\n      labels: {app: web}\n"
+            + pod + "    spec: {containers: [{name: c, image: i}]}\n")
+
+
+# --------------------------------------------------------------------------- one parse per document
+
+
+class Parses:
+    """Counts the safe parses of each document (by index), the pruned ones, and the round-trip reads."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.safe: Counter[int] = Counter()
+        self.roundtrip = 0
+        parse, pruner = yamlio._parse, yamlio._Pruner.document
+
+        def counted_parse(yaml: Any, text: str, where: Location, line_offset: int, **kw: Any) -> Any:
+            if getattr(yaml, "typ", None) == ["rt"]:
+                self.roundtrip += 1
+            elif where.file == "stdin" and where.doc_index is not None:
+                self.safe[where.doc_index] += 1
+            return parse(yaml, text, where, line_offset, **kw)
+
+        def counted_pruner(self_: Any, keep: Any) -> Any:
+            self.pruned += 1
+            return pruner(self_, keep)
+
+        self.pruned = 0
+        monkeypatch.setattr(yamlio, "_parse", counted_parse)
+        monkeypatch.setattr(yamlio._Pruner, "document", counted_pruner)
+
+
+MESH_AND_POLICY = """\
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: prod}
+spec: {ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: partner, namespace: prod}
+spec: {type: ExternalName, externalName: api.partner.example}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: chart, namespace: prod}
+spec: {workloadSelector: {labels: {app: other}}, outboundTrafficPolicy: {mode: REGISTRY_ONLY, x: allow_any}}
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: chart, namespace: prod}
+spec: {endpointSelector: {matchLabels: {app: other}}, egress: [{toFQDNs: [{matchName: api.example.com}]}]}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: legacy, namespace: prod}
+spec: {hosts: [DB.example.com], ports: [{number: 5432, protocol: tcp}], resolution: DNS, exportTo: ["."]}
+"""
+
+
+def _policy(tmp_path: Path) -> str:
+    path = tmp_path / "policy.yaml"
+    path.write_text("allow:\n  - hosts: ['*.example.com', '*.partner.example']\n")
+    return str(path)
+
+
+def test_every_document_any_stage_needs_is_parsed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = MESH_AND_POLICY + workload(f"    {PREFIX}/hosts: api.example.com\n    {PREFIX}/ports: 443/TLS\n")
+    parses = Parses(monkeypatch)
+    code, out, err = render(text, "--release", "r", "--sidecar", "--network-policy", "cilium",
+                            "--policy", _policy(tmp_path))
+    assert code == 0, err
+    assert "repaired" in err
+    # Every document is needed by some stage; the workload is read pruned, the others whole.
+    assert parses.safe == Counter(range(5)) and parses.pruned == 1
+    assert parses.roundtrip == 1  # the repaired ServiceEntry, and it alone
+
+
+def test_a_plain_render_parses_only_workloads_and_the_charts_egress_documents(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = MESH_AND_POLICY.replace("DB.example.com", "db.example.com").replace("protocol: tcp", "protocol: TCP, name: tcp") + workload(
+        f"    {PREFIX}/hosts: api.example.com\n    {PREFIX}/ports: 443/TLS\n")
+    parses = Parses(monkeypatch)
+    code, _, err = render(text, "--release", "r")
+    assert code == 0, err
+    assert (parses.safe, parses.pruned, parses.roundtrip) == (Counter({4: 1}), 1, 0)
+
+
+def test_a_document_only_a_later_stage_needs_is_reported_by_it_once(tmp_path: Path) -> None:
+    broken = "---\napiVersion: v1\nkind: Service\nmetadata: {name: partner}\nspec: {type: ExternalName, externalName: [\n"
+    good = workload(f"    {PREFIX}/hosts: api.example.com\n    {PREFIX}/ports: 443/TLS\n")
+    code, _, err = render(broken + good, "--release", "r", "--sidecar", "--policy", _policy(tmp_path))
+    assert code == 1
+    assert err.count("document 0 (Service): invalid YAML") == 1, err
+    # A plain render does not need the Service: it passes through unread.
+    code, out, err = render(broken + good, "--release", "r")
+    assert code == 0, err
+    assert out.startswith(broken)
+    # An earlier stage's problems still stop the run before the Service is needed.
+    bad_intent = good.replace("443/TLS", "x")
+    code, _, err = render(broken + bad_intent, "--release", "r", "--sidecar")
+    assert code == 1
+    assert "(Service)" not in err and "is not NUMBER" in err
+
+
+# --------------------------------------------------------------------------- the generated kinds
+
+
+SERVICEENTRY_OF_OURS = """\
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: old
+  annotations: {helm-egress.io/generated-by: helm-egress}
+spec: {hosts: [a.example.com], ports: [{number: 443, name: tls-443, protocol: TLS}], resolution: DNS,
+       exportTo: ["."], location: MESH_EXTERNAL}
+"""
+
+
+def test_only_the_kinds_passed_as_generated_are_taken_for_earlier_output() -> None:
+    stream = split(SERVICEENTRY_OF_OURS)
+    assert read.read(stream, frozenset({"ServiceEntry"})).generated == {0}
+    documents = read.read(stream, frozenset({"Sidecar"}))
+    assert documents.generated == frozenset()
+    inventory = workloads.scan(documents, Problems())
+    assert [e.kind for e in inventory.existing] == ["ServiceEntry"]  # then it is the chart's own
+
+
+def test_the_pipeline_passes_the_registry_kinds() -> None:
+    docs = [SERVICEENTRY_OF_OURS.replace("ServiceEntry", kind) for kind in sorted(kinds.NAMES)]
+    stream = split("".join(docs))
+    assert read.read(stream, GENERATED_KINDS).generated == set(range(len(docs)))
+
+
+def test_a_kind_that_is_not_a_name_is_never_earlier_output() -> None:
+    # It was looked up in a set of names: exit 3, unhashable type.
+    text = json.dumps({"apiVersion": "v1", "kind": ["ServiceEntry"],
+                       "metadata": {"name": "a", "annotations": {f"{PREFIX}/generated-by": "x"}}}) + "\n"
+    assert render(text) == (0, text, "")
