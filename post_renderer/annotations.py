@@ -28,7 +28,6 @@ from post_renderer.model import EgressEntry, SidecarHost, Workload
 from post_renderer.names import dns_label
 from post_renderer.schema import Verdicts
 from post_renderer.settings import Settings
-from post_renderer.stream import Document
 from post_renderer.validate import sidecar_host_problem
 
 COMPACT = ("hosts", "addresses", "ports")
@@ -50,18 +49,15 @@ class Intent(NamedTuple):
     sidecar_hosts: tuple[SidecarHost, ...] = ()
 
 
-def read(workload: Workload, doc: Document, settings: Settings, problems: Problems,
-         verdicts: Verdicts | None = None) -> Intent:
+def read(workload: Workload, settings: Settings, problems: Problems, verdicts: Verdicts | None = None) -> Intent:
     prefix = settings.annotation_prefix + "/"
     ours = {k[len(prefix):]: v for k, v in workload.annotations.items() if k.startswith(prefix)}
     if not ours:
         return Intent(ignore=False, entries=(), declared=False)
 
     def where(key: str) -> Location:
-        value, path = workload.annotations[prefix + key]
-        return workload.location.at(
-            f'{path}["{prefix}{key}"]', line=_line_of_key(doc, prefix + key)
-        )
+        _, path, line = workload.annotations[prefix + key]
+        return workload.location.at(f'{path}["{prefix}{key}"]', line=line)
 
     for key in sorted(set(ours) - set(KEYS)):
         problems.add(
@@ -170,8 +166,3 @@ def _full_entries(text: str, where: Location, problems: Problems) -> Any:
             inner = f" (line {p.location.line} of the value)" if p.location.line else ""
             problems.add(where, p.message + inner)
         return None
-
-
-def _line_of_key(doc: Document, key: str) -> int | None:
-    idx = doc.raw.find(key)
-    return doc.line_of(idx) if idx >= 0 else None

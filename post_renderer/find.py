@@ -75,7 +75,7 @@ def find(documents: Documents, values: Sequence[ValuesFile], allowlist: ValuesFi
     claims = chart_claims(serviceentries, allowed, home, problems)
     warnings.extend(p for se in serviceentries for p in _existing_warnings(se))
     intents = {
-        w.doc_index: read_intent(w, stream.documents[w.doc_index], settings, problems, verdicts)
+        w.doc_index: read_intent(w, settings, problems, verdicts)
         for w in inventory.workloads
     }
     release_wide = plan(egress.entries, problems)

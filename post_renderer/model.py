@@ -57,8 +57,9 @@ class Workload(NamedTuple):
     name: str
     namespace: str | None
     pod_selector: dict[str, Any]  # a LabelSelector: matchLabels and/or matchExpressions
-    # metadata and pod template annotations, merged: key -> (value, YAML path of the map)
-    annotations: dict[str, tuple[Any, str]]
+    # metadata and pod template annotations, merged: key -> (value, YAML path of the map,
+    # input line of the key)
+    annotations: dict[str, tuple[Any, str, int | None]]
     location: Location
     # The labels its pods carry (pod template, or a bare Pod's own): what label-only
     # selectors (Istio Sidecar, CiliumNetworkPolicy endpointSelector) select it by.

@@ -43,14 +43,17 @@ POLICY_KINDS = {"ServiceEntry": "networking.istio.io", "NetworkPolicy": "network
 # Every field ``workloads`` reads from a workload, for ``yamlio.load_pruned``: pod specs
 # are most of a workload's bytes and none of its business. A field read but not listed
 # here reads as absent; test_pruned_read compares pruned with whole reads on real charts.
+# Annotations keep their keys' lines: errors about them point there.
 WORKLOAD_FIELDS: yamlio.Keep = {
     "apiVersion": yamlio.KEEP_ALL,
     "kind": yamlio.KEEP_ALL,
-    "metadata": yamlio.KEEP_ALL,
+    "metadata": {"annotations": yamlio.KEEP_LINES, "name": yamlio.KEEP_ALL, "namespace": yamlio.KEEP_ALL,
+                 "labels": yamlio.KEEP_ALL},
     "spec": {
         "selector": yamlio.KEEP_ALL,
-        "template": {"metadata": yamlio.KEEP_ALL},
-        "jobTemplate": {"spec": {"template": {"metadata": yamlio.KEEP_ALL}}},
+        "template": {"metadata": {"annotations": yamlio.KEEP_LINES, "labels": yamlio.KEEP_ALL}},
+        "jobTemplate": {"spec": {"template": {"metadata": {"annotations": yamlio.KEEP_LINES,
+                                                           "labels": yamlio.KEEP_ALL}}}},
     },
 }
 
@@ -64,6 +67,7 @@ class Parsed(NamedTuple):
     data: Any  # a workload's pruned to WORKLOAD_FIELDS; None when it could not be read
     where: Location  # the document, for messages about it
     problems: tuple[Problem, ...]  # why it could not be read
+    key_lines: yamlio.KeyLines  # of a workload's annotations
 
     def use(self, problems: Problems) -> Any:
         """The data, for the stage that needs it; why it could not be read goes to ``problems``."""
@@ -99,7 +103,7 @@ def read(stream: Stream, generated_kinds: Collection[str], wanted: Sequence[Want
         if not source and not extra:
             continue
         # A document another stage needs too is read whole: only the workload scan prunes.
-        p = parsed[doc.index] = _parse(loader, doc, prune=source and not extra)
+        p = parsed[doc.index] = _parse(loader, doc, source=source, prune=source and not extra)
         if source:
             sources.append(p)
             if _is_generated(p.data, generated_kinds):
@@ -115,20 +119,24 @@ def _is_source(doc: Document, generated_kinds: Collection[str]) -> bool:
     return kind is not None or (doc.has_content and "kind" in doc.raw)
 
 
-def _parse(loader: Any, doc: Document, *, prune: bool) -> Parsed:
+def _parse(loader: Any, doc: Document, *, source: bool, prune: bool) -> Parsed:
     where = Location(file="stdin", line=doc.start_line, doc_index=doc.index, kind=doc.kind_hint, name=doc.name)
     offset = doc.start_line - 1
     kind = doc.kind
     try:
         if prune and kind in WORKLOAD_KINDS and GENERATED_BY not in doc.raw:
-            data = yamlio.load_pruned(loader, doc.parse_text, where, WORKLOAD_FIELDS, line_offset=offset)
+            data, lines = yamlio.load_pruned(loader, doc.parse_text, where, WORKLOAD_FIELDS, line_offset=offset)
             if not isinstance(data, dict) or data.get("kind") == kind:
-                return Parsed(doc, data, where, ())
+                return Parsed(doc, data, where, (), lines)
             # The text's kind line misled (a policy kind needs the whole document).
-        data = yamlio.load(loader, doc.parse_text, where, line_offset=offset)
+        if source:  # it may be a workload: its annotations' lines come from the same parse
+            data, lines = yamlio.load_with_key_lines(loader, doc.parse_text, where, WORKLOAD_FIELDS,
+                                                     line_offset=offset)
+        else:
+            data, lines = yamlio.load(loader, doc.parse_text, where, line_offset=offset), {}
     except EgressError as e:
-        return Parsed(doc, None, where, tuple(e.problems))
-    return Parsed(doc, data, where, ())
+        return Parsed(doc, None, where, tuple(e.problems), {})
+    return Parsed(doc, data, where, (), lines)
 
 
 def _is_generated(data: Any, generated_kinds: Collection[str]) -> bool:

@@ -154,10 +154,6 @@ class Document:
         m = _NAME.search(self.view)
         return m.group(2) if m else None
 
-    def line_of(self, offset: int) -> int:
-        """1-based input line of ``raw[offset]``."""
-        return self.start_line + self.view.count("\n", 0, offset)
-
     @cached_property
     def has_content(self) -> bool:
         body = self.view

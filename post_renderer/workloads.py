@@ -118,9 +118,12 @@ def _classify(parsed: Parsed, data: dict[str, Any], inventory: Inventory, proble
         return
     template_meta = _mapping((template or {}).get("metadata"))
     pod_annotations = _mapping(template_meta.get("annotations"))
-    merged: dict[str, tuple[Any, str]] = {str(k): (v, "metadata.annotations") for k, v in annotations.items()}
+    lines = parsed.key_lines
+    merged: dict[str, tuple[Any, str, int | None]] = {
+        str(k): (v, "metadata.annotations", lines.get(("metadata", "annotations", k))) for k, v in annotations.items()}
+    template_keys = tuple(template_path.split(".")) + ("metadata", "annotations")
     for key, value in pod_annotations.items():
-        merged.setdefault(str(key), (value, f"{template_path}.metadata.annotations"))
+        merged.setdefault(str(key), (value, f"{template_path}.metadata.annotations", lines.get((*template_keys, key))))
         if merged[str(key)][0] != value:
             problems.add(
                 where.at(f"{template_path}.metadata.annotations"),

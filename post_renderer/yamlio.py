@@ -105,12 +105,25 @@ def load(yaml: YAML, text: str, where: Location, *, line_offset: int = 0) -> Any
 
 
 # What ``load_pruned`` keeps: a mapping of key -> what to keep of its value; KEEP_ALL keeps
-# a value whole. A value that is not a mapping is kept whole wherever its key is kept.
+# a value whole, KEEP_LINES a mapping whole with the line of each of its keys (see
+# ``KeyLines``). A value that is not a mapping is kept whole wherever its key is kept.
 KEEP_ALL = True
-Keep = dict[str, "Keep | bool"]
 
 
-def load_pruned(yaml: YAML, text: str, where: Location, keep: Keep, *, line_offset: int = 0) -> Any:
+class _KeepLines:
+    def __repr__(self) -> str:
+        return "KEEP_LINES"
+
+
+KEEP_LINES = _KeepLines()
+Keep = dict[str, "Keep | bool | _KeepLines"]
+# The 1-based input line of each key of the mappings a ``Keep`` marks KEEP_LINES, by the
+# key's path from the document's root: what a message about one annotation points at.
+KeyLines = dict[tuple[str, ...], int]
+
+
+def load_pruned(yaml: YAML, text: str, where: Location, keep: Keep, *,
+                line_offset: int = 0) -> tuple[Any, KeyLines]:
     """Parse one document, but construct only the parts ``keep`` names.
 
     For reading a few fields of large documents (a workload's labels and annotations,
@@ -118,18 +131,44 @@ def load_pruned(yaml: YAML, text: str, where: Location, keep: Keep, *, line_offs
     ``load`` builds them (a string directly, any other scalar by the same constructor),
     and the rest is only checked. Whatever those checks cannot vouch for on their own --
     a tag, an anchor or alias, a key that is not a plain string, a duplicate key, a size
-    or depth near the limits, a syntax error -- sends the document through ``load``, so
-    what is refused, and the located error, are exactly those of a whole read.
+    or depth near the limits, a syntax error -- sends the document through a whole read,
+    so what is refused, and the located error, are exactly those of ``load``.
     """
     if CParser is not None and len(text) <= MAX_CHARS and not _has_surrogate(text):
+        pruner = _Pruner(yaml, text, line_offset)
         try:
-            data = _Pruner(yaml, text).document(keep)
-        except Exception:  # noqa: BLE001 - ``load`` below is the reference; it decides
+            data = pruner.document(keep)
+        except Exception:  # noqa: BLE001 - the whole read below is the reference; it decides
             pass
         else:
             check_size(data, where)
-            return data
-    return load(yaml, text, where, line_offset=line_offset)
+            return data, pruner.key_lines
+    return load_with_key_lines(yaml, text, where, keep, line_offset=line_offset)
+
+
+def load_with_key_lines(yaml: YAML, text: str, where: Location, keep: Keep, *,
+                        line_offset: int = 0) -> tuple[Any, KeyLines]:
+    """``load``, and the lines of the keys ``keep`` marks KEEP_LINES, from the same parse."""
+    data, root = _parse(yaml, text, where, line_offset, keep_nodes=True)
+    lines: KeyLines = {}
+    if root is not None:
+        _key_lines(root, keep, (), line_offset, lines)
+    return data, lines
+
+
+def _key_lines(node: Node, keep: Keep | bool | _KeepLines, path: tuple[str, ...], offset: int,
+               lines: KeyLines) -> None:
+    # The safe constructor has already flattened merge keys into the nodes it built from,
+    # so a merged key is found where its anchor wrote it.
+    if not isinstance(node, MappingNode) or not (isinstance(keep, dict) or keep is KEEP_LINES):
+        return
+    for key, value in node.value:
+        if not isinstance(key, ScalarNode) or not isinstance(key.value, str):
+            continue
+        if keep is KEEP_LINES:
+            lines[(*path, key.value)] = key.start_mark.line + 1 + offset
+        elif isinstance(keep, dict) and key.value in keep:
+            _key_lines(value, keep[key.value], (*path, key.value), offset, lines)
 
 
 class _Unusual(Exception):
@@ -142,7 +181,9 @@ _STRING_KEYS: dict[tuple[type, str], bool] = {}
 
 
 class _Pruner:
-    def __init__(self, yaml: YAML, text: str) -> None:
+    def __init__(self, yaml: YAML, text: str, line_offset: int = 0) -> None:
+        self.key_lines: KeyLines = {}
+        self.line_offset = line_offset + 1  # marks count lines from 0
         self.resolver = yaml.resolver
         self.constructor = yaml.constructor  # for the scalars that are not strings
         self.table = self.resolver.versioned_resolver
@@ -159,15 +200,16 @@ class _Pruner:
                 return None
             if getattr(start, "version", None) is not None or getattr(start, "tags", None):
                 raise _Unusual
-            root = self.node(self.next(), keep, 0)
+            root = self.node(self.next(), keep, 0, ())
             if type(self.next()) is not DocumentEndEvent or type(self.next()) is not StreamEndEvent:
                 raise _Unusual  # a second document: ``load`` says so, located
         finally:
             self.parser.dispose()
         return root
 
-    def node(self, event: Any, keep: Keep | bool, depth: int) -> Any:
-        """The value starting at ``event``, pruned to ``keep``, as ``load`` constructs it."""
+    def node(self, event: Any, keep: Keep | bool | _KeepLines, depth: int, path: tuple[str, ...]) -> Any:
+        """The value starting at ``event``, pruned to ``keep``, as ``load`` constructs it;
+        ``path``: its keys from the root, kept only where lines may be wanted below."""
         self._count(event, depth)
         cls = type(event)
         if cls is ScalarEvent:
@@ -187,7 +229,7 @@ class _Pruner:
                 item = self.next()
                 if type(item) is SequenceEndEvent:
                     return items
-                items.append(self.node(item, KEEP_ALL, depth + 1))
+                items.append(self.node(item, KEEP_ALL, depth + 1, ()))
         mapping: dict[str, Any] = {}
         seen: set[str] = set()
         while True:
@@ -195,12 +237,18 @@ class _Pruner:
             if type(k) is MappingEndEvent:
                 return mapping
             key = self._key(k, seen)
-            inner = keep if keep is KEEP_ALL else keep.get(key) if isinstance(keep, dict) else None
+            if isinstance(keep, dict):
+                inner = keep.get(key)
+            else:
+                inner = KEEP_ALL
+                if keep is KEEP_LINES:
+                    self.key_lines[(*path, key)] = k.start_mark.line + self.line_offset
             value = self.next()
             if inner is None:
                 self._skip(value, depth + 1)
             else:
-                mapping[key] = self.node(value, inner, depth + 1)
+                below = (*path, key) if inner is not KEEP_ALL else ()
+                mapping[key] = self.node(value, inner, depth + 1, below)
 
     def _count(self, event: Any, depth: int) -> None:
         self.events += 1

@@ -28,7 +28,7 @@ GENERATED_KINDS = kinds.NAMES
 
 def whole_reads(monkeypatch: pytest.MonkeyPatch) -> None:
     def whole(yaml: Any, text: str, where: Location, keep: Any, *, line_offset: int = 0) -> Any:
-        return yamlio.load(yaml, text, where, line_offset=line_offset)
+        return yamlio.load_with_key_lines(yaml, text, where, keep, line_offset=line_offset)
 
     monkeypatch.setattr(yamlio, "load_pruned", whole)
 
@@ -38,7 +38,7 @@ def scan(stream: streams.Stream, problems: Problems) -> workloads.Inventory:
 
 
 def pruned(data: Any, keep: Any) -> Any:
-    if keep is yamlio.KEEP_ALL or not isinstance(data, dict):
+    if not isinstance(keep, dict) or not isinstance(data, dict):
         return data
     return {k: pruned(v, keep[k]) for k, v in data.items() if k in keep}
 
@@ -61,11 +61,15 @@ def test_a_pruned_workload_is_the_whole_one_cut_down(path: Path) -> None:
     docs = [d for d in streams.split(path.read_text()).documents if d.kind in read.WORKLOAD_KINDS]
     assert docs
     for doc in docs:
-        whole = yamlio.load(loader, doc.parse_text, Location())
-        fast = yamlio._Pruner(loader, doc.parse_text).document(read.WORKLOAD_FIELDS)  # no fallback
+        whole, lines = yamlio.load_with_key_lines(loader, doc.parse_text, Location(), read.WORKLOAD_FIELDS)
+        pruner = yamlio._Pruner(loader, doc.parse_text)
+        fast = pruner.document(read.WORKLOAD_FIELDS)  # no fallback
         assert fast == pruned(whole, read.WORKLOAD_FIELDS)
-        assert fast["metadata"] == whole["metadata"]
-        assert fast["spec"]["template"]["metadata"] == whole["spec"]["template"]["metadata"]
+        assert pruner.key_lines == lines
+        for key in ("name", "namespace", "labels", "annotations"):
+            assert fast["metadata"].get(key) == whole["metadata"].get(key)
+        for key in ("labels", "annotations"):
+            assert fast["spec"]["template"]["metadata"].get(key) == whole["spec"]["template"]["metadata"].get(key)
 
 
 HEAD = "---\n# Source: c/templates/w.yaml\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: w\n  labels: {app.kubernetes.io/instance: r}\n"

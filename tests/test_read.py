@@ -1,5 +1,5 @@
 """The reading stage: each document is parsed once, by one reader, and every later stage
-takes its data from there."""
+takes its data from there; annotation errors point at the line the parser saw the key on."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from typer.testing import CliRunner
 from post_renderer import kinds, read, workloads, yamlio
 from post_renderer.cli import app
 from post_renderer.errors import Location, Problems
-from post_renderer.stream import split
+from post_renderer.stream import split, split_bytes
 
+REPO = Path(__file__).resolve().parent.parent
+CASES = REPO / "tests" / "cases"
 GENERATED_KINDS = kinds.NAMES
 PREFIX = "helm-egress.io"
 
@@ -31,6 +33,66 @@ def workload(annotations: str, *, before: str = "", pod: str = "") -> str:
             + "metadata:\n  name: web\n  annotations:\n" + annotations
             + "spec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata:\n      labels: {app: web}\n"
             + pod + "    spec: {containers: [{name: c, image: i}]}\n")
+
+
+def line_of(text: str, needle: str, nth: int = 1) -> int:
+    """1-based line of the ``nth`` line containing ``needle``."""
+    hits = [n for n, line in enumerate(text.splitlines(), start=1) if needle in line]
+    return hits[nth - 1]
+
+
+# --------------------------------------------------------------------------- annotation lines
+
+
+@pytest.mark.parametrize("flow", [False, True], ids=["pruned", "whole"])
+def test_an_unknown_key_that_starts_a_known_one_written_earlier_points_at_itself(flow: bool) -> None:
+    # Searching the text for the key found `helm-egress.io/host` inside `helm-egress.io/hosts`.
+    text = workload(f"    {PREFIX}/hosts: api.example.com\n    {PREFIX}/ports: '443'\n    {PREFIX}/host: x\n")
+    if flow:  # an anchor sends the workload through the whole read, which has no pruning to do
+        text = text.replace("  name: web\n", "  name: &n web\n")
+    code, _, err = render(text)
+    assert code == 1
+    assert err.startswith(f"error: stdin:{line_of(text, f'{PREFIX}/host: x')}: document 0 (Deployment/web): "
+                          f'metadata.annotations["{PREFIX}/host"]: unknown annotation'), err
+
+
+def test_a_key_named_earlier_in_a_comment_points_at_the_key() -> None:
+    text = workload(f"    # {PREFIX}/ports: set below, once the port is known\n    {PREFIX}/hosts: api.example.com\n"
+                    f"    {PREFIX}/ports: 'x'\n")
+    code, _, err = render(text)
+    assert code == 1
+    assert err.startswith(f"error: stdin:{line_of(text, f'{PREFIX}/ports: ', 2)}: "), err
+
+
+def test_a_pod_template_key_points_at_the_pod_template() -> None:
+    # The same key in a label value above: the text search stopped there.
+    text = workload("    owner: team\n", before=f"# moved from {PREFIX}/egres\n",
+                    pod=f"      annotations:\n        {PREFIX}/egres: x\n")
+    code, _, err = render(text)
+    assert code == 1
+    assert err.startswith(f"error: stdin:{line_of(text, f'{PREFIX}/egres: x')}: document 0 (Deployment/web): "
+                          f'spec.template.metadata.annotations["{PREFIX}/egres"]'), err
+
+
+def test_an_escaped_key_points_at_its_line() -> None:
+    # The text never spells the key out, so the search found nothing and fell back to the document.
+    text = workload(f'    "{PREFIX}/hos\\x74": x\n')
+    code, _, err = render(text)
+    assert code == 1
+    assert err.startswith(f"error: stdin:{line_of(text, 'hos' + chr(92) + 'x74')}: "), err
+
+
+@pytest.mark.parametrize("case", sorted(p.name for p in CASES.iterdir() if (p / "input.yaml").exists()))
+def test_pruned_and_whole_reads_give_the_same_key_lines(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = split_bytes((CASES / case / "input.yaml").read_bytes())
+    fast = read.read(stream, GENERATED_KINDS)
+    with monkeypatch.context() as m:
+        m.setattr(yamlio, "CParser", None)
+        slow = read.read(stream, GENERATED_KINDS)
+    assert [p.key_lines for p in fast.sources] == [p.key_lines for p in slow.sources]
+    for p in fast.sources:  # each line holds its key
+        for path, line in p.key_lines.items():
+            assert path[-1] in stream.documents[p.doc.index].raw.splitlines()[line - p.doc.start_line]
 
 
 # --------------------------------------------------------------------------- one parse per document
