@@ -1,9 +1,10 @@
 """Normalize the ServiceEntry and egress NetworkPolicy documents a chart already renders.
 
 Repair what has exactly one correct repair, refuse what has none, never change what a
-document means. A document that needs nothing keeps its bytes; one that is repaired is
-re-read comment-preserving and written back with its comments, key order and quoting,
-so only the repaired values differ.
+document means. A document that needs nothing keeps its bytes. The repairs are worked out
+once, on the data the reading stage parsed, as a list of edits; a document that has some
+is re-read comment-preserving, given the same edits, and written back with its comments,
+key order and quoting, so only the repaired values differ.
 
 ServiceEntry (any ``networking.istio.io`` version):
   an apiVersion Istio does not serve moved to the target version (a served one, v1,
@@ -28,11 +29,12 @@ from __future__ import annotations
 import copy
 import io
 import re
-from collections.abc import MutableMapping, MutableSequence
+from collections.abc import Callable, MutableMapping, MutableSequence
 from typing import Any
 
 from post_renderer import yamlio
 from post_renderer.addresses import IPNetwork, is_ip_literal, network, normal_host, strictly_inside
+from post_renderer.edits import Edit, Edits, Path
 from post_renderer.errors import EgressError, Location, Problem, Problems
 from post_renderer.model import PROTOCOLS, RESOLUTIONS, Existing
 from post_renderer.settings import ISTIO_API_VERSIONS, Settings
@@ -42,6 +44,9 @@ from post_renderer.validate import networkpolicy_port_problems, non_ascii_host_p
 ISTIO_GROUP = "networking.istio.io"
 _PORT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 _PROTOCOLS = {p.upper(): p for p in PROTOCOLS}
+
+
+Repair = Callable[[Edits, Settings, Problems, Location], list[str]]
 
 
 class Normalized:
@@ -55,20 +60,21 @@ def normalize(stream: Stream, existing: list[Existing], settings: Settings, prob
               notes: list[str]) -> Normalized:
     result = Normalized()
     for item in existing:
-        repair = _repair_serviceentry if item.kind == "ServiceEntry" else _repair_networkpolicy
-        trial = copy.deepcopy(item.data)
+        repair: Repair = _repair_serviceentry if item.kind == "ServiceEntry" else _repair_networkpolicy
+        # A copy: a NetworkPolicy's data as the chart wrote it is what a destination policy judges.
+        edits = Edits(copy.deepcopy(item.data))
         local = Problems()
-        repairs = repair(trial, settings, local, item.location)
+        repairs = repair(edits, settings, local, item.location)
         problems.extend(local.items)
         if local:
             continue
         if item.kind == "ServiceEntry":
-            result.serviceentries.append(Existing(item.doc_index, item.kind, trial, item.location))
-        if not repairs:
+            result.serviceentries.append(Existing(item.doc_index, item.kind, edits.data, item.location))
+        if not edits.made:
             continue
         doc = stream.documents[item.doc_index]
         try:
-            result.replacements[item.doc_index] = _rewrite(doc, stream, repair, settings, item.location)
+            result.replacements[item.doc_index] = _rewrite(doc, stream, edits.made, item.location)
         except EgressError as e:  # pragma: no cover - the safe read succeeded, so should this
             problems.extend(e.problems)
             continue
@@ -102,8 +108,8 @@ def invented_host(doc: Any) -> bool:
     )
 
 
-def _rewrite(doc: Document, stream: Stream, repair: Any, settings: Settings, where: Location) -> str:
-    """Re-read ``doc`` comment-preserving, apply ``repair`` again, and write it back."""
+def _rewrite(doc: Document, stream: Stream, edits: list[Edit], where: Location) -> str:
+    """Re-read ``doc`` comment-preserving, make ``edits``, and write it back."""
     head, body = "", doc.raw
     if doc.has_separator:
         first, nl, rest = doc.raw.partition("\n")
@@ -123,7 +129,8 @@ def _rewrite(doc: Document, stream: Stream, repair: Any, settings: Settings, whe
     yaml.brace_single_entry_mapping_in_flow_sequence = True
     yaml.indent(**dict(zip(("mapping", "sequence", "offset"), _indentation(parsed, stream))))
     data = yamlio.load(yaml, parsed, where, line_offset=doc.start_line - 1)
-    repair(data, settings, Problems(), where)
+    for edit in edits:
+        edit.apply(data)
     out = io.StringIO()
     yaml.dump(data, out)
     written = out.getvalue()
@@ -165,14 +172,14 @@ def _indentation(body: str, stream: Stream) -> tuple[int, int, int]:
 # --- ServiceEntry -------------------------------------------------------------------
 
 
-def _repair_serviceentry(doc: MutableMapping[str, Any], settings: Settings, problems: Problems,
-                         where: Location) -> list[str]:
+def _repair_serviceentry(edits: Edits, settings: Settings, problems: Problems, where: Location) -> list[str]:
+    doc = edits.data
     repairs: list[str] = []
     if doc.get("apiVersion") not in ISTIO_API_VERSIONS:
         # Only a version Istio does not serve is broken; a served one stays as written
         # (rewriting it breaks older meshes and shows as churn in every helm diff).
         repairs.append(f"apiVersion {doc.get('apiVersion')} -> {settings.istio_api_version} (not served by Istio)")
-        doc["apiVersion"] = settings.istio_api_version
+        edits.set((), "apiVersion", settings.istio_api_version)
     spec = doc.get("spec")
     if not isinstance(spec, MutableMapping):
         problems.add(where.at("spec"), "a ServiceEntry needs a spec")
@@ -182,7 +189,7 @@ def _repair_serviceentry(doc: MutableMapping[str, Any], settings: Settings, prob
         # The CRD's enum is case-sensitive; the upper-case spelling is the one repair.
         if written.upper() in RESOLUTIONS:
             repairs.append(f"resolution {written} -> {written.upper()}")
-            spec["resolution"] = written.upper()
+            edits.set(("spec",), "resolution", written.upper())
         else:
             problems.add(where.at("spec.resolution"), f"{written!r} is not one of {', '.join(RESOLUTIONS)}")
     if invented_host(doc):
@@ -193,7 +200,7 @@ def _repair_serviceentry(doc: MutableMapping[str, Any], settings: Settings, prob
         repairs.append(f"{INVENTED_HOST_REPAIR} resolved by {old}: resolution {old} -> NONE (its only host, "
                        f"{doc['metadata']['name']!r}, is its own name, which DNS cannot resolve; NONE sends the "
                        "traffic to the addresses as declared)")
-        spec["resolution"] = "NONE"
+        edits.set(("spec",), "resolution", "NONE")
     resolution = spec.get("resolution", "NONE")
     endpoints = spec.get("endpoints")
 
@@ -217,12 +224,12 @@ def _repair_serviceentry(doc: MutableMapping[str, Any], settings: Settings, prob
             problems.add(where.at(f"spec.hosts[{i}]"), f"{raw!r} is an IP address; it belongs in addresses")
         if host in seen:
             repairs.append(f"duplicate host {raw!r} removed")
-            del hosts[i]
+            edits.delete(("spec", "hosts"), i)
             continue
         seen.add(host)
         if host != raw:
             repairs.append(f"host {raw!r} -> {host!r}")
-            hosts[i] = host
+            edits.set(("spec", "hosts"), i, host)
         i += 1
 
     for j, address in enumerate(spec.get("addresses") or []):
@@ -239,23 +246,24 @@ def _repair_serviceentry(doc: MutableMapping[str, Any], settings: Settings, prob
         # Istio's webhook rejects this; with no endpoints NONE is the only resolution
         # that keeps the wildcard's meaning (traffic to any matching host).
         repairs.append(f"resolution {resolution} -> NONE (wildcard hosts cannot be resolved by DNS)")
-        spec["resolution"] = "NONE"
+        edits.set(("spec",), "resolution", "NONE")
         resolution = "NONE"
     if resolution == "NONE" and "endpoints" in spec and not endpoints:
         # `endpoints: []` (a template rendering an empty list) means no endpoints, but the
         # CRD's NONE rule rejects the key being there at all.
         repairs.append("empty endpoints removed (NONE cannot set endpoints)")
-        del spec["endpoints"]
+        edits.delete(("spec",), "endpoints")
     elif resolution == "NONE" and endpoints:
         # STATIC or DNS would each change where traffic goes: no repair.
         problems.add(where.at("spec.endpoints"), "endpoints need resolution STATIC or DNS; with NONE "
                      f"({'the default' if 'resolution' not in spec else 'as written'}) Istio rejects them")
 
-    _repair_ports(spec, repairs, problems, where)
+    _repair_ports(spec, edits, repairs, problems, where)
     return repairs
 
 
-def _repair_ports(spec: MutableMapping[str, Any], repairs: list[str], problems: Problems, where: Location) -> None:
+def _repair_ports(spec: MutableMapping[str, Any], edits: Edits, repairs: list[str], problems: Problems,
+                  where: Location) -> None:
     ports = spec.get("ports")
     if not isinstance(ports, MutableSequence):
         return
@@ -273,16 +281,16 @@ def _repair_ports(spec: MutableMapping[str, Any], repairs: list[str], problems: 
         protocol = port.get("protocol") if isinstance(port, MutableMapping) else None
         if isinstance(protocol, str) and protocol.upper() in _PROTOCOLS and protocol != protocol.upper():
             repairs.append(f"ports[{i}].protocol {protocol} -> {protocol.upper()}")
-            port["protocol"] = protocol.upper()
-    _drop_repeated_ports(ports, referenced, repairs, problems, where)
-    _name_ports(spec, ports, referenced, repairs)
+            edits.set(("spec", "ports", i), "protocol", protocol.upper())
+    _drop_repeated_ports(ports, edits, referenced, repairs, problems, where)
+    _name_ports(spec, ports, edits, referenced, repairs)
 
 
 def _protocol(port: Any) -> str:
     return str(port.get("protocol") or "").upper() if isinstance(port, MutableMapping) else ""
 
 
-def _drop_repeated_ports(ports: MutableSequence[Any], referenced: set[str], repairs: list[str],
+def _drop_repeated_ports(ports: MutableSequence[Any], edits: Edits, referenced: set[str], repairs: list[str],
                          problems: Problems, where: Location) -> None:
     """One port number, one port: Istio rejects repeats. Two protocols for one number have
     no right repair; the same port twice keeps the copy endpoints refer to by name."""
@@ -312,10 +320,10 @@ def _drop_repeated_ports(ports: MutableSequence[Any], referenced: set[str], repa
                 repairs.append(f"ports[{i}] repeats port {number} {protocols[0]}: removed")
                 doomed.append(i)
     for i in sorted(doomed, reverse=True):
-        del ports[i]
+        edits.delete(("spec", "ports"), i)
 
 
-def _name_ports(spec: MutableMapping[str, Any], ports: MutableSequence[Any], referenced: set[str],
+def _name_ports(spec: MutableMapping[str, Any], ports: MutableSequence[Any], edits: Edits, referenced: set[str],
                 repairs: list[str]) -> None:
     """Give every port a valid, unique name without taking one another port keeps."""
     def valid(name: Any) -> bool:
@@ -345,33 +353,22 @@ def _name_ports(spec: MutableMapping[str, Any], ports: MutableSequence[Any], ref
         repairs.append(f"ports[{i}].name {why} -> {new!r}" if name is None else f"ports[{i}].name {why} {name!r} -> {new!r}")
         if why == "invalid" and str(name) in referenced:
             renames[str(name)] = new
-        _set_after(port, "name", new, "number")
+        edits.insert(("spec", "ports", i), "name", new, "number")
     # Endpoints map ports by name: a renamed port keeps its endpoint mapping.
-    for endpoint in spec.get("endpoints") or []:
+    for k, endpoint in enumerate(spec.get("endpoints") or []):
         mapping = endpoint.get("ports") if isinstance(endpoint, MutableMapping) else None
         if isinstance(mapping, MutableMapping):
             for old, new in renames.items():
                 if old in mapping:
-                    mapping[new] = mapping.pop(old)
-
-
-def _set_after(mapping: MutableMapping[str, Any], key: str, value: Any, after: str | None) -> None:
-    """Add ``key`` after ``after`` (first when None), where a comment-preserving map allows it."""
-    if key in mapping or not hasattr(mapping, "insert"):
-        mapping[key] = value
-        return
-    keys = list(mapping)
-    position = 0 if after is None else (keys.index(after) + 1 if after in keys else len(keys))
-    mapping.insert(position, key, value)
+                    edits.rename(("spec", "endpoints", k, "ports"), old, new)
 
 
 # --- NetworkPolicy ------------------------------------------------------------------
 
 
-def _repair_networkpolicy(doc: MutableMapping[str, Any], settings: Settings, problems: Problems,
-                          where: Location) -> list[str]:
+def _repair_networkpolicy(edits: Edits, settings: Settings, problems: Problems, where: Location) -> list[str]:
     repairs: list[str] = []
-    spec = doc.get("spec")
+    spec = edits.data.get("spec")
     if not isinstance(spec, MutableMapping) or not spec.get("egress"):
         return repairs  # no egress rules: not ours to touch
     if spec.get("policyTypes") is None:
@@ -379,9 +376,9 @@ def _repair_networkpolicy(doc: MutableMapping[str, Any], settings: Settings, pro
         # exist: writing that out keeps ingress isolated, as it was.
         types = ["Ingress", "Egress"]
         if "policyTypes" in spec:
-            spec["policyTypes"] = types
+            edits.set(("spec",), "policyTypes", types)
         else:
-            _set_after(spec, "policyTypes", types, "podSelector")
+            edits.insert(("spec",), "policyTypes", types, "podSelector")
         repairs.append("policyTypes made explicit: [Ingress, Egress]")
     for r, rule in enumerate(spec.get("egress") or []):
         if not isinstance(rule, MutableMapping):
@@ -390,11 +387,12 @@ def _repair_networkpolicy(doc: MutableMapping[str, Any], settings: Settings, pro
             if not isinstance(port, MutableMapping):
                 continue
             protocol = port.get("protocol")
+            at = ("spec", "egress", r, "ports", p)
             if protocol is None:
-                _set_after(port, "protocol", "TCP", None)
+                edits.insert(at, "protocol", "TCP", None)
                 repairs.append(f"egress[{r}].ports[{p}].protocol: TCP made explicit")
             elif isinstance(protocol, str) and protocol.upper() in ("TCP", "UDP", "SCTP") and protocol != protocol.upper():
-                port["protocol"] = protocol.upper()
+                edits.set(at, "protocol", protocol.upper())
                 repairs.append(f"egress[{r}].ports[{p}].protocol {protocol} -> {protocol.upper()}")
             # No repair for the rest: a port name that is no name ('٤٤٣'), a number out of
             # range, an unknown protocol. Refused, so a repaired policy is always valid.
@@ -404,23 +402,25 @@ def _repair_networkpolicy(doc: MutableMapping[str, Any], settings: Settings, pro
         for t, peer in enumerate(rule.get("to") or []):
             block = peer.get("ipBlock") if isinstance(peer, MutableMapping) else None
             if isinstance(block, MutableMapping):
-                _repair_ip_block(block, f"spec.egress[{r}].to[{t}].ipBlock", repairs, problems, where)
+                _repair_ip_block(block, ("spec", "egress", r, "to", t, "ipBlock"), f"spec.egress[{r}].to[{t}].ipBlock",
+                                 edits, repairs, problems, where)
     return repairs
 
 
-def _repair_ip_block(block: MutableMapping[str, Any], path: str, repairs: list[str], problems: Problems,
-                     where: Location) -> None:
+def _repair_ip_block(block: MutableMapping[str, Any], at: Path, path: str, edits: Edits, repairs: list[str],
+                     problems: Problems, where: Location) -> None:
     cidr = _canonical(block.get("cidr"), f"{path}.cidr", repairs, problems, where)
     if cidr is None:
         return
-    block["cidr"] = str(cidr) if str(block.get("cidr")) != str(cidr) else block["cidr"]
+    if str(block.get("cidr")) != str(cidr):
+        edits.set(at, "cidr", str(cidr))
     excepts = block.get("except") or []
     for e in range(len(excepts)):
         net = _canonical(excepts[e], f"{path}.except[{e}]", repairs, problems, where)
         if net is None:
             continue
         if str(excepts[e]) != str(net):
-            excepts[e] = str(net)
+            edits.set((*at, "except"), e, str(net))
         if not strictly_inside(net, cidr):
             problems.add(where.at(f"{path}.except[{e}]"), f"{net} is not strictly inside {cidr}")
 

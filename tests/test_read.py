@@ -1,19 +1,23 @@
 """The reading stage: each document is parsed once, by one reader, and every later stage
-takes its data from there; annotation errors point at the line the parser saw the key on."""
+takes its data from there; repairs are decided once and replayed on the round-trip copy;
+annotation errors point at the line the parser saw the key on."""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
-from post_renderer import kinds, read, workloads, yamlio
+from post_renderer import kinds, normalize, read, workloads, yamlio
+from post_renderer.edits import Edit, Edits
 from post_renderer.cli import app
 from post_renderer.errors import Location, Problems
+from post_renderer.settings import Settings
 from post_renderer.stream import split, split_bytes
 
 REPO = Path(__file__).resolve().parent.parent
@@ -230,3 +234,51 @@ def test_a_kind_that_is_not_a_name_is_never_earlier_output() -> None:
     text = json.dumps({"apiVersion": "v1", "kind": ["ServiceEntry"],
                        "metadata": {"name": "a", "annotations": {f"{PREFIX}/generated-by": "x"}}}) + "\n"
     assert render(text) == (0, text, "")
+
+
+# --------------------------------------------------------------------------- repairs as edits
+
+
+def _repairable() -> Iterator[tuple[str, bytes]]:
+    for case in sorted(CASES.iterdir()):
+        if case.name.startswith(("normalize-", "policy-chart")) and (case / "input.yaml").exists():
+            yield case.name, (case / "input.yaml").read_bytes()
+
+
+@pytest.mark.parametrize(("name", "data"), list(_repairable()), ids=lambda x: x if isinstance(x, str) else "")
+def test_a_repair_is_decided_once_and_the_roundtrip_copy_gets_the_same_edits(
+        name: str, data: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: Counter[int] = Counter()
+    for repair in ("_repair_serviceentry", "_repair_networkpolicy"):
+        real = getattr(normalize, repair)
+
+        def counted(edits: Edits, *args: Any, _real: Any = real) -> list[str]:
+            calls[args[-1].doc_index] += 1
+            return list(_real(edits, *args))
+
+        monkeypatch.setattr(normalize, repair, counted)
+    decided: dict[int, Edits] = {}  # by the identity of its list of edits
+
+    class Kept(Edits):
+        def __init__(self, data: Any) -> None:
+            super().__init__(data)
+            decided[id(self.made)] = self
+
+    monkeypatch.setattr(normalize, "Edits", Kept)
+    rewritten = []
+    real_rewrite = normalize._rewrite
+
+    def rewrite(doc: Any, stream: Any, made: list[Edit], where: Location) -> str:
+        text = real_rewrite(doc, stream, made, where)
+        # The written text reads back as the plain copy the repairs were decided on.
+        assert yamlio.load(yamlio.safe_loader(), text.lstrip("-\r\n"), where) == decided[id(made)].data, name
+        rewritten.append(doc.index)
+        return text
+
+    monkeypatch.setattr(normalize, "_rewrite", rewrite)
+    stream = split_bytes(data)
+    problems = Problems()
+    inventory = workloads.scan(read.read(stream, GENERATED_KINDS), problems)
+    result = normalize.normalize(stream, inventory.existing, Settings(), problems, [])
+    assert calls == Counter({e.doc_index: 1 for e in inventory.existing})
+    assert sorted(rewritten) == sorted(result.replacements)
