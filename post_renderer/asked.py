@@ -36,7 +36,7 @@ from post_renderer.destpolicy import EVERY_NAMESPACE, PortRange, Request
 from post_renderer.errors import Location, Problems
 from post_renderer.model import EgressEntry, Existing
 from post_renderer.names import dns_label
-from post_renderer.read import Documents, Parsed
+from post_renderer.read import Documents, Need, Parsed
 from post_renderer.stream import Document
 
 _EVERY_ADDRESS = ("0.0.0.0/0", "::/0")
@@ -46,6 +46,9 @@ def wants(doc: Document) -> bool:
     """The chart's documents ``from_chart`` reads, picked by their text: parsed only when a
     policy judges them, and passed through untouched either way."""
     return doc.kind in CILIUM_KINDS or _allows_any(doc) or wants_service(doc) or doc.kind == "WorkloadEntry"
+
+
+NEED = Need(wants)
 
 
 def _allows_any(doc: Document) -> bool:

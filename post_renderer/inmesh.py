@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from post_renderer import yamlio
 from post_renderer.errors import Location, Problems
-from post_renderer.read import Documents
+from post_renderer.read import Documents, Need
 from post_renderer.stream import Document
 
 SERVICE = ("Service", "")
@@ -55,6 +56,16 @@ class InMesh:
 def wants(doc: Document) -> bool:
     """The documents ``scan`` reads, by the kind their text names."""
     return doc.kind in _KIND_NAMES
+
+
+# Every field ``scan`` reads: a Service's spec and every object's labels are most of what
+# it would otherwise build.
+NEED = Need(wants, {
+    "apiVersion": yamlio.KEEP_ALL,
+    "kind": yamlio.KEEP_ALL,
+    "metadata": {"name": yamlio.KEEP_ALL, "namespace": yamlio.KEEP_ALL},
+    "spec": {"workloadSelector": yamlio.KEEP_ALL, "endpointSelector": yamlio.KEEP_ALL},
+})
 
 
 def scan(documents: Documents, problems: Problems) -> InMesh:

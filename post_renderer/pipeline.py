@@ -63,12 +63,12 @@ def analyse(
     stream = streams.split(text) if isinstance(text, str) else streams.split_bytes(text)
     needs_mesh = kinds.needs_mesh(settings)
     # Besides workloads and the chart's egress documents: what this run's stages read.
-    wanted = [inmesh.wants] if needs_mesh else []
+    needs = [inmesh.NEED] if needs_mesh else []
     if policy is not None:
         from post_renderer import asked
 
-        wanted.append(asked.wants)
-    found = find(read(stream, kinds.NAMES, wanted), values, allowlist, settings, verdicts=verdicts,
+        needs.append(asked.NEED)
+    found = find(read(stream, kinds.NAMES, needs), values, allowlist, settings, verdicts=verdicts,
                  needs_mesh=needs_mesh)
     if stream.is_empty:
         # Given back as it came: comments, blank lines, a BOM.

@@ -6,8 +6,9 @@ A document is parsed only when a stage needs it, and then once:
   ServiceEntries and NetworkPolicies, helm-egress's own earlier output (a document of a
   generated kind that carries the ``generated-by`` annotation), and documents whose kind
   cannot be read from the text (flow-style or JSON documents) -- ``Documents.sources``;
-- when the run asks for them: the documents another stage's ``wants`` picks (the mesh
-  objects for ``--sidecar`` and Cilium, the chart objects a ``--policy`` judges), whole.
+- when the run asks for them: the documents another stage's ``Need`` picks (the mesh
+  objects an output kind reads, the chart objects a ``--policy`` judges), pruned to the
+  fields it names, or whole. A document two stages need is read whole.
 
 Everything else stays text. A document that cannot be read keeps its problems, and the
 stage that needs it reports them when it runs, so a run reports what it reported when
@@ -60,11 +61,19 @@ WORKLOAD_FIELDS: yamlio.Keep = {
 Wants = Callable[[Document], bool]
 
 
+class Need(NamedTuple):
+    """What a later stage needs parsed: the documents ``wants`` picks by their text, and of
+    each the fields ``fields`` names (see ``yamlio.load_pruned``; None: all of it)."""
+
+    wants: Wants
+    fields: yamlio.Keep | None = None
+
+
 class Parsed(NamedTuple):
     """One document as the reading stage parsed it."""
 
     doc: Document
-    data: Any  # a workload's pruned to WORKLOAD_FIELDS; None when it could not be read
+    data: Any  # pruned to the fields its one reader needs; None when it could not be read
     where: Location  # the document, for messages about it
     problems: tuple[Problem, ...]  # why it could not be read
     key_lines: yamlio.KeyLines  # of a workload's annotations
@@ -88,22 +97,23 @@ class Documents(NamedTuple):
         return [p for p in self.parsed.values() if p.doc.index not in self.generated and wants(p.doc)]
 
 
-def read(stream: Stream, generated_kinds: Collection[str], wanted: Sequence[Wants] = ()) -> Documents:
+def read(stream: Stream, generated_kinds: Collection[str], needs: Sequence[Need] = ()) -> Documents:
     """``generated_kinds``: the kinds helm-egress writes; only a document of one of these can
     be its own earlier output (any other keeps its annotations, and is not searched for
-    them: CRDs are most of some streams' bytes). ``wanted``: what the stages that run
-    this time need besides the sources."""
+    them: CRDs are most of some streams' bytes). ``needs``: what the stages that run this
+    time read besides the sources."""
     loader = yamlio.safe_loader()
     parsed: dict[int, Parsed] = {}
     sources: list[Parsed] = []
     generated: set[int] = set()
     for doc in stream.documents:
         source = _is_source(doc, generated_kinds)
-        extra = bool(wanted) and any(wants(doc) for wants in wanted)
-        if not source and not extra:
+        fields = [n.fields for n in needs if n.wants(doc)] if needs else []
+        if not source and not fields:
             continue
-        # A document another stage needs too is read whole: only the workload scan prunes.
-        p = parsed[doc.index] = _parse(loader, doc, source=source, prune=source and not extra)
+        if source:
+            fields.append(WORKLOAD_FIELDS if doc.kind in WORKLOAD_KINDS and GENERATED_BY not in doc.raw else None)
+        p = parsed[doc.index] = _parse(loader, doc, fields[0] if len(fields) == 1 else None, source=source)
         if source:
             sources.append(p)
             if _is_generated(p.data, generated_kinds):
@@ -119,16 +129,15 @@ def _is_source(doc: Document, generated_kinds: Collection[str]) -> bool:
     return kind is not None or (doc.has_content and "kind" in doc.raw)
 
 
-def _parse(loader: Any, doc: Document, *, source: bool, prune: bool) -> Parsed:
+def _parse(loader: Any, doc: Document, fields: yamlio.Keep | None, *, source: bool) -> Parsed:
     where = Location(file="stdin", line=doc.start_line, doc_index=doc.index, kind=doc.kind_hint, name=doc.name)
     offset = doc.start_line - 1
-    kind = doc.kind
     try:
-        if prune and kind in WORKLOAD_KINDS and GENERATED_BY not in doc.raw:
-            data, lines = yamlio.load_pruned(loader, doc.parse_text, where, WORKLOAD_FIELDS, line_offset=offset)
-            if not isinstance(data, dict) or data.get("kind") == kind:
+        if fields is not None:
+            data, lines = yamlio.load_pruned(loader, doc.parse_text, where, fields, line_offset=offset)
+            if not isinstance(data, dict) or data.get("kind") == doc.kind:
                 return Parsed(doc, data, where, (), lines)
-            # The text's kind line misled (a policy kind needs the whole document).
+            # The text's kind line misled: the fields were chosen for another kind.
         if source:  # it may be a workload: its annotations' lines come from the same parse
             data, lines = yamlio.load_with_key_lines(loader, doc.parse_text, where, WORKLOAD_FIELDS,
                                                      line_offset=offset)

@@ -79,7 +79,7 @@ def _contexts() -> list[tuple[str, Settings, Any]]:
         for settings in _SETTINGS:
             stream = streams.split((folder / "input.yaml").read_text())
             try:
-                found = find(read(stream, kinds.NAMES, [inmesh.wants]), values, None, settings, verdicts=None,
+                found = find(read(stream, kinds.NAMES, [inmesh.NEED]), values, None, settings, verdicts=None,
                              needs_mesh=True)
                 planned = plan(found, settings, kinds.label_selected(settings))
             except Exception:  # noqa: BLE001 - a combination the input refuses says nothing here

@@ -38,7 +38,7 @@ from post_renderer.cli import app
 from post_renderer.destpolicy import Policy, Request, host_covers, judge, load
 from post_renderer.errors import EgressError, Location, Problems
 from post_renderer.model import Existing
-from post_renderer.read import Parsed, read
+from post_renderer.read import Need, Parsed, read
 from post_renderer.stream import split
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -599,7 +599,7 @@ def test_a_cilium_match_pattern_asks_for_every_name_it_can_match(pattern: str, a
 
 def chart(text: str) -> list[Parsed]:
     """The documents of ``text`` a policy judges, as the reading stage gives them."""
-    return read(split(text), frozenset(), [asked.wants]).wanted(asked.wants)
+    return read(split(text), frozenset(), [asked.NEED]).wanted(asked.wants)
 
 
 CILIUM = """\
@@ -732,7 +732,7 @@ def test_odd_services_never_break_the_judging(body: str) -> None:
     ("apiVersion: networking.istio.io/v1\nkind: Sidecar\nspec: [ALLOW_ANY]\n", False),
 ])
 def test_a_chart_sidecar_allowing_any_destination_asks_for_every_address(body: str, opens_everything: bool) -> None:
-    (doc,) = read(split(body), frozenset(), [lambda _: True]).parsed.values()
+    (doc,) = read(split(body), frozenset(), [Need(lambda _: True)]).parsed.values()
     requests = from_sidecar(doc, "prod", Problems())
     assert sorted(r.destination for r in requests) == (["0.0.0.0/0", "::/0"] if opens_everything else [])
     policy = load("allow: [{addresses: [10.0.0.0/8]}]", "p.yaml")

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from post_renderer import kinds, read, workloads, yamlio
+from post_renderer import inmesh, kinds, read, workloads, yamlio
 from post_renderer import stream as streams
 from post_renderer.cli import app
 from post_renderer.errors import Location, Problems
@@ -51,6 +51,18 @@ def test_real_streams_give_the_same_inventory(path: Path, monkeypatch: pytest.Mo
     with monkeypatch.context() as m:
         whole_reads(m)
         slow = scan(stream, slow_problems)
+    assert vars(fast) == vars(slow)
+    assert fast_problems.items == slow_problems.items
+
+
+@pytest.mark.parametrize("path", STREAMS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_real_streams_give_the_same_mesh_objects(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = streams.split(path.read_bytes().decode("utf-8", "surrogateescape"))
+    fast_problems, slow_problems = Problems(), Problems()
+    fast = inmesh.scan(read.read(stream, GENERATED_KINDS, [inmesh.NEED]), fast_problems)
+    with monkeypatch.context() as m:
+        whole_reads(m)
+        slow = inmesh.scan(read.read(stream, GENERATED_KINDS, [inmesh.NEED]), slow_problems)
     assert vars(fast) == vars(slow)
     assert fast_problems.items == slow_problems.items
 
@@ -113,10 +125,9 @@ VARIANTS = {
 }
 
 
-@pytest.mark.parametrize("text", VARIANTS.values(), ids=VARIANTS.keys())
-def test_odd_workloads_answer_as_a_whole_read_does(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def assert_answers_as_a_whole_read(args: list[str], text: str, monkeypatch: pytest.MonkeyPatch) -> None:
     def run() -> tuple[int, bytes, str]:
-        result = CliRunner().invoke(app, ["render"], input=text)
+        result = CliRunner().invoke(app, ["render", *args], input=text)
         return result.exit_code, result.stdout_bytes, result.stderr
 
     fast = run()
@@ -125,6 +136,37 @@ def test_odd_workloads_answer_as_a_whole_read_does(text: str, monkeypatch: pytes
         slow = run()
     assert fast == slow
     assert "Traceback" not in fast[2]
+
+
+@pytest.mark.parametrize("text", VARIANTS.values(), ids=VARIANTS.keys())
+def test_odd_workloads_answer_as_a_whole_read_does(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert_answers_as_a_whole_read([], text, monkeypatch)
+
+
+WORKLOAD = HEAD + SPEC.replace("labels: {app: w}", "labels: {app: w}\n      annotations: {helm-egress.io/hosts: "
+                                                    "api.example.com, helm-egress.io/ports: '443'}")
+SERVICE = "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: s\n  labels: {a: b}\nspec:\n  ports: [{port: 80}]\n"
+MESH_VARIANTS = {
+    "plain": SERVICE,
+    "duplicate-key-in-spec": SERVICE + "  ports: []\n",
+    "python-tag-in-spec": SERVICE + "  x: !!python/object/apply:os.system ['true']\n",
+    "anchor-and-alias": SERVICE + "  a: &x [1]\n  b: *x\n",
+    "syntax-error-in-spec": SERVICE + "  x: [a\n",
+    "name-not-a-string": SERVICE.replace("name: s", "name: 5"),
+    "spec-a-scalar": SERVICE.split("spec:")[0] + "spec: 5\n",
+    "sidecar": "---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: c}\n"
+               "spec: {workloadSelector: {labels: {app: w}}, egress: [{hosts: ['./*']}]}\n",
+    "cilium-flow": '---\n{"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "c"}, '
+                   '"spec": {"endpointSelector": {"matchLabels": {"app": "w"}}}}\n',
+    "document-end-marker": "---\napiVersion: v1\nmetadata: {name: s}\nkind: Service\n...\n",
+}
+
+
+@pytest.mark.parametrize("text", MESH_VARIANTS.values(), ids=MESH_VARIANTS.keys())
+@pytest.mark.parametrize("flavour", [["--sidecar"], ["--network-policy", "cilium"]], ids=["sidecar", "cilium"])
+def test_odd_mesh_objects_answer_as_a_whole_read_does(text: str, flavour: list[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    assert_answers_as_a_whole_read(["--release", "r", *flavour], text + WORKLOAD, monkeypatch)
 
 
 @pytest.mark.parametrize("name", ["duplicate-key-in-pod-spec", "python-tag-in-pod-spec", "syntax-error-in-pod-spec"])

@@ -103,27 +103,35 @@ def test_pruned_and_whole_reads_give_the_same_key_lines(case: str, monkeypatch: 
 
 
 class Parses:
-    """Counts the safe parses of each document (by index), the pruned ones, and the round-trip reads."""
+    """Counts the reads of each document of the stream (by index), whole or pruned, and the
+    round-trip reads of repaired documents."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.safe: Counter[int] = Counter()
+        self.whole: Counter[int] = Counter()
+        self.pruned: Counter[int] = Counter()
         self.roundtrip = 0
-        parse, pruner = yamlio._parse, yamlio._Pruner.document
+        parse = yamlio._parse
 
         def counted_parse(yaml: Any, text: str, where: Location, line_offset: int, **kw: Any) -> Any:
             if getattr(yaml, "typ", None) == ["rt"]:
                 self.roundtrip += 1
             elif where.file == "stdin" and where.doc_index is not None:
-                self.safe[where.doc_index] += 1
+                self.whole[where.doc_index] += 1
             return parse(yaml, text, where, line_offset, **kw)
 
-        def counted_pruner(self_: Any, keep: Any) -> Any:
-            self.pruned += 1
-            return pruner(self_, keep)
+        def counted_load_pruned(yaml: Any, text: str, where: Location, keep: Any, **kw: Any) -> Any:
+            assert where.doc_index is not None
+            self.pruned[where.doc_index] += 1
+            return real_load_pruned(yaml, text, where, keep, **kw)
 
-        self.pruned = 0
+        # A pruned read that gives up reads the document whole: counted twice.
+        real_load_pruned = yamlio.load_pruned
         monkeypatch.setattr(yamlio, "_parse", counted_parse)
-        monkeypatch.setattr(yamlio._Pruner, "document", counted_pruner)
+        monkeypatch.setattr(yamlio, "load_pruned", counted_load_pruned)
+
+    @property
+    def reads(self) -> Counter[int]:
+        return self.whole + self.pruned
 
 
 MESH_AND_POLICY = """\
@@ -168,8 +176,10 @@ def test_every_document_any_stage_needs_is_parsed_once(tmp_path: Path, monkeypat
                             "--policy", _policy(tmp_path))
     assert code == 0, err
     assert "repaired" in err
-    # Every document is needed by some stage; the workload is read pruned, the others whole.
-    assert parses.safe == Counter(range(5)) and parses.pruned == 1
+    # Every document is needed by some stage and read once: the workload pruned, the plain
+    # Service pruned for the mesh stage, the others whole (the policy stage reads them too).
+    assert parses.reads == Counter(range(6))
+    assert parses.pruned == Counter({0: 1, 5: 1})
     assert parses.roundtrip == 1  # the repaired ServiceEntry, and it alone
 
 
@@ -179,7 +189,7 @@ def test_a_plain_render_parses_only_workloads_and_the_charts_egress_documents(mo
     parses = Parses(monkeypatch)
     code, _, err = render(text, "--release", "r")
     assert code == 0, err
-    assert (parses.safe, parses.pruned, parses.roundtrip) == (Counter({4: 1}), 1, 0)
+    assert (parses.whole, parses.pruned, parses.roundtrip) == (Counter({4: 1}), Counter({5: 1}), 0)
 
 
 def test_a_document_only_a_later_stage_needs_is_reported_by_it_once(tmp_path: Path) -> None:
