@@ -65,6 +65,7 @@ class Workload(NamedTuple):
     # selectors (Istio Sidecar, CiliumNetworkPolicy endpointSelector) select it by.
     pod_labels: dict[str, str]
     hook: str | None = None  # the helm.sh/hook value; hooks get no policy
+    service_account: str = "default"  # its pods' serviceAccountName: who ambient policies admit
 
 
 class Existing(NamedTuple):

@@ -21,10 +21,13 @@ from post_renderer.addresses import IPNetwork, collapse, inside, network, overla
 from post_renderer.names import dns_label_problem, dns_subdomain_problem, label_key_problem, label_value_problem
 from post_renderer.settings import (
     ISTIO_API_VERSIONS,
+    MESHES,
     NETWORK_POLICY_FLAVOURS,
+    Mesh,
     NetworkPolicyFlavour,
     PeerSelector,
     Settings,
+    Waypoint,
 )
 
 ENV = "HELM_EGRESS_"
@@ -114,6 +117,21 @@ def _shared_options(
                                                     "what it declared and the release's Services.",
                      envvar=ENV + "SIDECAR"),
     ] = False,
+    mesh: Annotated[
+        str,
+        typer.Option(help="Istio data plane: sidecar (ServiceEntries, REGISTRY_ONLY, optional Sidecars) or ambient "
+                          "(hostnames through an egress waypoint, AuthorizationPolicy per ServiceEntry).",
+                     envvar=ENV + "MESH"),
+    ] = "sidecar",
+    waypoint: Annotated[
+        Optional[str],
+        typer.Option(help="ambient: the egress waypoint Gateway, [NAMESPACE/]NAME (NAME alone: the workload's "
+                          "namespace), e.g. istio-egress/egress-waypoint.", envvar=ENV + "WAYPOINT"),
+    ] = None,
+    trust_domain: Annotated[
+        str, typer.Option(help="ambient: the mesh trust domain of the service-account principals admitted.",
+                          envvar=ENV + "TRUST_DOMAIN"),
+    ] = "cluster.local",
     sidecar_host: Annotated[
         Optional[list[str]],
         typer.Option(help="In-mesh host every Sidecar imports, NAMESPACE/FQDN (e.g. "
@@ -201,6 +219,10 @@ def _shared_options(
         raise typer.BadParameter(f"{istio_api_version!r} is not one of {', '.join(ISTIO_API_VERSIONS)}",
                                  param_hint="--istio-api-version")
     cidrs, excepts = _hostname_ranges(hostname_cidr, hostname_except)
+    chosen_mesh, chosen_waypoint = _mesh(mesh, waypoint, sidecar)
+    if dns_subdomain_problem(trust_domain) is not None:
+        raise typer.BadParameter(f"{trust_domain!r} is not a trust domain (a DNS name, e.g. cluster.local)",
+                                 param_hint="--trust-domain")
     if release is not None:
         # Helm's own rule for release names; the name lands in labels and object names.
         why = dns_subdomain_problem(release, "release name", limit=53)
@@ -232,8 +254,35 @@ def _shared_options(
         sidecar=sidecar,
         sidecar_hosts=tuple(dict.fromkeys(sidecar_host or ())),
         cluster_domain=cluster_domain,
+        mesh=chosen_mesh,
+        waypoint=chosen_waypoint,
+        trust_domain=trust_domain,
     )
     return Shared(settings, list(values or ()), global_allowlist, quiet, error_file, policy)
+
+
+def _mesh(mesh: str, waypoint: str | None, sidecar: bool) -> tuple[Mesh, Waypoint | None]:
+    """``--mesh`` and ``--waypoint``: ambient needs its waypoint, and has no Sidecars."""
+    chosen = next((m for m in MESHES if m == mesh), None)
+    if chosen is None:
+        raise typer.BadParameter(f"{mesh!r} is not sidecar or ambient", param_hint="--mesh")
+    if chosen == "sidecar":
+        if waypoint is not None:
+            raise typer.BadParameter("a waypoint is for --mesh ambient", param_hint="--waypoint")
+        return chosen, None
+    if sidecar:
+        # ztunnel and waypoints never read a Sidecar: one would look like enforcement and be none.
+        raise typer.BadParameter("an Istio Sidecar has no effect in ambient mode; drop --sidecar (the waypoint's "
+                                 "AuthorizationPolicies hold each workload to its hosts)", param_hint="--sidecar")
+    if waypoint is None:
+        raise typer.BadParameter("ambient mode sends hostnames through an egress waypoint: name it, "
+                                 "e.g. --waypoint istio-egress/egress-waypoint", param_hint="--waypoint")
+    namespace, _, name = waypoint.strip().rpartition("/")
+    for part, what in ((namespace, "namespace"), (name, "waypoint name")):
+        why = dns_label_problem(part, what) if part or what == "waypoint name" else None
+        if why:
+            raise typer.BadParameter(f"{waypoint!r}: {why}", param_hint="--waypoint")
+    return chosen, Waypoint(namespace or None, name)
 
 
 def _hostname_ranges(

@@ -72,7 +72,7 @@ def plan(found: Found, settings: Settings, label_selected: Callable[[Access], bo
     ctx = Context(settings=settings, release=release, home=found.home, access=access,
                   service_entries=service_entries, inmesh=found.inmesh, workloads=list(found.inventory.workloads))
     if settings.network_policy == "none":
-        warnings += _names_unenforced(access)
+        warnings += _names_unenforced(access, settings)
     return Plan(ctx, served, status, notes, warnings)
 
 
@@ -127,12 +127,21 @@ def _wanted(found: Found, served: list[Workload], release: str | None, settings:
     return wanted
 
 
-def _names_unenforced(access: list[Access]) -> list[Problem]:
+def _names_unenforced(access: list[Access], settings: Settings) -> list[Problem]:
     """With no network policy at all, each workload's hostnames rest on the mesh alone."""
     out = []
     for a in access:
         hosts = hostnames_by_name(a.planned)
-        if hosts:
+        if not hosts:
+            continue
+        if settings.mesh == "ambient":
+            # ztunnel ignores REGISTRY_ONLY (istio/istio#54281): only a NetworkPolicy sends
+            # the pods' traffic to the waypoint rather than out.
+            out.append(Problem(a.workload.location, (
+                f"hostname egress ({', '.join(hosts[:3])}{', ...' if len(hosts) > 3 else ''}) is not enforced: in "
+                "ambient mode ztunnel ignores REGISTRY_ONLY and no network policy is written (--network-policy none), "
+                "so the pods reach any host directly; use --network-policy kubernetes or cilium")))
+        else:
             out.append(Problem(a.workload.location, registry_only_message(
                 hosts, "no network policy is written (--network-policy none)")))
     return out

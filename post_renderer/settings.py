@@ -9,6 +9,18 @@ from post_renderer.addresses import EVERY_ADDRESS, IPNetwork
 ISTIO_API_VERSIONS = ("networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3")
 NetworkPolicyFlavour = Literal["kubernetes", "cilium", "none"]
 NETWORK_POLICY_FLAVOURS: tuple[NetworkPolicyFlavour, ...] = ("kubernetes", "cilium", "none")
+Mesh = Literal["sidecar", "ambient"]
+MESHES: tuple[Mesh, ...] = ("sidecar", "ambient")
+# What ambient waypoints listen on for the HBONE tunnel from ztunnel (istio.io ambient docs).
+HBONE_PORT = 15008
+WAYPOINT_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
+
+
+class Waypoint(NamedTuple):
+    """The ambient egress waypoint Gateway: in ``namespace``, or each workload's own when None."""
+
+    namespace: str | None
+    name: str
 
 
 class PeerSelector(NamedTuple):
@@ -42,4 +54,7 @@ class Settings(NamedTuple):
     sidecar: bool = False
     sidecar_hosts: tuple[str, ...] = ()  # in-mesh hosts every Sidecar imports, `namespace/dnsName`
     cluster_domain: str = "cluster.local"
+    mesh: Mesh = "sidecar"
+    waypoint: Waypoint | None = None  # with mesh "ambient"
+    trust_domain: str = "cluster.local"  # of the SPIFFE principals ambient policies admit
 

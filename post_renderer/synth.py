@@ -14,7 +14,7 @@ from post_renderer.errors import Location, Problems
 from post_renderer.model import HTTP_FAMILY, TLS_FAMILY, EgressEntry, Workload
 from post_renderer.names import dns_label
 from post_renderer.read import GENERATED_BY
-from post_renderer.settings import Settings
+from post_renderer.settings import HBONE_PORT, WAYPOINT_NAME_LABEL, PeerSelector, Settings
 
 SOURCE_ANNOTATION = "helm-egress.io/source"
 WORKLOAD_ANNOTATION = "helm-egress.io/workload"
@@ -194,16 +194,23 @@ def policy_names(workloads: Sequence[Workload]) -> dict[int, str]:
     return names
 
 
-def metadata(name: str, namespace: str | None, release: str | None, annotations: dict[str, str]) -> dict[str, Any]:
+def metadata(name: str, namespace: str | None, release: str | None, annotations: dict[str, str],
+             labels: dict[str, str] | None = None) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name}
     if namespace:
         meta["namespace"] = namespace
-    labels = {"app.kubernetes.io/managed-by": "Helm"}
+    ours = {"app.kubernetes.io/managed-by": "Helm"}
     if release:
-        labels = {"app.kubernetes.io/instance": release, **labels}
-    meta["labels"] = labels
+        ours = {"app.kubernetes.io/instance": release, **ours}
+    meta["labels"] = {**ours, **(labels or {})}
     meta["annotations"] = {GENERATED_BY: "helm-egress", **annotations}
     return meta
+
+
+def through_waypoint(entry: EgressEntry) -> bool:
+    """Ambient: whether the entry's ServiceEntry is bound to the egress waypoint, which
+    holds its hostnames to the workloads that declared them. Addresses alone go direct."""
+    return bool(entry.hosts)
 
 
 def by_name(p: Planned) -> bool:
@@ -221,11 +228,27 @@ def addresses(p: Planned) -> list[IPNetwork]:
 
 def destinations(p: Planned, settings: Settings) -> list[IPNetwork]:
     """The IP ranges a Kubernetes NetworkPolicy must open for an entry: its addresses,
-    and for a name, which a NetworkPolicy cannot express, the hostname CIDRs."""
+    and for a name, which a NetworkPolicy cannot express, the hostname CIDRs (in ambient
+    mode names go through the waypoint instead)."""
     nets = addresses(p)
-    if by_name(p):
+    if by_name(p) and settings.mesh != "ambient":
         nets = list(settings.hostname_cidrs) + [n for n in nets if n not in settings.hostname_cidrs]
     return nets
+
+
+def waypoint_namespace(settings: Settings, scope: str | None) -> str | None:
+    """Ambient: the namespace of the waypoint a workload in ``scope`` reaches, when known."""
+    return settings.waypoint.namespace or scope if settings.waypoint is not None else None
+
+
+def waypoint_peer(settings: Settings, namespace: str | None) -> PeerSelector:
+    """The waypoint's pods in ``namespace`` (unknown: "", the policy's own), on HBONE only."""
+    assert settings.waypoint is not None
+    return PeerSelector(namespace or "", {WAYPOINT_NAME_LABEL: settings.waypoint.name}, (("TCP", HBONE_PORT),))
+
+
+def needs_waypoint(planned: Sequence[Planned], settings: Settings) -> bool:
+    return settings.mesh == "ambient" and any(through_waypoint(p.entry) for p in planned)
 
 
 def tcp_without_addresses(spec: dict[str, Any]) -> list[Any]:

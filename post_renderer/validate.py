@@ -13,6 +13,7 @@ from typing import Any
 
 from post_renderer.addresses import canonical_network, inside, network, strictly_inside
 from post_renderer.model import HTTP_FAMILY, PROTOCOLS, RESOLUTIONS, TLS_FAMILY
+from post_renderer.names import dns_subdomain_problem
 
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 _WILDCARD_FIRST = re.compile(r"(\*|(\*|\*-)?[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?)\Z")
@@ -340,4 +341,50 @@ def ciliumnetworkpolicy_problems(spec: Any) -> list[str]:
                     out.append(f"{base}.toPorts[{t}].ports: {number!r} is not a port number string")
                 if port.get("protocol") not in ("TCP", "UDP", "SCTP", "ANY"):
                     out.append(f"{base}.toPorts[{t}].ports: protocol {port.get('protocol')!r}")
+    return out
+
+
+# Istio's ValidateAuthorizationPolicy (pkg/config/validation) and the CRD's CEL rules, for
+# what helm-egress writes: ALLOW policies attached to ServiceEntries of their namespace.
+_TARGET_KINDS = {("networking.istio.io", "ServiceEntry"), ("", "Service"),
+                 ("gateway.networking.k8s.io", "Gateway"), ("gateway.networking.k8s.io", "GatewayClass")}
+
+
+def authorizationpolicy_problems(spec: Any) -> list[str]:
+    if not isinstance(spec, dict):
+        return ["spec: must be a mapping"]
+    out: list[str] = []
+    if sum(key in spec for key in ("selector", "targetRef", "targetRefs")) > 1:
+        out.append("spec: only one of targetRefs or selector can be set")
+    refs = spec.get("targetRefs")
+    if not isinstance(refs, list) or not refs:
+        out.append("spec.targetRefs: helm-egress attaches every policy to a ServiceEntry")
+    for i, ref in enumerate(refs if isinstance(refs, list) else []):
+        if not isinstance(ref, dict) or (ref.get("group", ""), ref.get("kind")) not in _TARGET_KINDS:
+            out.append(f"spec.targetRefs[{i}]: not a kind a policy can be attached to")
+        elif ref.get("namespace"):
+            out.append(f"spec.targetRefs[{i}].namespace: cross namespace referencing is not supported")
+        elif dns_subdomain_problem(str(ref.get("name") or "")):
+            out.append(f"spec.targetRefs[{i}].name: {ref.get('name')!r} is not an object name")
+    if spec.get("action") != "ALLOW":
+        out.append("spec.action: helm-egress writes ALLOW policies only")
+    rules = spec.get("rules")
+    if not isinstance(rules, list) or not rules:
+        # An ALLOW policy without rules admits nothing: every caller would be refused.
+        out.append("spec.rules: an ALLOW policy without rules admits no one")
+    for i, rule in enumerate(rules if isinstance(rules, list) else []):
+        sources = [f.get("source") for f in rule.get("from") or [] if isinstance(f, dict)]
+        if not sources or not all(isinstance(s, dict) and s.get("principals") for s in sources):
+            out.append(f"spec.rules[{i}].from: every rule names the principals it admits")
+        for s in sources:
+            for p in (s or {}).get("principals") or []:
+                if not isinstance(p, str) or not p or p == "*":
+                    out.append(f"spec.rules[{i}].from: {p!r} is not one principal")
+        operations = [t.get("operation") for t in rule.get("to") or [] if isinstance(t, dict)]
+        if not operations or not all(isinstance(o, dict) and o.get("ports") for o in operations):
+            out.append(f"spec.rules[{i}].to: every rule names its ports")
+        for o in operations:
+            for port in (o or {}).get("ports") or []:
+                if not (isinstance(port, str) and port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+                    out.append(f"spec.rules[{i}].to: port {port!r} is not a port number 1..65535")
     return out

@@ -148,6 +148,13 @@ def _classify(parsed: Parsed, data: dict[str, Any], inventory: Inventory, proble
             problems.add(where.at(path), why)
         if wrong:
             return
+    pod_spec = _mapping(data.get("spec")) if template is None else _mapping(template.get("spec"))
+    # serviceAccount is the deprecated spelling the API server still copies across.
+    account = pod_spec.get("serviceAccountName") or pod_spec.get("serviceAccount") or "default"
+    if not isinstance(account, str):
+        spec_path = "spec" if template is None else f"{template_path}.spec"
+        problems.add(where.at(f"{spec_path}.serviceAccountName"), f"{account!r} is not a service account name")
+        return
     inventory.workloads.append(
         Workload(
             doc_index=doc.index,
@@ -159,6 +166,7 @@ def _classify(parsed: Parsed, data: dict[str, Any], inventory: Inventory, proble
             location=where,
             hook=hook,
             pod_labels=pod_labels,
+            service_account=account,
         )
     )
 

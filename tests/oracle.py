@@ -1317,6 +1317,111 @@ def mesh_allows(documents: Sequence[Doc], pod_labels: Mapping[str, str], namespa
     return False
 
 
+# ------------------------------------------------------------ Istio AuthorizationPolicy
+# Sources: the vendored CRD schema (istio.authorizationpolicy_v1.json), its CEL rules, and
+# Istio's webhook (pkg/config/validation ValidateAuthorizationPolicy) for the fields used.
+# Semantics (istio.io reference, "Authorization Policy"; ambient: "targetRefs" to a
+# ServiceEntry, enforced at the waypoint the ServiceEntry is bound to with the label
+# istio.io/use-waypoint): with no policy attached every caller is admitted; with ALLOW
+# policies, a request is admitted only when a rule of one of them matches it.
+
+
+@cache
+def _authorizationpolicy_validator() -> Draft7Validator:
+    schema = _load_schema("istio.authorizationpolicy_v1.json")
+    Draft7Validator.check_schema(schema)
+    return Draft7Validator(schema)
+
+
+def authorizationpolicy_problems(doc: Doc) -> list[str]:
+    if not isinstance(doc, Mapping):
+        return ["document is not a mapping"]
+    problems = _schema_problems(_authorizationpolicy_validator(), doc)
+    if doc.get("apiVersion") not in ("security.istio.io/v1", "security.istio.io/v1beta1"):
+        problems.append(f"apiVersion: {doc.get('apiVersion')!r} is not a served AuthorizationPolicy version")
+    if doc.get("kind") != "AuthorizationPolicy":
+        problems.append(f"kind: {doc.get('kind')!r} is not 'AuthorizationPolicy'")
+    problems += _name_problems(doc)
+    spec = doc.get("spec") if isinstance(doc.get("spec"), Mapping) else {}
+    if sum(k in spec for k in ("selector", "targetRef", "targetRefs")) > 1:
+        problems.append("spec: only one of targetRefs or selector can be set (CEL)")
+    for i, ref in enumerate(_as_list(spec.get("targetRefs"))):
+        if isinstance(ref, Mapping) and ref.get("namespace"):
+            problems.append(f"spec.targetRefs[{i}].namespace: cross namespace referencing is not supported (CEL)")
+        if isinstance(ref, Mapping) and ref.get("kind") == "ServiceEntry" and ref.get("group") != "networking.istio.io":
+            problems.append(f"spec.targetRefs[{i}]: a ServiceEntry is in group networking.istio.io")
+    if spec.get("action", "ALLOW") not in ("ALLOW", "DENY", "AUDIT", "CUSTOM"):
+        problems.append(f"spec.action: {spec.get('action')!r}")
+    for i, rule in enumerate(_as_list(spec.get("rules"))):
+        rule = rule if isinstance(rule, Mapping) else {}
+        for j, item in enumerate(_as_list(rule.get("from"))):
+            source = item.get("source") if isinstance(item, Mapping) else None
+            if not isinstance(source, Mapping) or not source:
+                problems.append(f"spec.rules[{i}].from[{j}]: `source` must not be empty")
+                continue
+            for value in _as_list(source.get("principals")):
+                if value == "":
+                    problems.append(f"spec.rules[{i}].from[{j}].source.principals: empty value is not allowed")
+        for j, item in enumerate(_as_list(rule.get("to"))):
+            operation = item.get("operation") if isinstance(item, Mapping) else None
+            if not isinstance(operation, Mapping) or not operation:
+                problems.append(f"spec.rules[{i}].to[{j}]: `operation` must not be empty")
+                continue
+            for value in _as_list(operation.get("ports")):
+                if not (isinstance(value, str) and value.isdigit() and 0 <= int(value) <= 65535):
+                    problems.append(f"spec.rules[{i}].to[{j}].operation.ports: {value!r} is not a port")
+    return problems
+
+
+def _principal_matches(pattern: str, principal: str) -> bool:
+    """Istio string match: exact, `*`, a `prefix*` or a `*suffix`."""
+    if pattern == "*":
+        return True
+    if pattern.endswith("*"):
+        return principal.startswith(pattern[:-1])
+    if pattern.startswith("*"):
+        return principal.endswith(pattern[1:])
+    return pattern == principal
+
+
+def _rule_admits(rule: Mapping[str, Any], principal: str, port: int) -> bool:
+    sources = [f.get("source") or {} for f in _as_list(rule.get("from")) if isinstance(f, Mapping)]
+    operations = [t.get("operation") or {} for t in _as_list(rule.get("to")) if isinstance(t, Mapping)]
+    # Within a rule, from and to are ANDed; items of a list are ORed; an absent list is "any".
+    source_ok = not sources or any(
+        any(_principal_matches(p, principal) for p in _as_list(s.get("principals"))) for s in sources)
+    operation_ok = not operations or any(str(port) in [str(x) for x in _as_list(o.get("ports"))]
+                                         for o in operations)
+    return source_ok and operation_ok
+
+
+def ambient_admits(documents: Iterable[Doc], principal: str, host: str, port: int) -> bool | None:
+    """Would an ambient waypoint let ``principal`` reach ``host:port``? None when no
+    ServiceEntry bound to a waypoint serves it (the waypoint never sees the call; the
+    NetworkPolicy decides). ztunnel and waypoints read every ServiceEntry as exported to
+    all namespaces (exportTo '*', Istio >= 1.28)."""
+    docs = [d for d in documents if isinstance(d, Mapping)]
+    entries = [d for d in docs if d.get("kind") == "ServiceEntry"
+               and "istio.io/use-waypoint" in (_metadata(d).get("labels") or {})
+               and any(_istio_host_matches(str(h), host) for h in _as_list((d.get("spec") or {}).get("hosts")))
+               and any(isinstance(p, Mapping) and p.get("number") == port
+                       for p in _as_list((d.get("spec") or {}).get("ports")))]
+    if not entries:
+        return None
+    for se in entries:
+        se_ns = _metadata(se).get("namespace")
+        attached = [ap for ap in docs if ap.get("kind") == "AuthorizationPolicy"
+                    and _metadata(ap).get("namespace") == se_ns
+                    and any(isinstance(r, Mapping) and r.get("kind") == "ServiceEntry"
+                            and r.get("name") == _metadata(se).get("name")
+                            for r in _as_list((ap.get("spec") or {}).get("targetRefs")))]
+        allow = [ap for ap in attached if (ap.get("spec") or {}).get("action", "ALLOW") == "ALLOW"]
+        if not allow or any(_rule_admits(r, principal, port) for ap in allow
+                            for r in _as_list((ap.get("spec") or {}).get("rules")) if isinstance(r, Mapping)):
+            return True
+    return False
+
+
 # ------------------------------------------------------------------- dispatch by kind
 # Every kind helm-egress writes (post_renderer.kinds.KINDS) must have its admission rules
 # here; tests/test_kinds.py fails for a registered kind the oracle cannot judge.
@@ -1325,6 +1430,7 @@ PROBLEMS: dict[str, Callable[[Doc], list[str]]] = {
     "NetworkPolicy": networkpolicy_problems,
     "CiliumNetworkPolicy": ciliumnetworkpolicy_problems,
     "Sidecar": sidecar_problems,
+    "AuthorizationPolicy": authorizationpolicy_problems,
 }
 
 

@@ -20,7 +20,7 @@ from post_renderer.explain import WorkloadReport
 from post_renderer.find import find
 from post_renderer.plan import plan
 from post_renderer.read import read
-from post_renderer.settings import Settings
+from post_renderer.settings import Settings, Waypoint
 from post_renderer.values import ValuesFile
 
 CASES = Path(__file__).parent / "cases"
@@ -61,13 +61,15 @@ class _Recording:
 # Inputs that make every kind do all it can: chart Sidecars and Cilium policies, twins,
 # wildcards, addresses, the allowlist's and the chart's ServiceEntries.
 _INPUTS = ["fqdn-travel-cilium-sidecar-helm3", "fqdn-cilium-sidecar-helm4", "values-shop-all-kinds-helm4",
-           "normalize-seed-allowlist-helm3", "annotations-and-values-helm4"]
+           "normalize-seed-allowlist-helm3", "annotations-and-values-helm4", "ambient-kubernetes-helm3"]
 _SETTINGS = [
     Settings(network_policy="kubernetes", sidecar=True, namespace="shop"),
     Settings(network_policy="cilium", sidecar=True, cilium_wildcard_depth=2),
     Settings(network_policy="cilium", allow_same_namespace=False),
     Settings(network_policy="kubernetes", allow_same_namespace=False, sidecar_hosts=("payments/api.payments.svc",)),
     Settings(network_policy="none", sidecar=True),
+    Settings(network_policy="kubernetes", mesh="ambient", waypoint=Waypoint("istio-egress", "egress-waypoint")),
+    Settings(network_policy="cilium", mesh="ambient", waypoint=Waypoint(None, "waypoint"), trust_domain="td.example"),
 ]
 
 

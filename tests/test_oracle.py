@@ -39,6 +39,7 @@ VENDORED = [
     "calico.networkpolicy.v3.json",
     "calico.globalnetworkpolicy.v3.json",
     "sidecar.v1.subset.json",
+    "istio.authorizationpolicy_v1.json",
 ]
 
 
@@ -879,3 +880,56 @@ def test_mesh_allows_semantics() -> None:
     with pytest.raises(ValueError):
         mesh_allows([se, _sidecar(["prod/a.example.com"]), _sidecar(["prod/b.example.com"])], web, "prod",
                     host="a.example.com", port=443)
+
+
+# ------------------------------------------------- AuthorizationPolicy: rules and admission
+
+AP_OK: dict[str, Any] = {
+    "apiVersion": "security.istio.io/v1",
+    "kind": "AuthorizationPolicy",
+    "metadata": {"name": "stripe", "namespace": "shop"},
+    "spec": {
+        "targetRefs": [{"group": "networking.istio.io", "kind": "ServiceEntry", "name": "stripe"}],
+        "action": "ALLOW",
+        "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/shop/sa/web"]}}],
+                   "to": [{"operation": {"ports": ["443"]}}]}],
+    },
+}
+SE_BOUND: dict[str, Any] = {**SE_OK, "metadata": {"name": "stripe", "namespace": "shop",
+                                                 "labels": {"istio.io/use-waypoint": "waypoint"}}}
+
+
+def _ap(**spec: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(AP_OK)
+    doc["spec"].update(spec)
+    return doc
+
+
+@pytest.mark.parametrize("doc, problem", [
+    (AP_OK, None),
+    (_ap(selector={"matchLabels": {"app": "x"}}), "only one of targetRefs or selector"),
+    (_ap(targetRefs=[{"group": "networking.istio.io", "kind": "ServiceEntry", "name": "x", "namespace": "o"}]),
+     "cross namespace"),
+    (_ap(rules=[{"from": [{"source": {}}]}]), "`source` must not be empty"),
+    (_ap(rules=[{"from": [{"source": {"principals": [""]}}]}]), "empty value"),
+    (_ap(rules=[{"to": [{"operation": {"ports": ["http"]}}]}]), "is not a port"),
+    (_ap(action="PERMIT"), "spec.action"),
+])
+def test_authorizationpolicy_rules(doc: dict[str, Any], problem: str | None) -> None:
+    from oracle import authorizationpolicy_problems
+
+    found = authorizationpolicy_problems(doc)
+    assert (not found) if problem is None else any(problem in p for p in found), found
+
+
+def test_ambient_admission_follows_the_allow_rules() -> None:
+    from oracle import ambient_admits
+
+    web, worker = "cluster.local/ns/shop/sa/web", "cluster.local/ns/shop/sa/worker"
+    assert ambient_admits([SE_BOUND], worker, "api.stripe.com", 443) is True  # no policy: everyone
+    assert ambient_admits([SE_BOUND, AP_OK], web, "api.stripe.com", 443) is True
+    assert ambient_admits([SE_BOUND, AP_OK], worker, "api.stripe.com", 443) is False
+    assert ambient_admits([SE_OK, AP_OK], web, "api.stripe.com", 443) is None  # not bound to a waypoint
+    elsewhere = copy.deepcopy(AP_OK)
+    elsewhere["metadata"]["namespace"] = "other"  # a policy attaches in its own namespace only
+    assert ambient_admits([SE_BOUND, elsewhere], worker, "api.stripe.com", 443) is True

@@ -33,7 +33,7 @@ from typing import Any, Literal, NamedTuple, Protocol
 
 from post_renderer.access import Access, Context
 from post_renderer.errors import EgressError, Problem, Problems
-from post_renderer.kinds import cilium, networkpolicy, serviceentry, sidecar
+from post_renderer.kinds import authorizationpolicy, cilium, networkpolicy, serviceentry, sidecar
 from post_renderer.settings import Settings
 from post_renderer.synth import Generated, Planned
 
@@ -67,8 +67,9 @@ class Kind(Protocol):
 
 
 # ServiceEntries first: Helm 3 creates in stream order, and a proxy should know a
-# destination before a policy lets its packets out.
-KINDS: tuple[Kind, ...] = (serviceentry, networkpolicy, cilium, sidecar)
+# destination before a policy lets its packets out; an AuthorizationPolicy before the
+# NetworkPolicy that sends its workloads to the waypoint.
+KINDS: tuple[Kind, ...] = (serviceentry, authorizationpolicy, networkpolicy, cilium, sidecar)
 NAMES: frozenset[str] = frozenset(k.KIND for k in KINDS)
 TEMPLATE_FILES: dict[str, str] = {k.KIND: k.TEMPLATE for k in KINDS}
 BY_NAME: dict[str, Kind] = {k.KIND: k for k in KINDS}

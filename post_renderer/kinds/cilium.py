@@ -16,7 +16,7 @@ from post_renderer.access import Access, Context, selected_too
 from post_renderer.addresses import IPNetwork, excepts_for
 from post_renderer.errors import Problem
 from post_renderer.model import Workload
-from post_renderer.settings import PeerSelector, Settings
+from post_renderer.settings import HBONE_PORT, PeerSelector, Settings
 from post_renderer.synth import (
     SOURCE_ANNOTATION,
     WORKLOAD_ANNOTATION,
@@ -25,7 +25,10 @@ from post_renderer.synth import (
     addresses,
     by_name,
     metadata,
+    needs_waypoint,
     reached_addresses,
+    waypoint_namespace,
+    waypoint_peer,
 )
 from post_renderer.validate import ciliumnetworkpolicy_problems
 
@@ -41,7 +44,7 @@ MAX_PORTS = 40  # per toPorts item (CRD maxItems)
 # query with REFUSED, which stops musl's search-path walk (see README).
 DNS_QUERIES = [{"matchPattern": "*"}]
 SETTINGS = frozenset({"network_policy", "namespace", "dns", "istiod", "allow_same_namespace",
-                      "cilium_wildcard_depth"})
+                      "cilium_wildcard_depth", "mesh", "waypoint"})
 LAYER: Final = "network"
 REPORT: Final = "policy"
 LABEL_SELECTOR = True
@@ -74,10 +77,15 @@ def fqdn_selectors(host: str, depth: int) -> list[dict[str, str]]:
 def _policy(access: Access, ctx: Context) -> Generated:
     settings = ctx.settings
     workload = access.workload
-    rules: list[dict[str, Any]] = [
-        _to_pods(settings.dns, dns=True),
-        _to_pods(settings.istiod),
-    ]
+    ambient = settings.mesh == "ambient"
+    rules: list[dict[str, Any]] = [_to_pods(settings.dns, dns=not ambient)]
+    if ambient:
+        # ztunnel, not the pod, talks to istiod; the pod's names go to the waypoint, so
+        # no toFQDNs and no DNS proxying is needed.
+        if needs_waypoint(access.planned, settings):
+            rules.append(_to_pods(waypoint_peer(settings, waypoint_namespace(settings, ctx.scope(access)))))
+    else:
+        rules.append(_to_pods(settings.istiod))
     if settings.allow_same_namespace:
         namespace = ctx.scope(access)
         # A namespaced policy's endpoint selectors stay in its namespace; the label says so
@@ -90,7 +98,7 @@ def _policy(access: Access, ctx: Context) -> Generated:
     cidrs: dict[tuple[IPNetwork, ...], set[tuple[int, str]]] = {}
     for p in access.planned:
         ports = tuple(sorted({(port.number, port.transport) for port in p.entry.ports}))
-        if by_name(p):
+        if by_name(p) and not ambient:
             selectors = by_ports.setdefault(ports, [])
             for host in p.entry.hosts:
                 for selector in fqdn_selectors(host, settings.cilium_wildcard_depth):
@@ -172,7 +180,10 @@ def notes(ctx: Context) -> list[str]:
 
 
 def _to_pods(peer: PeerSelector, *, dns: bool = False) -> dict[str, Any]:
-    labels = {NAMESPACE_LABEL: peer.namespace, **{f"k8s:{k}": v for k, v in peer.labels.items()}}
+    # No namespace (a waypoint in a workload's namespace the stream does not name): a
+    # namespaced policy's endpoint selectors stay in its own.
+    labels = {NAMESPACE_LABEL: peer.namespace} if peer.namespace else {}
+    labels.update({f"k8s:{k}": v for k, v in peer.labels.items()})
     to_ports: dict[str, Any] = {"ports": [{"port": str(port), "protocol": proto} for proto, port in peer.ports]}
     if dns:
         # Without an L7 DNS rule the proxy never sees a query, never learns an IP, and
@@ -210,7 +221,11 @@ def warnings(ctx: Context) -> list[Problem]:
 
 
 def explain(ctx: Context, access: Access, planned: Planned, dest: str, port: int) -> str:
-    if dest in planned.entry.hosts and by_name(planned):
+    settings = ctx.settings
+    if dest in planned.entry.hosts and settings.mesh == "ambient":
+        opens = (f"waypoint {waypoint_namespace(settings, ctx.scope(access)) or '.'}/"
+                 f"{settings.waypoint.name if settings.waypoint else '?'} on port {HBONE_PORT} (HBONE) only")
+    elif dest in planned.entry.hosts and by_name(planned):
         selectors = fqdn_selectors(dest, ctx.settings.cilium_wildcard_depth)
         opens = "toFQDNs " + ", ".join(next(iter(sel.values())) for sel in selectors) + f" on port {port}"
     else:

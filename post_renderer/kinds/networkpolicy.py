@@ -15,7 +15,7 @@ from post_renderer.addresses import IPNetwork, excepts_for
 from post_renderer.errors import Problem
 from post_renderer.inmesh import selector_matcher
 from post_renderer.model import Workload
-from post_renderer.settings import PeerSelector, Settings
+from post_renderer.settings import HBONE_PORT, PeerSelector, Settings
 from post_renderer.synth import (
     SOURCE_ANNOTATION,
     WORKLOAD_ANNOTATION,
@@ -25,15 +25,18 @@ from post_renderer.synth import (
     destinations,
     hostnames_by_name,
     metadata,
+    needs_waypoint,
     reached_addresses,
     registry_only_message,
+    waypoint_namespace,
+    waypoint_peer,
 )
 from post_renderer.validate import networkpolicy_problems
 
 KIND = "NetworkPolicy"
 TEMPLATE = "templates/helm-egress-networkpolicies.yaml"
 SETTINGS = frozenset({"network_policy", "namespace", "dns", "istiod", "allow_same_namespace", "hostname_cidrs",
-                      "hostname_excepts"})
+                      "hostname_excepts", "mesh", "waypoint"})
 LAYER: Final = "network"
 REPORT: Final = "policy"
 LABEL_SELECTOR = False  # its own pod selector, narrowed where it takes in other pods
@@ -57,19 +60,24 @@ def notes(ctx: Context) -> list[str]:
     return []
 
 
+Shared = dict[tuple[tuple[Planned, ...], str | None], list[dict[str, Any]]]
+
+
 def build(ctx: Context) -> list[Generated]:
-    shared: dict[tuple[Planned, ...], list[dict[str, Any]]] = {}
+    shared: Shared = {}
     return [network_policy(a, ctx, shared) for a in ctx.access]
 
 
-def network_policy(access: Access, ctx: Context, shared: dict[tuple[Planned, ...], list[dict[str, Any]]]) -> Generated:
-    """``shared``: egress rules already built, by the entries they open; workloads with the
-    same entries (every one, with only values) share one list, written once (``emit``)."""
+def network_policy(access: Access, ctx: Context, shared: Shared) -> Generated:
+    """``shared``: egress rules already built, by the entries they open (and the waypoint's
+    namespace); workloads with the same entries (every one, with only values) share one
+    list, written once (``emit``)."""
     settings = ctx.settings
     workload = access.workload
-    rules = shared.get(access.planned)
+    key = (access.planned, waypoint_namespace(settings, ctx.scope(access)))
+    rules = shared.get(key)
     if rules is None:
-        rules = shared[access.planned] = _egress_rules(access.planned, settings)
+        rules = shared[key] = _egress_rules(access.planned, settings, key[1])
     annotations = {
         WORKLOAD_ANNOTATION: f"{workload.kind}/{workload.name}",
         SOURCE_ANNOTATION: ",".join(access.sources) if access.sources else "defaults",
@@ -87,11 +95,14 @@ def network_policy(access: Access, ctx: Context, shared: dict[tuple[Planned, ...
     return Generated(KIND, access.policy_name, access.namespace, body, workload.location)
 
 
-def _egress_rules(planned: tuple[Planned, ...], settings: Settings) -> list[dict[str, Any]]:
-    rules: list[dict[str, Any]] = [
-        _peer_rule(settings.dns),
-        _peer_rule(settings.istiod),
-    ]
+def _egress_rules(planned: tuple[Planned, ...], settings: Settings, waypoint_ns: str | None) -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = [_peer_rule(settings.dns)]
+    if settings.mesh == "ambient":
+        # ztunnel, not the pod, talks to istiod; the pod's names go to the waypoint.
+        if needs_waypoint(planned, settings):
+            rules.append(_peer_rule(waypoint_peer(settings, waypoint_ns)))
+    else:
+        rules.append(_peer_rule(settings.istiod))
     if settings.allow_same_namespace:
         # Any pod of the workload's own namespace, on any port: in-mesh calls stay open.
         rules.append({"to": [{"podSelector": {}}]})
@@ -149,8 +160,10 @@ def warnings(ctx: Context) -> list[Problem]:
             if w.pod_labels == a.workload.pod_labels:
                 out.append(selected_too(w, a, KIND, "each of the two gets the union of both policies' egress"
                                         if w.doc_index in served else "they get only its egress"))
-    if not any(c.prefixlen == 0 for c in ctx.settings.hostname_cidrs):
-        return out  # --hostname-cidr narrowed the names to known ranges (a proxy, a NAT)
+    if ctx.settings.mesh == "ambient" or not any(c.prefixlen == 0 for c in ctx.settings.hostname_cidrs):
+        # The waypoint holds names in ambient mode; --hostname-cidr narrowed them to known
+        # ranges (a proxy, a NAT).
+        return out
     for a in ctx.access:
         hosts = hostnames_by_name(a.planned)
         if hosts:
@@ -161,7 +174,11 @@ def warnings(ctx: Context) -> list[Problem]:
 
 
 def explain(ctx: Context, access: Access, planned: Planned, dest: str, port: int) -> str:
-    if dest in planned.entry.hosts and by_name(planned):
+    settings = ctx.settings
+    if dest in planned.entry.hosts and settings.mesh == "ambient":
+        opens = (f"waypoint {waypoint_namespace(settings, ctx.scope(access)) or '.'}/"
+                 f"{settings.waypoint.name if settings.waypoint else '?'} on port {HBONE_PORT} (HBONE) only")
+    elif dest in planned.entry.hosts and by_name(planned):
         cidrs = ", ".join(str(c) for c in ctx.settings.hostname_cidrs)
         opens = f"any host on port {port} ({cidrs}; hostnames cannot be named in a NetworkPolicy)"
     else:
@@ -171,14 +188,13 @@ def explain(ctx: Context, access: Access, planned: Planned, dest: str, port: int
 
 def _peer_rule(peer: PeerSelector) -> dict[str, Any]:
     # Namespace and pod selector in ONE peer: both must match. As two peers they would
-    # open the port to every pod of the namespace and to any pod anywhere.
+    # open the port to every pod of the namespace and to any pod anywhere. No namespace
+    # (a waypoint in a workload's namespace that the stream does not name): the policy's own.
+    selected: dict[str, Any] = {"podSelector": {"matchLabels": dict(peer.labels)}}
+    if peer.namespace:
+        selected = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": peer.namespace}}, **selected}
     return {
-        "to": [
-            {
-                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": peer.namespace}},
-                "podSelector": {"matchLabels": dict(peer.labels)},
-            }
-        ],
+        "to": [selected],
         "ports": [{"protocol": proto, "port": port} for proto, port in peer.ports],
     }
 

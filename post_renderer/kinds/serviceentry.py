@@ -16,12 +16,21 @@ from post_renderer.errors import Problem
 from post_renderer.model import EgressEntry
 from post_renderer.serving import ALLOWLIST_SOURCE, doubled_notes, skipped_notes
 from post_renderer.settings import Settings
-from post_renderer.synth import SOURCE_ANNOTATION, Generated, Planned, metadata, tcp_without_addresses
+from post_renderer.synth import (
+    SOURCE_ANNOTATION,
+    Generated,
+    Planned,
+    metadata,
+    tcp_without_addresses,
+    through_waypoint,
+)
 from post_renderer.validate import serviceentry_problems
 
 KIND = "ServiceEntry"
 TEMPLATE = "templates/helm-egress-serviceentries.yaml"
-SETTINGS = frozenset({"istio_api_version"})
+SETTINGS = frozenset({"istio_api_version", "mesh", "waypoint"})
+USE_WAYPOINT = "istio.io/use-waypoint"
+USE_WAYPOINT_NAMESPACE = "istio.io/use-waypoint-namespace"
 LAYER: Final = "mesh"
 REPORT: Final = None  # one per destination, not per workload
 LABEL_SELECTOR = False
@@ -38,7 +47,32 @@ def covers(access: Access, settings: Settings) -> bool:
 
 
 def errors(ctx: Context) -> list[Problem]:
-    return []  # the plan refused what Istio would (IST0177) before any kind is built
+    """The plan refused what Istio would (IST0177); what ambient cannot route is refused here."""
+    if ctx.settings.mesh != "ambient":
+        return []
+    out = []
+    seen: set[tuple[str, int | None]] = set()
+    for a in ctx.access:
+        for p in a.planned:
+            wild = [h for h in p.entry.hosts if h.startswith("*.")]
+            where = p.entry.origin
+            if wild and (where.file or "", where.line) not in seen:
+                seen.add((where.file or "", where.line))
+                out.append(Problem(where, (
+                    f"{', '.join(wild)}: ztunnel and waypoints do not support wildcard hosts (Istio ServiceEntry "
+                    "reference, since 1.28), so ambient mode cannot enforce them; declare each host")))
+    return out
+
+
+def waypoint_labels(ctx: Context, namespace: str | None) -> dict[str, str]:
+    """The labels that bind a ServiceEntry in ``namespace`` to the egress waypoint."""
+    waypoint = ctx.settings.waypoint
+    if ctx.settings.mesh != "ambient" or waypoint is None:
+        return {}
+    labels = {USE_WAYPOINT: waypoint.name}
+    if waypoint.namespace is not None and waypoint.namespace != (namespace or ctx.home):
+        labels[USE_WAYPOINT_NAMESPACE] = waypoint.namespace
+    return labels
 
 
 def build(ctx: Context) -> list[Generated]:
@@ -56,7 +90,8 @@ def build(ctx: Context) -> list[Generated]:
         body = {
             "apiVersion": ctx.settings.istio_api_version,
             "kind": KIND,
-            "metadata": metadata(written.name, w.namespace, ctx.release, {SOURCE_ANNOTATION: entry.source}),
+            "metadata": metadata(written.name, w.namespace, ctx.release, {SOURCE_ANNOTATION: entry.source},
+                                 waypoint_labels(ctx, w.namespace) if through_waypoint(entry) else None),
             "spec": spec,
         }
         out.append(Generated(KIND, written.name, w.namespace, body, entry.origin))
@@ -98,4 +133,10 @@ def explain(ctx: Context, access: Access, planned: Planned, dest: str, port: int
     claim = ctx.serving(access, dest, port)
     if claim is None:
         return None
-    return f"ServiceEntry {claim.name}" if claim.namespace != "*" else "ServiceEntry (global allowlist)"
+    if claim.namespace == "*":
+        return "ServiceEntry (global allowlist)"
+    waypoint = ctx.settings.waypoint
+    ours = {(w.wanted.namespace or ctx.home, w.name) for w in ctx.service_entries.written}
+    if waypoint is not None and through_waypoint(planned.entry) and (claim.namespace, claim.name) in ours:
+        return f"ServiceEntry {claim.name} (through waypoint {waypoint.namespace or '.'}/{waypoint.name})"
+    return f"ServiceEntry {claim.name}"
