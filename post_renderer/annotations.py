@@ -148,6 +148,11 @@ def _compact_entry(workload: Workload, text: dict[str, str], where: Any, problem
     ports = []
     for token in (t for t in _SPLIT.split(text["ports"].strip()) if t):
         number, slash, protocol = token.partition("/")
+        if len(number) > 1 and number.startswith("0") and _NUMBER.match(number):
+            problems.add(where("ports"), f"{token!r}: a leading zero is octal to Kubernetes ({number} is "
+                                         f"{int(number, 8) if set(number) <= set('01234567') else 'not a number'} "
+                                         f"there); write {int(number)}")
+            return None
         if not _NUMBER.match(number) or (slash and not protocol):
             problems.add(where("ports"), f"{token!r} is not NUMBER or NUMBER/PROTOCOL (e.g. 443/TLS)")
             return None
@@ -159,7 +164,7 @@ def _compact_entry(workload: Workload, text: dict[str, str], where: Any, problem
 def _full_entries(text: str, where: Location, problems: Problems) -> Any:
     try:
         # JSON is YAML, so one safe loader reads both.
-        return yamlio.load(yamlio.safe_loader(), text, where.at(line=0))
+        return yamlio.load(yamlio.safe_loader(strict_numbers=True), text, where.at(line=0))
     except EgressError as e:
         for p in e.problems:
             # The parser counts lines inside the annotation's value; point at the key.

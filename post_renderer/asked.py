@@ -36,6 +36,7 @@ from post_renderer.destpolicy import EVERY_NAMESPACE, PortRange, Request
 from post_renderer.errors import Location, Problems
 from post_renderer.model import EgressEntry, Existing
 from post_renderer.names import dns_label
+from post_renderer.numbers import go_uint
 from post_renderer.read import Documents, Need, Parsed
 from post_renderer.stream import Document
 
@@ -402,8 +403,10 @@ def _np_ports(ports: Any) -> list[PortRange | None]:
 
 
 def _single(value: Any) -> PortRange | None:
-    if isinstance(value, str) and value.isascii() and value.isdigit():  # '٤٤٣' is a (bad) name, not 443
-        value = int(value)
+    if isinstance(value, str):
+        # As Cilium reads a port string (``strconv.ParseUint(p, 0, 16)``): "0443" is 291,
+        # "0x1bb" is 443; what does not parse ('٤٤٣', 'https') is a port name.
+        value = go_uint(value, 16)
     if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535:
         return value, value
     return None

@@ -140,7 +140,7 @@ def judge(policy: Policy, requests: Iterable[Request]) -> list[Problem]:
 def load(text: str, name: str, verdicts: schema.Verdicts | None = None) -> Policy:
     """The policy in ``text`` (the file ``name``); every problem located and raised at once.
     ``verdicts`` may vouch for the schema check, keyed by the file's bytes."""
-    data, root = yamlio.load_with_nodes(text, Location(file=name, line=1))
+    data, root = yamlio.load_with_nodes(text, Location(file=name, line=1), strict_numbers=True)
 
     def locate(path: Sequence[str | int]) -> Location:
         return Location(file=name, line=yamlio.node_line(root, path) or 1,
@@ -243,6 +243,11 @@ def _address(value: str, where: Location, problems: Problems) -> IPNetwork | Non
     return unmapped(net)
 
 
+# A port in a range's text: five ASCII digits at most (never a long conversion), and no
+# leading zero, which Kubernetes would read as octal if it were a number.
+_PORT_TEXT = re.compile(r"[1-9][0-9]{0,4}\Z")
+
+
 def _port(value: Any) -> PortRange | None:
     if isinstance(value, bool):
         return None
@@ -250,8 +255,7 @@ def _port(value: Any) -> PortRange | None:
         return (value, value) if 1 <= value <= MAX_PORT else None
     if isinstance(value, str):
         first, sep, last = value.partition("-")
-        if sep and (first + last).isascii() and first.isdigit() and last.isdigit() \
-                and 1 <= int(first) <= int(last) <= MAX_PORT:
+        if sep and _PORT_TEXT.match(first) and _PORT_TEXT.match(last) and 1 <= int(first) <= int(last) <= MAX_PORT:
             return int(first), int(last)
     return None
 

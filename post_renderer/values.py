@@ -50,7 +50,7 @@ def load_egress(
     current: tuple[ValuesFile, Any, Node | None, list[str]] | None = None
     for f in files:
         try:
-            data, root = yamlio.load_with_nodes(f.text, Location(file=f.name, line=1))
+            data, root = yamlio.load_with_nodes(f.text, Location(file=f.name, line=1), strict_numbers=True)
         except EgressError as e:
             problems.extend(e.problems)
             continue

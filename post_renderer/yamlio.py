@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.constructor import SafeConstructor
+from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor, SafeConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import (
     DocumentEndEvent,
@@ -27,6 +27,7 @@ from ruamel.yaml.events import (
 )
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.resolver import VersionedResolver
+from ruamel.yaml.tag import Tag
 
 try:
     # ruamel.yaml.clib's libyaml parser, the one ruamel's C loader uses.
@@ -34,6 +35,7 @@ try:
 except ImportError:  # pragma: no cover - a declared dependency on CPython; else whole reads
     CParser = None
 
+from post_renderer import numbers
 from post_renderer.errors import EgressError, Location
 
 # Walking an alias-heavy document visits shared nodes again and again; past this many
@@ -52,8 +54,98 @@ _SURROGATE = re.compile("[\udc80-\udcff]")
 _LEAD = re.compile("(?:^|[\r\x85\u2028\u2029])[ \t?:-]+", re.MULTILINE)
 
 
+_INT, _FLOAT, _STR = (Tag(suffix=f"tag:yaml.org,2002:{t}") for t in ("int", "float", "str"))
+# go-yaml's special floats, which it resolves as YAML 1.2 does.
+_SPECIAL_FLOATS = frozenset((".inf", ".Inf", ".INF", ".nan", ".NaN", ".NAN"))
+
+
 class _Constructor(SafeConstructor):
-    pass
+    """Numbers as Kubernetes reads them (see numbers.py): a chart's ``port: 0443`` is the
+    291 the cluster opens. ``strict``: a number we would read otherwise under YAML 1.2 is
+    refused instead, located: what a user writes for helm-egress alone (values, policy,
+    annotations) must mean one thing to every reader."""
+
+    strict = False
+
+    def construct_yaml_int(self, node: Any) -> Any:
+        value = self._number(node)
+        if isinstance(value, int):
+            return value
+        raise ConstructorError(None, None, f"{node.value!r} is not an integer Kubernetes reads", node.start_mark)
+
+    def construct_yaml_float(self, node: Any) -> Any:
+        if node.value.lstrip("+-") in _SPECIAL_FLOATS:
+            return SafeConstructor.construct_yaml_float(self, node)
+        value = self._number(node)
+        if isinstance(value, (int, float)):
+            return float(value)
+        raise ConstructorError(None, None, f"{node.value!r} is not a number Kubernetes reads", node.start_mark)
+
+    def construct_yaml_str(self, node: Any) -> Any:
+        if self.strict and not node.style and node.value[:1] in numbers.HINT:
+            self._agree(node, node.value)
+        return SafeConstructor.construct_yaml_str(self, node)
+
+    def _number(self, node: Any) -> int | float | None:
+        value = numbers.plain(node.value)
+        if self.strict and not node.style:
+            self._agree(node, value)
+        return value
+
+    def _agree(self, node: Any, kube: object) -> None:
+        """Refuse a plain scalar YAML 1.2 reads otherwise than Kubernetes (``kube``, the
+        text itself when a string)."""
+        tag = VersionedResolver.resolve(self.resolver, ScalarNode, node.value, (True, False))
+        text = node.value
+        yaml12: object = text
+        if tag in (_INT, _FLOAT):
+            if len(text) > numbers.MAX_CHARS:
+                raise NumberError(f"a number of {len(text)} characters; helm-egress reads numbers of at most "
+                                  f"{numbers.MAX_CHARS}", node.start_mark)
+            yaml12 = (SafeConstructor.construct_yaml_int if tag == _INT
+                      else SafeConstructor.construct_yaml_float)(self, node)
+        if type(yaml12) is type(kube) and (yaml12 == kube or yaml12 != yaml12):  # nan
+            return
+        if isinstance(kube, str):
+            raise NumberError(f"{text} reads as the string {text!r} in Kubernetes ({numbers.spelling_why(text)}), "
+                              f"as the number {yaml12} in YAML 1.2; write a number of at most 64 bits, or quote it",
+                              node.start_mark)
+        if isinstance(yaml12, int) and isinstance(kube, int):
+            fix = f"write {yaml12} (or {kube}, if that is what you mean)"
+        else:
+            fix = f"write {kube}" if isinstance(kube, int) else "write it as a plain decimal number"
+        raise NumberError(f"{text} reads as {kube} in Kubernetes ({numbers.spelling_why(text)}), as {yaml12!r} "
+                          f"in YAML 1.2; {fix}" + ("" if isinstance(yaml12, int) else ", or quote it for a string"), node.start_mark)
+
+
+class NumberError(ConstructorError):
+    """A number that readers disagree on, or too long to read: located, not a syntax error."""
+
+    def __init__(self, problem: str, mark: Any) -> None:
+        super().__init__(None, None, problem, mark)
+
+
+for _tag in ("int", "float", "str"):
+    # Registered by function, not by name: a subclass's method is only used when registered.
+    _Constructor.add_constructor(f"tag:yaml.org,2002:{_tag}", getattr(_Constructor, f"construct_yaml_{_tag}"))
+
+
+class _StrictConstructor(_Constructor):
+    strict = True
+
+
+class _RoundTripConstructor(RoundTripConstructor):
+    """Refuses an integer too long to convert (Python's limit is 4,300 digits); the safe
+    read of the same document took it for the string Kubernetes reads."""
+
+    def construct_yaml_int(self, node: Any) -> Any:
+        if len(node.value) > numbers.MAX_CHARS:
+            raise NumberError(f"a number of {len(node.value)} characters; helm-egress reads numbers of at most "
+                              f"{numbers.MAX_CHARS}", node.start_mark)
+        return RoundTripConstructor.construct_yaml_int(self, node)
+
+
+_RoundTripConstructor.add_constructor("tag:yaml.org,2002:int", _RoundTripConstructor.construct_yaml_int)
 
 
 # YAML 1.1's "value" tag turns a bare `=` into a special object; real charts emit it
@@ -73,6 +165,18 @@ class _Resolver(VersionedResolver):
 
     _table: Any = None
 
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        tag = VersionedResolver.resolve(self, kind, value, implicit)
+        if kind is not ScalarNode or not implicit[0] or not value or value[0] not in numbers.HINT:
+            return tag
+        # As go-yaml resolves it: a number whenever strconv reads one, never otherwise.
+        number = numbers.plain(value)
+        if number is not None:
+            return _INT if isinstance(number, int) else _FLOAT
+        if tag in (_INT, _FLOAT) and value.lstrip("+-") not in _SPECIAL_FLOATS:
+            return _STR
+        return tag
+
     @property
     def processing_version(self) -> Any:
         return (1, 2)
@@ -84,9 +188,11 @@ class _Resolver(VersionedResolver):
         return self._table
 
 
-def safe_loader() -> YAML:
+def safe_loader(*, strict_numbers: bool = False) -> YAML:
+    """``strict_numbers``: refuse numbers YAML 1.2 and Kubernetes read differently (for
+    what only helm-egress reads); else read them as Kubernetes does (the chart's documents)."""
     yaml = YAML(typ="safe")
-    yaml.Constructor = _Constructor
+    yaml.Constructor = _StrictConstructor if strict_numbers else _Constructor
     yaml.Resolver = _Resolver
     return yaml
 
@@ -94,6 +200,7 @@ def safe_loader() -> YAML:
 def roundtrip_loader() -> YAML:
     """Comment- and line-preserving reading, for small inputs such as values files."""
     yaml = YAML(typ="rt")
+    yaml.Constructor = _RoundTripConstructor
     yaml.preserve_quotes = True
     return yaml
 
@@ -338,13 +445,13 @@ class _Pruner:
             raise _Unusual
 
 
-def load_with_nodes(text: str, where: Location) -> tuple[Any, Node | None]:
+def load_with_nodes(text: str, where: Location, *, strict_numbers: bool = False) -> tuple[Any, Node | None]:
     """Parse one document and keep its node tree, whose marks give every value's line.
 
     Composing with the C parser and constructing from the nodes is far cheaper than
     round-trip loading, and lines are all a values file needs.
     """
-    return _parse(safe_loader(), text, where, 0, keep_nodes=True)
+    return _parse(safe_loader(strict_numbers=strict_numbers), text, where, 0, keep_nodes=True)
 
 
 def nesting_bound(text: str) -> int:
@@ -396,7 +503,7 @@ def _parse(yaml: YAML, text: str, where: Location, line_offset: int, *, keep_nod
         mark = e.problem_mark or e.context_mark
         at: int | None = mark.line + 1 + line_offset if mark is not None else None
         what = " ".join(str(x) for x in (e.context, e.problem) if x)
-        raise EgressError.one(where.at(line=at), f"invalid YAML: {what}") from e
+        raise EgressError.one(where.at(line=at), what if isinstance(e, NumberError) else f"invalid YAML: {what}") from e
     except YAMLError as e:
         # A reader error (a character YAML does not allow) knows its offset, not its line.
         position = getattr(e, "position", None)
