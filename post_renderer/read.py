@@ -113,6 +113,21 @@ def read(stream: Stream, generated_kinds: Collection[str], needs: Sequence[Need]
     sources: list[Parsed] = []
     generated: set[int] = set()
     for doc in stream.documents:
+        if doc.kind is None and _may_have_kind(doc):
+            # The text cannot tell the kind (JSON, flow style, a tag, an indented root, an
+            # open quote before it): the parse does, and every stage picks the document by it.
+            p = _parse(loader, doc, None, source=True)
+            data = p.data
+            doc.settle_kind(_field(data, "kind"))
+            metadata = data.get("metadata") if isinstance(data, dict) else None
+            p = parsed[doc.index] = p._replace(where=p.where._replace(
+                kind=doc.kind_hint, name=p.where.name or _field(metadata, "name")))
+            if p.problems or _is_source(doc, generated_kinds):
+                # What fails to parse is reported by the stage that needs every source.
+                sources.append(p)
+                if _is_generated(data, generated_kinds):
+                    generated.add(doc.index)
+            continue
         source = _is_source(doc, generated_kinds)
         fields = [n.fields for n in needs if n.wants(doc)] if needs else []
         if not source and not fields:
@@ -129,10 +144,19 @@ def read(stream: Stream, generated_kinds: Collection[str], needs: Sequence[Need]
 
 def _is_source(doc: Document, generated_kinds: Collection[str]) -> bool:
     kind = doc.kind
-    if kind is not None and kind not in WORKLOAD_KINDS and kind not in POLICY_KINDS and (
-            kind not in generated_kinds or GENERATED_BY not in doc.raw):
-        return False
-    return kind is not None or (doc.has_content and "kind" in doc.raw)
+    return kind is not None and (kind in WORKLOAD_KINDS or kind in POLICY_KINDS or (
+        kind in generated_kinds and GENERATED_BY in doc.raw))
+
+
+def _field(data: Any, key: str) -> str | None:
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _may_have_kind(doc: Document) -> bool:
+    """Whether a document whose text does not tell its kind may have one: a key spelled
+    ``kind`` somewhere, or a double-quoted escape that could spell it."""
+    return doc.has_content and ("kind" in doc.raw or "\\" in doc.raw)
 
 
 def _parse(loader: Any, doc: Document, fields: yamlio.Keep | None, *, source: bool) -> Parsed:

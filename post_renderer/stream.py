@@ -29,6 +29,10 @@ HELM4_ANNOTATION = "postrenderer.helm.sh/postrender-filename"
 
 _KIND = re.compile(r"""^kind:[ \t]*(["']?)([A-Za-z][A-Za-z0-9]*)\1[ \t]*(?:#[^\n]*)?\r?$""", re.MULTILINE)
 _KIND_BYTES = re.compile(_KIND.pattern.encode(), re.MULTILINE)
+# A line after the kind's that continues its plain scalar (`kind: Side` then `  car` is
+# "Side car"): blank lines, then an indented line that is not a comment.
+_CONTINUED = re.compile(r"(?:\r?\n[ \t]*)*\r?\n[ \t]+[^ \t\r\n#]")
+_CONTINUED_BYTES = re.compile(_CONTINUED.pattern.encode())
 _API_VERSION = re.compile(
     r"""^apiVersion:[ \t]*(["']?)([A-Za-z0-9./-]+)\1[ \t]*(?:#[^\n]*)?\r?$""", re.MULTILINE
 )
@@ -110,7 +114,7 @@ class Document:
         if self._base is not None:
             return self._kind_in_bytes(self._base, self._start, self._end, self._kind_lines)
         m = _KIND.search(self.view)
-        if m is None or not _plain_prefix(self.view[: m.start()]):
+        if m is None or not _plain_prefix(self.view[: m.start()]) or _CONTINUED.match(self.view, m.end()):
             return None
         if self.view.find("\nkind:", m.end()) >= 0 and _KIND.search(self.view, m.end()):
             # Two top-level kinds (a `# Source:` comment whose NEL or lone CR starts a
@@ -130,16 +134,24 @@ class Document:
                 break
         else:
             return None
-        if not _plain_prefix(base[start:m.start()].decode("utf-8", "surrogateescape")):
+        if not _plain_prefix(base[start:m.start()].decode("utf-8", "surrogateescape")) \
+                or _CONTINUED_BYTES.match(base, m.end(), end):
             return None
         if any(_KIND_BYTES.match(base, at, end) for at in kind_lines[i + 1:]):
             # Two top-level kinds (a duplicate key): the reader decides, and refuses it.
             return None
         return m.group(2).decode("ascii")
 
+    def settle_kind(self, kind: str | None) -> None:
+        """The kind a parse read, where the text could not tell it (see ``read``): every
+        stage then picks the document by the kind the cluster will see."""
+        self.__dict__["kind"] = kind
+
     @property
     def kind_hint(self) -> str | None:
         """The first ``kind:`` line, sure or not: for messages about documents that do not parse."""
+        if self.__dict__.get("kind"):
+            return str(self.__dict__["kind"])
         m = _KIND.search(self.view)
         return m.group(2) if m else None
 
