@@ -62,6 +62,10 @@ if (-not $PluginDir) { $PluginDir = Split-Path -Parent $PSScriptRoot }
 if (-not (Test-Path -LiteralPath (Join-Path $PluginDir 'pyproject.toml'))) {
     Fail "$PluginDir has no pyproject.toml; is HELM_PLUGIN_DIR the helm-egress plugin directory?"
 }
+# A checkout would be `git clean -x -d -f -f`-ed by `helm plugin update` (see install-plugin.sh).
+if (Test-Path -LiteralPath (Join-Path $PluginDir '.git')) {
+    Fail "$PluginDir is a git checkout; helm plugin update would run git clean -x -d -f -f in it and delete every untracked file. Install a packaged archive (python scripts/package_plugin.py) or a copy instead."
+}
 $Venv = Join-Path $PluginDir '.plugin-venv'
 $VenvPython = Join-Path $Venv 'Scripts\python.exe'
 $Exe = Join-Path $Venv 'Scripts\helm-egress.exe'
@@ -84,7 +88,7 @@ if ((Test-Path -LiteralPath $VenvPython) -and
 Write-Info "installing helm-egress from $PluginDir (needs access to a package index)"
 & $VenvPython -m pip install --disable-pip-version-check --no-input $PluginDir
 if ($LASTEXITCODE -ne 0) {
-    Fail "pip could not install helm-egress into $Venv (see pip's output above); fix the cause and run 'helm plugin update helm-egress'"
+    Fail "pip could not install helm-egress into $Venv (see pip's output above); fix the cause and run $PluginDir\scripts\install-plugin.cmd again"
 }
 
 if (-not (Test-Path -LiteralPath $Exe)) {

@@ -48,6 +48,18 @@ find_python() {
 plugin_dir="${HELM_PLUGIN_DIR:-$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)}"
 [[ -f "$plugin_dir/pyproject.toml" ]] ||
     die "$plugin_dir has no pyproject.toml; is HELM_PLUGIN_DIR the helm-egress plugin directory?"
+# A plugin folder that is a git checkout is one `helm plugin update` would `git pull` and then
+# `git clean -x -d -f -f` (Helm 4.1.4): every untracked and ignored file in it -- notes, .venv,
+# .helm-bin -- deleted. Helm installs a local folder as a link to it, so that checkout is the
+# user's own. Refuse, and take back the link Helm just made (only a link, never a folder),
+# so there is no installed plugin left for an update to run in.
+if [[ -e "$plugin_dir/.git" ]]; then
+    printf 'helm-egress: error: %s is a git checkout. `helm plugin update` runs `git clean -x -d -f -f` in a plugin that is a checkout, deleting every untracked file in it. Install a packaged archive or a copy instead:\n  python3 scripts/package_plugin.py && helm plugin install dist/<plugin>-<version>.tgz   (Helm 4; add --verify=false, or keep the .prov)\n  or: cp -r <checkout> ~/helm-egress-copy && rm -rf ~/helm-egress-copy/.git && helm plugin install ~/helm-egress-copy\n' "$plugin_dir" >&2
+    if [[ -n "${HELM_PLUGIN_DIR:-}" && -L "$HELM_PLUGIN_DIR" ]]; then
+        rm -- "$HELM_PLUGIN_DIR" && printf 'helm-egress: removed the plugin link %s (your checkout is untouched)\n' "$HELM_PLUGIN_DIR" >&2
+    fi
+    exit 1
+fi
 venv="$plugin_dir/.plugin-venv"
 venv_python="$venv/bin/python"
 
@@ -64,7 +76,7 @@ fi
 
 info "installing helm-egress from $plugin_dir (needs access to a package index)"
 "$venv_python" -m pip install --disable-pip-version-check --no-input "$plugin_dir" ||
-    die "pip could not install helm-egress into $venv (see pip's output above); fix the cause and run 'helm plugin update helm-egress'"
+    die "pip could not install helm-egress into $venv (see pip's output above); fix the cause and run $plugin_dir/scripts/install-plugin.sh again"
 
 [[ -x "$venv/bin/helm-egress" ]] ||
     die "pip succeeded but $venv/bin/helm-egress is missing; the package must declare the console script 'helm-egress'"
