@@ -342,8 +342,12 @@ def plan(helm: str, cmd: Command, at: int, workdir: Path, env: Mapping[str, str]
     args: list[str] = []
     if values is not None:
         args += ["-f", str(values)]
-    if len(positionals) >= 2:
-        args += ["--release", positionals[0]]
+    # Argo CD names the release with --name-template (a Go template in general; a plain
+    # name as Argo CD writes it).
+    templates = [t for t in cmd.values("name-template") if "{{" not in t]
+    release = positionals[0] if len(positionals) >= 2 else (templates[-1] if templates else None)
+    if release:
+        args += ["--release", release]
     if namespace:
         args += ["--namespace", namespace]
     child_env = {**env, WRAPPED_ENV: "1"}

