@@ -34,9 +34,9 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import NamedTuple
 
 POST_RENDERED = frozenset({"install", "upgrade", "template"})
 PROBE_RELEASE = "helm-egress-probe"
@@ -98,21 +98,21 @@ class UsageError(Exception):
     pass
 
 
-@dataclass
-class Option:
+class Option(NamedTuple):
     name: str  # long name, without dashes
     value: str | None
     start: int  # index of its first token in argv
     end: int  # one past its last token
 
 
-@dataclass
 class Command:
     """A Helm command line, split the way Helm's flag parser (pflag) splits it."""
 
-    argv: list[str]
-    options: list[Option] = field(default_factory=list)
-    positionals: list[int] = field(default_factory=list)  # indexes into argv
+    # dataclasses would cost ~10 ms of imports on every Helm command the stand-in sees.
+    def __init__(self, argv: list[str]) -> None:
+        self.argv = argv
+        self.options: list[Option] = []
+        self.positionals: list[int] = []  # indexes into argv
 
     def values(self, name: str) -> list[str]:
         return [o.value for o in self.options if o.name == name and o.value is not None]
@@ -310,8 +310,7 @@ def _helm4_plugin(workdir: Path, executable: str) -> Path:
     return plugins
 
 
-@dataclass
-class Plan:
+class Plan(NamedTuple):
     argv: list[str]
     env: dict[str, str]
     error_file: Path | None  # Helm 4 hides a post-renderer's stderr: shown from here on failure
