@@ -503,3 +503,21 @@ def test_the_flag_table_is_helms(major: str, command: str) -> None:
             continue
         assert (name in helmwrap.VALUE_FLAGS) == takes_value, f"{major} {command} --{name}"
     assert set(_help_flags(binary)) - {"help"} <= helmwrap.GLOBAL_FLAGS
+
+
+# ----------------------------------------------------------------------------- the schema recipe
+
+
+def test_a_schema_ref_to_a_file_beside_it_breaks_every_install(helm: Helm, chart: Path, tmp_path: Path) -> None:
+    """Why README only pastes `helm-egress schema` into values.schema.json: the `$ref` recipe
+    it used to give stops Helm 3 and Helm 4 alike, even with good values."""
+    schema = subprocess.run([str(VENV_BIN / "helm-egress"), "schema"], capture_output=True, text=True, check=True).stdout
+    referring = tmp_path / "merge"
+    shutil.copytree(chart, referring)
+    (referring / "egress.schema.json").write_text(schema)
+    (referring / "values.schema.json").write_text(json.dumps({
+        "$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
+        "properties": {"istio": {"type": "object", "properties": {"egress": {"$ref": "egress.schema.json"}}}}}))
+    result = helm.helm("template", RELEASE, referring, cwd=tmp_path)
+    assert result.returncode != 0
+    assert ("must be canonical" if helm.major == "v3" else "egress.schema.json") in result.stderr, result.stderr
