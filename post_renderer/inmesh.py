@@ -20,7 +20,8 @@ SERVICE = ("Service", "")
 SIDECAR = ("Sidecar", "networking.istio.io")
 CILIUM = ("CiliumNetworkPolicy", "cilium.io")
 CILIUM_CLUSTERWIDE = ("CiliumClusterwideNetworkPolicy", "cilium.io")
-_KINDS = {SERVICE, SIDECAR, CILIUM, CILIUM_CLUSTERWIDE}
+AUTHORIZATION = ("AuthorizationPolicy", "security.istio.io")
+_KINDS = {SERVICE, SIDECAR, CILIUM, CILIUM_CLUSTERWIDE, AUTHORIZATION}
 _KIND_NAMES = frozenset(k for k, _ in _KINDS)
 
 
@@ -46,11 +47,22 @@ class Selecting(NamedTuple):
                                        "matchExpressions": list(self.match_expressions)}, labels)
 
 
+class Targeting(NamedTuple):
+    """A chart AuthorizationPolicy attached to objects by ``targetRef(s)``."""
+
+    name: str
+    namespace: str | None
+    action: str
+    targets: tuple[tuple[str, str], ...]  # (kind, name), in the policy's namespace
+    location: Location
+
+
 class InMesh:
     def __init__(self) -> None:
         self.services: list[Service] = []
         self.sidecars: list[Selecting] = []
         self.cilium: list[Selecting] = []
+        self.authorizations: list[Targeting] = []
 
 
 def wants(doc: Document) -> bool:
@@ -64,7 +76,8 @@ NEED = Need(wants, {
     "apiVersion": yamlio.KEEP_ALL,
     "kind": yamlio.KEEP_ALL,
     "metadata": {"name": yamlio.KEEP_ALL, "namespace": yamlio.KEEP_ALL},
-    "spec": {"workloadSelector": yamlio.KEEP_ALL, "endpointSelector": yamlio.KEEP_ALL},
+    "spec": {"workloadSelector": yamlio.KEEP_ALL, "endpointSelector": yamlio.KEEP_ALL,
+             "targetRef": yamlio.KEEP_ALL, "targetRefs": yamlio.KEEP_ALL, "action": yamlio.KEEP_ALL},
 })
 
 
@@ -90,6 +103,13 @@ def scan(documents: Documents, problems: Problems) -> InMesh:
             found.services.append(Service(name, ns))
             continue
         spec = _mapping(data.get("spec"))
+        if (kind, group) == AUTHORIZATION:
+            many = spec.get("targetRefs")
+            refs = [spec.get("targetRef"), *(many if isinstance(many, list) else [])]
+            targets = tuple((str(r.get("kind")), str(r.get("name"))) for r in refs if isinstance(r, dict))
+            if targets:
+                found.authorizations.append(Targeting(name, ns, str(spec.get("action") or "ALLOW"), targets, where))
+            continue
         if (kind, group) == SIDECAR:
             selector = spec.get("workloadSelector")
             if selector is None:

@@ -59,9 +59,11 @@ def existing_claims(se: Existing, home: str | None) -> list[Claim]:
     dests = [destination_key(str(d)) for d in [*(spec.get("hosts") or []), *addresses]]
     source = f"ServiceEntry {metadata.get('name')} (document {se.doc_index})"
     hosts = tuple(str(h) for h in spec.get("hosts") or [])
+    labels = metadata.get("labels")
+    bound = isinstance(labels, dict) and "istio.io/use-waypoint" in labels
     return [
         Claim(d, int(p["number"]), str(p.get("protocol") or "").upper(), scope, source, str(metadata.get("name")),
-              metadata.get("namespace") or home, hosts)
+              metadata.get("namespace") or home, hosts, bound)
         for d in dests
         for p in spec.get("ports") or []
         if isinstance(p, dict) and isinstance(p.get("number"), int)

@@ -111,6 +111,7 @@ class Claim(NamedTuple):
     # from: None for the release's (Helm's -n), "*" when unknown (the global allowlist).
     namespace: str | None = None
     hosts: tuple[str, ...] = ()  # its ServiceEntry's hosts: how a Sidecar imports an address
+    bound: bool = False  # its ServiceEntry carries istio.io/use-waypoint (ambient)
 
     def reaches(self, namespace: str | None) -> bool:
         return self.scope is None or namespace in self.scope

@@ -162,3 +162,46 @@ def test_a_workload_without_a_namespace_is_refused_with_the_way_out() -> None:
     assert {"kubernetes.io/metadata.name": "istio-egress"} in [
         peer.get("namespaceSelector", {}).get("matchLabels") for rule in policy["spec"]["egress"]
         for peer in rule.get("to", [])]
+
+
+CHART_OWN = '''---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: everyone-to-stripe
+  namespace: shop
+spec:
+  targetRefs: [{group: networking.istio.io, kind: ServiceEntry, name: shop-web}]
+  action: ALLOW
+  rules: [{}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: chart-s3
+  namespace: shop
+spec:
+  hosts: [s3.eu-west-1.amazonaws.com]
+  ports: [{number: 443, name: tls, protocol: TLS}]
+  location: MESH_EXTERNAL
+  resolution: DNS
+  exportTo: ["."]
+'''
+
+
+def test_the_charts_own_policies_and_serviceentries_are_read_and_kept() -> None:
+    """A chart ALLOW policy on one of our ServiceEntries widens who may reach it; a chart
+    ServiceEntry that serves a host but is not bound to the waypoint makes it unreachable.
+    Both are said by check, and neither document is touched."""
+    stdin = (CASE / "input.yaml").read_text() + CHART_OWN
+    checked = CliRunner().invoke(app, ["check", *ARGS[1:]], input=stdin)
+    assert "AuthorizationPolicy everyone-to-stripe (kept as it is) is attached to ServiceEntry shop-web" \
+        in checked.stdout
+    assert "the chart's ServiceEntry chart-s3 serves it but is not bound to a waypoint" in checked.stdout
+    rendered = _render(stdin=stdin.encode())
+    assert rendered.exit_code == 0, rendered.stderr
+    for original in split_documents(stdin):
+        assert original in split_documents(rendered.stdout)
+    # The chart's ServiceEntry serves s3, so the worker's grant is attached to it.
+    docs = _docs(rendered.stdout)
+    assert any(d["kind"] == "AuthorizationPolicy" and d["spec"]["targetRefs"][0]["name"] == "chart-s3" for d in docs)

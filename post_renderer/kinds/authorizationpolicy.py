@@ -33,7 +33,7 @@ SETTINGS = frozenset({"mesh", "trust_domain"})
 LAYER: Final = "mesh"
 REPORT: Final = None  # one per ServiceEntry, not per workload
 LABEL_SELECTOR = False  # it selects a ServiceEntry, never pods
-NEEDS_MESH = False
+NEEDS_MESH = True  # the chart's own AuthorizationPolicies add to ours
 check = authorizationpolicy_problems
 
 
@@ -45,6 +45,8 @@ class Grant(NamedTuple):
     ports: dict[int, dict[str, None]]  # port -> principals, in the order first declared
     origin: Location
     sources: dict[str, None]
+    ours: bool  # a ServiceEntry this run writes, bound to the waypoint; else the chart's
+    bound: bool  # the chart's carries istio.io/use-waypoint
 
 
 def wanted(settings: Settings) -> bool:
@@ -103,7 +105,8 @@ def grants(ctx: Context) -> dict[tuple[str | None, str], Grant]:
                     key = (claim.namespace, claim.name)
                     # Ours live where they were written (no namespace: Helm's); the chart's where it put them.
                     grant = out.get(key) or out.setdefault(key, Grant(
-                        written.get(key, claim.namespace), claim.name, {}, p.entry.origin, {}))
+                        written.get(key, claim.namespace), claim.name, {}, p.entry.origin, {}, key in written,
+                        claim.bound))
                     grant.ports.setdefault(port.number, {})[who] = None
                     grant.sources[p.entry.source] = None
     return out
@@ -152,6 +155,18 @@ def warnings(ctx: Context) -> list[Problem]:
                         f"{host} is served by {claim.source}, whose namespace the release does not know: no "
                         "AuthorizationPolicy of this release can hold it to the workloads that declared it")))
     found = grants(ctx)
+    for grant in found.values():
+        if not grant.ours and not grant.bound:
+            out.append(Problem(grant.origin, (
+                f"the chart's ServiceEntry {grant.name} serves it but is not bound to a waypoint (no "
+                "istio.io/use-waypoint label): its traffic never reaches the waypoint, and the network policy lets "
+                "no hostname out directly, so the host is unreachable; label that ServiceEntry")))
+        for chart in ctx.inmesh.authorizations:
+            if (chart.namespace or ctx.home) == (grant.namespace or ctx.home) and ("ServiceEntry", grant.name) in \
+                    chart.targets and chart.action == "ALLOW":
+                out.append(Problem(chart.location, (
+                    f"AuthorizationPolicy {chart.name} (kept as it is) is attached to ServiceEntry {grant.name} too: "
+                    "ALLOW policies add up, so whoever it admits may also reach that host")))
     if found:
         out.append(Problem(next(iter(found.values())).origin, (
             "ambient: ztunnel and waypoints read every ServiceEntry's exportTo as '*' (Istio >= 1.28), so "
