@@ -17,6 +17,7 @@ each stage parsed its own documents.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, NamedTuple
 
@@ -113,10 +114,18 @@ def read(stream: Stream, generated_kinds: Collection[str], needs: Sequence[Need]
     sources: list[Parsed] = []
     generated: set[int] = set()
     for doc in stream.documents:
-        if doc.kind is None and _may_have_kind(doc):
+        unsure = doc.kind is None and _may_have_kind(doc)
+        if unsure or _may_be_list(doc):
+            listed = _parse(loader, doc, None, source=unsure)
+            problems = _listed_problems(listed, generated_kinds)
+            if problems:
+                sources.append(listed._replace(data=None, problems=tuple(problems)))
+                parsed[doc.index] = sources[-1]
+                continue
+        if unsure:
             # The text cannot tell the kind (JSON, flow style, a tag, an indented root, an
             # open quote before it): the parse does, and every stage picks the document by it.
-            p = _parse(loader, doc, None, source=True)
+            p = listed
             data = p.data
             doc.settle_kind(_field(data, "kind"))
             metadata = data.get("metadata") if isinstance(data, dict) else None
@@ -146,6 +155,60 @@ def _is_source(doc: Document, generated_kinds: Collection[str]) -> bool:
     kind = doc.kind
     return kind is not None and (kind in WORKLOAD_KINDS or kind in POLICY_KINDS or (
         kind in generated_kinds and GENERATED_BY in doc.raw))
+
+
+# Every kind some stage reads (workloads, the chart's egress and mesh objects, and what a
+# --policy judges), for Lists; the kinds helm-egress writes are added per run.
+READ_KINDS = frozenset({*WORKLOAD_KINDS, *POLICY_KINDS, "CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy",
+                        "Sidecar", "Service", "Endpoints", "EndpointSlice", "WorkloadEntry"})
+_ITEMS = re.compile(rb"""^(?:["']?items["']?[ \t]*:|\?)""", re.MULTILINE)
+
+
+def _may_be_list(doc: Document) -> bool:
+    """Whether Helm may take ``doc`` for a List: its kind names one, or a top-level line
+    starts with an ``items`` key (or a complex key, ``? ``). Helm decodes any object with
+    ``items`` as a list and creates each item (``pkg/kube``: the builder's ``Flatten``)."""
+    if doc.kind is not None and doc.kind.endswith("List"):
+        return True
+    kept = doc.kept_bytes()
+    if kept is None:
+        return _ITEMS.search(doc.view.encode("utf-8", "surrogateescape")) is not None
+    base, start, end = kept
+    return (base.find(b"\nitems", start, end) >= 0 or base.find(b"\n\"items", start, end) >= 0
+            or base.find(b"\n'items", start, end) >= 0 or base.find(b"\n?", start, end) >= 0
+            or base.startswith((b"items", b'"items', b"'items", b"?"), start)) \
+        and _ITEMS.search(base, start, end) is not None
+
+
+def _listed_problems(listed: Parsed, generated_kinds: Collection[str]) -> list[Problem]:
+    """A List whose items a stage would read is refused, each such item located: Helm
+    creates every item, and no stage reads into a List yet, so each would escape the
+    policies, normalization and --policy."""
+    data = listed.data
+    if not isinstance(data, dict) or data.get("items") is None:
+        return []
+    read_kinds = READ_KINDS | set(generated_kinds)
+    where = listed.where._replace(kind=listed.where.kind or _field(data, "kind"))
+    out: list[Problem] = []
+
+    def walk(items: Any, list_kind: str, path: str) -> None:
+        for i, item in enumerate(items if isinstance(items, list) else []):
+            if not isinstance(item, dict):
+                continue
+            kind = item.get("kind")
+            if not kind and not item.get("apiVersion"):
+                kind = list_kind.removesuffix("List")  # as Helm's decoder names a bare item
+            metadata = item.get("metadata")
+            name = metadata.get("name") if isinstance(metadata, dict) else None
+            at = f"{path}[{i}]"
+            if isinstance(item.get("items"), list):
+                walk(item["items"], str(kind or ""), f"{at}.items")
+            elif kind in read_kinds:
+                out.append(Problem(where.at(at), f"{kind}/{name}: Helm creates every item of a List, and "
+                                   "helm-egress does not read into Lists; write this item as its own document"))
+
+    walk(data.get("items"), str(data.get("kind") or ""), "items")
+    return out
 
 
 def _field(data: Any, key: str) -> str | None:
