@@ -18,7 +18,7 @@ from typing import NamedTuple
 from post_renderer.addresses import covering_wildcards, destination_key
 from post_renderer.errors import Problem
 from post_renderer.inmesh import InMesh
-from post_renderer.model import SidecarHost, Workload
+from post_renderer.model import SidecarHost, Workload, per_release
 from post_renderer.serving import Serving
 from post_renderer.settings import Settings
 from post_renderer.synth import Claim, Claims, Planned
@@ -37,6 +37,11 @@ class Access(NamedTuple):
     def hostnames(self) -> list[str]:
         """Every hostname it declared, once, in declaration order."""
         return list(dict.fromkeys(h for p in self.planned for h in p.entry.hosts))
+
+
+class LabelSelection(NamedTuple):
+    labels: dict[str, str]
+    still: list[Workload]  # other workloads whose pods carry every one of ``labels``
 
 
 class Context:
@@ -82,16 +87,46 @@ class Context:
         return index
 
     def carrying(self, access: Access) -> list[Workload]:
-        """The other workloads of its namespace whose pods carry every label of its pods,
-        and so are selected by a selector made of those labels (Sidecar, Cilium)."""
+        """The other workloads of its namespace whose pods carry every one of its stable
+        labels, and so are selected by a selector made of those alone."""
         mine = access.workload
         found = self._carrying.get(mine.doc_index)
         if found is None:  # asked by several kinds, for errors, warnings and selectors
             scope = self.scope(access)
             found = self._carrying[mine.doc_index] = [
-                w for w in self.carrying_all(mine.pod_labels)
+                w for w in self.carrying_all(mine.stable_labels)
                 if w.doc_index != mine.doc_index and (w.namespace or self.settings.namespace or self.home) == scope]
         return found
+
+    def label_selector(self, access: Access) -> LabelSelection:
+        """The labels a label-only selector (Sidecar, Cilium) selects its pods by, and the
+        other workloads whose pods those still select.
+
+        Its stable labels, never a per-release one (version, chart: a rollout's old pods
+        carry the old value and would go unselected). Where that takes in another
+        workload's pods, one more label of its own pods that theirs carry with another
+        value, or not at all, leaves them out, if a stable one can."""
+        found = self._selections.get(access.workload.doc_index)
+        if found is not None:
+            return found
+        mine = access.workload
+        labels = dict(mine.stable_labels)
+        still = []
+        for other in self.carrying(access):
+            if any(other.pod_labels.get(k) != v for k, v in labels.items()):
+                continue  # a label added for an earlier one leaves it out too
+            differ = sorted(k for k, v in mine.pod_labels.items() if not per_release(k) and other.pod_labels.get(k) != v)
+            if differ:
+                labels[differ[0]] = mine.pod_labels[differ[0]]
+            else:
+                still.append(other)
+        still = [w for w in still if all(w.pod_labels.get(k) == v for k, v in labels.items())]
+        found = self._selections[mine.doc_index] = LabelSelection(dict(sorted(labels.items())), still)
+        return found
+
+    @cached_property
+    def _selections(self) -> dict[int, LabelSelection]:
+        return {}
 
     @cached_property
     def declarers(self) -> dict[str, list[Access]]:

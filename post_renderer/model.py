@@ -20,6 +20,22 @@ HTTP_FAMILY = frozenset({"HTTP", "HTTP2", "HTTP_PROXY", "GRPC", "GRPC-WEB"})
 TLS_FAMILY = frozenset({"HTTPS", "TLS"})
 RESOLUTIONS = ("NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN", "DYNAMIC_DNS")
 
+# Pod labels whose value changes with a release or a controller revision: Helm's chart and
+# app version (the recommended labels, and the older `chart: name-version`), and what
+# controllers stamp on each revision's or each run's pods. During a rollout the old pods
+# carry the old values, so a selector that names one of these lets them go unselected.
+PER_RELEASE_LABELS = frozenset({
+    "app.kubernetes.io/version", "helm.sh/chart", "chart", "pod-template-hash", "controller-revision-hash",
+    "rollouts-pod-template-hash", "controller-uid", "job-name", "statefulset.kubernetes.io/pod-name",
+    "apps.kubernetes.io/pod-index",
+})
+
+
+def per_release(key: str) -> bool:
+    """Whether pods of one workload may carry other values of label ``key`` over time."""
+    # batch.kubernetes.io/: job-name, controller-uid, job-completion-index, set per Job.
+    return key in PER_RELEASE_LABELS or key.startswith("batch.kubernetes.io/")
+
 
 class Port(NamedTuple):
     number: int
@@ -66,6 +82,11 @@ class Workload(NamedTuple):
     pod_labels: dict[str, str]
     hook: str | None = None  # the helm.sh/hook value; hooks get no policy
     service_account: str = "default"  # its pods' serviceAccountName: who ambient policies admit
+    # What label-only selectors select it by: labels every pod it ever runs carries. Its
+    # controller's spec.selector.matchLabels (immutable, so old and new pods carry them),
+    # else (Jobs, CronJobs, bare Pods, expression-only selectors) its pod labels without
+    # the per-release ones.
+    stable_labels: dict[str, str] = {}
 
 
 class Existing(NamedTuple):

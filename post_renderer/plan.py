@@ -62,10 +62,12 @@ def plan(found: Found, settings: Settings, label_selected: Callable[[Access], bo
     ]
     problems = Problems()
     for a in access:
-        if not a.workload.pod_labels and label_selected(a):
+        if not a.workload.stable_labels and label_selected(a):
+            have = f" but {', '.join(sorted(a.workload.pod_labels))}, which change with each release" \
+                if a.workload.pod_labels else ""
             problems.add(a.workload.location, (
-                "the workload's pods have no labels, so no Sidecar or CiliumNetworkPolicy can select them alone; "
-                f'add labels, or exclude it with {settings.annotation_prefix}/ignore: "true"'))
+                f"the workload's pods have no labels{have}, so no Sidecar or CiliumNetworkPolicy can select them "
+                f'alone across releases; add labels, or exclude it with {settings.annotation_prefix}/ignore: "true"'))
     wanted = _wanted(found, served, release, settings)
     service_entries = serve(found.claims, found.serviceentries, wanted, found.home, settings, problems)
     problems.raise_if_any()

@@ -10,7 +10,7 @@ from typing import Any
 
 from post_renderer import shape
 from post_renderer.errors import Location, Problems
-from post_renderer.model import Existing, Workload
+from post_renderer.model import Existing, Workload, per_release
 from post_renderer.names import dns_label_problem, label_key_problem, label_value_problem
 from post_renderer.read import GENERATED_BY, POLICY_KINDS, WORKLOAD_KINDS, Documents, Parsed
 from post_renderer.stream import Stream
@@ -167,8 +167,26 @@ def _classify(parsed: Parsed, data: dict[str, Any], inventory: Inventory, proble
             hook=hook,
             pod_labels=pod_labels,
             service_account=account,
+            stable_labels=_stable_labels(kind, spec, pod_labels),
         )
     )
+
+
+def _stable_labels(kind: str, spec: dict[str, Any], pod_labels: dict[str, str]) -> dict[str, str]:
+    """The labels every pod of the workload carries, whatever release or revision made it
+    (``Workload.stable_labels``); empty when it has none."""
+    selector = spec.get("selector") if kind not in ("Pod", "Job", "CronJob") else None
+    # A Job's selector is the controller's controller-uid, unique per Job; a
+    # ReplicationController's selector is a plain label map.
+    match = selector if kind == "ReplicationController" else (
+        selector.get("matchLabels") if isinstance(selector, dict) else None)
+    if isinstance(match, dict):
+        # The pods' own values: the shape check and the API server keep them equal.
+        chosen = {k: pod_labels[k] for k in map(str, match) if k in pod_labels and not per_release(k)}
+        if chosen:
+            return dict(sorted(chosen.items()))
+    # No selector to trust: the labels the chart gives every release's pods alike.
+    return dict(sorted((k, v) for k, v in pod_labels.items() if not per_release(k)))
 
 
 def _mapping(value: Any) -> dict[str, Any]:

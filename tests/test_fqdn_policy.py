@@ -202,7 +202,8 @@ def test_cilium_policies_are_valid_and_never_open_the_world(shape: str) -> None:
                 assert rule["toPorts"], "a name never opens every port"
     for doc in out.generated("ServiceEntry"):
         assert oracle.serviceentry_problems(doc) == []
-    # One policy per served workload, selecting it by its template labels.
+    # One policy per served workload, selecting it by its controller's selector (the shop
+    # chart's template labels are exactly its selector's).
     selectors = {d["metadata"]["annotations"]["helm-egress.io/workload"]: d["spec"]["endpointSelector"]
                  for d in out.generated("CiliumNetworkPolicy")}
     assert selectors == {p.ref: {"matchLabels": p.labels} for n, p in pods(out.stream).items() if n in DECLARED}

@@ -1,6 +1,6 @@
 """Cilium CiliumNetworkPolicy (`--network-policy cilium`): hostnames enforced by name.
 
-One policy per workload, selecting its pods by their template labels. Hostnames become
+One policy per workload, selecting its pods by the labels they keep across releases. Hostnames become
 `toFQDNs`: Cilium's DNS proxy learns which IPs a selected name resolved to and opens
 exactly those. That only works when DNS itself goes through the proxy, so the rule to the
 cluster DNS carries `rules.dns`. Istio's `*.example.com` (any depth below example.com, never
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from post_renderer.access import Access, Context, selected_too
+from post_renderer.access import Access, Context
 from post_renderer.addresses import IPNetwork, excepts_for
 from post_renderer.errors import Problem
-from post_renderer.model import Workload
+from post_renderer.model import Workload, per_release
 from post_renderer.settings import HBONE_PORT, PeerSelector, Settings
 from post_renderer.synth import (
     SOURCE_ANNOTATION,
@@ -136,24 +136,31 @@ def _policy(access: Access, ctx: Context) -> Generated:
 
 
 def _endpoint_selector(access: Access, ctx: Context) -> dict[str, Any]:
-    """The workload's template labels; where another workload's pods (ours, a hook's, an
-    ignored one's) carry all of them and more, a key only those carry must be absent, or
-    this policy would select them too."""
-    labels = access.workload.pod_labels
+    """The workload's stable labels (``Context.label_selector``: never version or chart, so
+    a rollout's old pods stay selected); where another workload's pods carry all of them
+    and more, a key only those carry must be absent, or this policy would select them too."""
+    selection = ctx.label_selector(access)
     absent: set[str] = set()
-    for other in ctx.carrying(access):
-        extra = sorted(set(other.pod_labels) - set(labels))
-        if extra:  # identical labels: refused (errors) or warned (warnings)
+    for other in selection.still:
+        extra = _extra_keys(other, access.workload)
+        if extra:  # none: refused (errors) or warned (warnings)
             absent.add(extra[0])
-    selector: dict[str, Any] = {"matchLabels": dict(sorted(labels.items()))}
+    selector: dict[str, Any] = {"matchLabels": selection.labels}
     if absent:
         selector["matchExpressions"] = [{"key": key, "operator": "DoesNotExist"} for key in sorted(absent)]
     return selector
 
 
+def _extra_keys(other: Workload, mine: Workload) -> list[str]:
+    """Label keys ``other``'s pods carry and ``mine``'s never do; stable ones first, whose
+    presence no release changes."""
+    return sorted(set(other.pod_labels) - set(mine.pod_labels), key=lambda k: (per_release(k), k))
+
+
 def _twins(access: Access, ctx: Context) -> list[Workload]:
-    """Workloads whose pods carry exactly its labels: no selector tells them apart."""
-    return [w for w in ctx.carrying(access) if w.pod_labels == access.workload.pod_labels]
+    """Workloads whose pods its selector takes in and no label tells apart: theirs carry
+    every stable label of its pods and no key its own do not."""
+    return [w for w in ctx.label_selector(access).still if not _extra_keys(w, access.workload)]
 
 
 def errors(ctx: Context) -> list[Problem]:
@@ -164,8 +171,9 @@ def errors(ctx: Context) -> list[Problem]:
         if twins:
             other = twins[0]
             out.append(Problem(a.workload.location, (
-                f"its pods carry exactly the labels of {other.kind}/{other.name}'s, so no CiliumNetworkPolicy can "
-                "select one without the other; give the workloads distinguishing pod labels")))
+                f"its pods and those of {other.kind}/{other.name} differ in no label that lasts across releases "
+                "(version and chart labels change with each), so no CiliumNetworkPolicy can select one without the "
+                "other; give the workloads distinguishing pod labels")))
     return out
 
 
@@ -205,7 +213,10 @@ def warnings(ctx: Context) -> list[Problem]:
     for a in ctx.access:
         for w in _twins(a, ctx):
             if w.doc_index not in served:
-                out.append(selected_too(w, a, KIND, "they get only its egress"))
+                out.append(Problem(w.location, (
+                    f"its pods differ from {a.workload.kind}/{a.workload.name}'s in no label that lasts across releases "
+                    f"(version and chart labels change with each), so that workload's {KIND} {a.policy_name} selects "
+                    "them too: they get only its egress; give the workloads distinguishing pod labels")))
     depth = ctx.settings.cilium_wildcard_depth
     if depth == 0:
         return out

@@ -55,7 +55,8 @@ def build(ctx: Context) -> list[Generated]:
             "kind": KIND,
             "metadata": metadata(a.policy_name, a.namespace, ctx.release, annotations),
             "spec": {
-                "workloadSelector": {"labels": dict(sorted(a.workload.pod_labels.items()))},
+                # Never version or chart labels: a rollout's old pods would lose their Sidecar.
+                "workloadSelector": {"labels": ctx.label_selector(a).labels},
                 "egress": [{"hosts": hosts or [NOTHING]}],
                 "outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"},
             },
@@ -87,7 +88,7 @@ def errors(ctx: Context) -> list[Problem]:
     with_sidecar = {a.workload.doc_index for a in mine}
     for a in mine:
         scope = ctx.scope(a)
-        carried = ctx.carrying(a)
+        carried = ctx.label_selector(a).still
         for chart in ctx.inmesh.sidecars:
             if chart.selects(a.workload.pod_labels, scope, ctx.home):
                 out.append(Problem(chart.location, (
@@ -98,8 +99,8 @@ def errors(ctx: Context) -> list[Problem]:
             # Ours selects by labels only, so it also takes in pods that carry more.
             for w in (w for w in carried if chart.selects(w.pod_labels, scope, ctx.home)):
                 out.append(Problem(chart.location, (
-                    f"Sidecar {chart.name} selects the pods of {w.kind}/{w.name}, which carry every label of "
-                    f"{a.workload.kind}/{a.workload.name}'s, so its Sidecar {a.policy_name} selects them too; Istio "
+                    f"Sidecar {chart.name} selects the pods of {w.kind}/{w.name}, which carry every label "
+                    f"{a.workload.kind}/{a.workload.name}'s Sidecar {a.policy_name} selects by, so it selects them too; Istio "
                     "leaves two Sidecars for one pod undefined: give the workloads distinguishing labels, or opt "
                     f'{a.workload.kind}/{a.workload.name} out with {ctx.settings.annotation_prefix}/sidecar: "false"')))
         for b in carried:
@@ -143,12 +144,12 @@ def warnings(ctx: Context) -> list[Problem]:
     for a in ctx.access:
         if not a.sidecar:
             continue
-        for w in ctx.carrying(a):
+        for w in ctx.label_selector(a).still:
             if w.doc_index not in with_sidecar:
                 # A workloadSelector has labels only: nothing can leave these pods out.
                 out.append(Problem(w.location, (
-                    f"its pods carry every label of {a.workload.kind}/{a.workload.name}'s, so that workload's Sidecar "
-                    f"{a.policy_name} configures their proxy too (REGISTRY_ONLY, only its imports); give the workloads "
+                    f"its pods carry every label {a.workload.kind}/{a.workload.name}'s Sidecar {a.policy_name} selects by "
+                    "and differ in no other that lasts across releases, so that Sidecar configures their proxy too (REGISTRY_ONLY, only its imports); give the workloads "
                     f'distinguishing pod labels, or opt that workload out with {ctx.settings.annotation_prefix}/sidecar: '
                     '"false"')))
         for p in a.planned:

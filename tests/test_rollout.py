@@ -1,0 +1,144 @@
+"""What a rollout, hostNetwork pods and version-dependent upstream rules do to the policies.
+
+Hand-written streams through the real CLI; what a pod may reach is answered by the
+independent evaluators in ``oracle``, never by helm-egress's own model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from ruamel.yaml import YAML
+from typer.testing import CliRunner, Result
+
+import oracle
+from helmstream import split_documents
+from post_renderer.cli import app
+
+NAMESPACE = "prod"
+P = "helm-egress.io"
+
+
+def run(args: Sequence[str], stream: str) -> Result:
+    env = {k: None for k in os.environ if k.startswith("HELM_EGRESS_") or k.startswith("HELM_PLUGIN")}
+    return CliRunner().invoke(app, list(args), input=stream, env=env, catch_exceptions=False)
+
+
+def parse(stream: str) -> list[dict[str, Any]]:
+    loader = YAML(typ="safe")
+    return [d for d in (loader.load(t) for t in split_documents(stream)) if isinstance(d, dict)]
+
+
+def generated(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d.get("kind") == kind
+            and "helm-egress.io/generated-by" in (d["metadata"].get("annotations") or {})]
+
+
+def release_labels(name: str, version: str, **more: str) -> dict[str, str]:
+    """A chart's usual pod labels: stable name and instance, per-release version and chart."""
+    return {"app.kubernetes.io/name": name, "app.kubernetes.io/instance": "demo",
+            "app.kubernetes.io/version": version, "helm.sh/chart": f"{name}-{version}", **more}
+
+
+def workload(kind: str, name: str, labels: dict[str, str], *, selector: dict[str, str] | None = None,
+             hosts: str = "api.stripe.com", pod_spec: str = "") -> str:
+    """One workload document declaring ``hosts`` on 443/TLS in its pod annotations."""
+    flow = "{" + ", ".join(f"{k}: {v!r}" for k, v in labels.items()) + "}"
+    template = (f"metadata:\n  labels: {flow}\n  annotations:\n    {P}/hosts: '{hosts}'\n    {P}/ports: 443/TLS\n"
+                f"spec:\n  containers: [{{name: c, image: x}}]\n{pod_spec}")
+    spec = ""
+    if selector is not None:
+        spec += "selector:\n  matchLabels: {" + ", ".join(f"{k}: {v!r}" for k, v in selector.items()) + "}\n"
+    if kind == "CronJob":
+        spec += "schedule: '@daily'\njobTemplate:\n  spec:\n    template:\n" + _indent(template, 6)
+    else:
+        spec += "template:\n" + _indent(template, 2)
+    api = "batch/v1" if kind in ("Job", "CronJob") else "apps/v1"
+    return (f"---\n# Source: demo/templates/{name}.yaml\napiVersion: {api}\nkind: {kind}\nmetadata:\n"
+            f"  name: {name}\n  namespace: {NAMESPACE}\n  labels: {{app.kubernetes.io/instance: demo}}\n"
+            f"spec:\n{_indent(spec, 2)}")
+
+
+def _indent(text: str, n: int) -> str:
+    return "".join(" " * n + line + "\n" for line in text.splitlines())
+
+
+# ============================================================ point 9: stable selectors
+
+ROLLOUT = "".join([
+    workload("Deployment", "web", release_labels("web", "2.0"),
+             selector={"app.kubernetes.io/name": "web", "app.kubernetes.io/instance": "demo"}),
+    workload("StatefulSet", "db", release_labels("db", "2.0"),
+             selector={"app.kubernetes.io/name": "db", "app.kubernetes.io/instance": "demo"},
+             hosts="backup.example.net"),
+    workload("CronJob", "report", release_labels("report", "2.0"), hosts="reports.example.com"),
+])
+# Each workload's pods of the release before (the rollout's old pods, a CronJob's Job still
+# running) and after, and what each declared.
+OLD_AND_NEW = {
+    "web": ([release_labels("web", "1.0"), release_labels("web", "2.0", **{"pod-template-hash": "5d9c"})],
+            "api.stripe.com"),
+    "db": ([release_labels("db", "1.0"), release_labels("db", "2.0", **{"controller-revision-hash": "db-7f"})],
+           "backup.example.net"),
+    "report": ([release_labels("report", "1.0", **{"batch.kubernetes.io/job-name": "report-1"}),
+                release_labels("report", "2.0", **{"controller-uid": "u2", "job-name": "report-2"})],
+               "reports.example.com"),
+}
+
+
+def test_cilium_policies_select_the_old_pods_of_a_rollout_too() -> None:
+    result = run(["render", "--network-policy", "cilium"], ROLLOUT)
+    assert result.exit_code == 0, result.stderr
+    policies = generated(parse(result.stdout), "CiliumNetworkPolicy")
+    assert len(policies) == 3
+    for name, (pods, host) in OLD_AND_NEW.items():
+        for labels in pods:
+            # Selected (isolated): its own host open, any other host closed.
+            assert oracle.cilium_allows(policies, labels, NAMESPACE, host=host, port=443), (name, labels)
+            assert not oracle.cilium_allows(policies, labels, NAMESPACE, host="evil.example", port=443), (name, labels)
+    for doc in policies:
+        keys = set(doc["spec"]["endpointSelector"].get("matchLabels", {}))
+        assert not keys & {"app.kubernetes.io/version", "helm.sh/chart"}, doc["spec"]["endpointSelector"]
+
+
+def test_sidecars_select_the_old_pods_of_a_rollout_too() -> None:
+    result = run(["render", "--network-policy", "none", "--sidecar"], ROLLOUT)
+    assert result.exit_code == 0, result.stderr
+    docs = parse(result.stdout)
+    sidecars = generated(docs, "Sidecar")
+    assert len(sidecars) == 3
+    for name, (pods, host) in OLD_AND_NEW.items():
+        for labels in pods:
+            chosen = oracle.sidecar_for(sidecars, labels, NAMESPACE, NAMESPACE)
+            assert chosen is not None and chosen["metadata"]["name"] == f"{name}-egress", (name, labels)
+            assert oracle.mesh_allows(docs, labels, NAMESPACE, host=host, port=443)
+            assert not oracle.mesh_allows(docs, labels, NAMESPACE, host="api.other.example", port=443)
+
+
+def test_a_broader_selector_still_leaves_out_the_other_workloads_pods() -> None:
+    # web's spec.selector also matches worker's pods (worker's carry one more label): the
+    # Cilium selector leaves them out; the Sidecars cannot, and say so.
+    stream = ROLLOUT + workload(
+        "Deployment", "worker", release_labels("web", "2.0", **{"app.kubernetes.io/component": "worker"}),
+        selector={"app.kubernetes.io/name": "web", "app.kubernetes.io/component": "worker"}, hosts="queue.example.com")
+    result = run(["render", "--network-policy", "cilium"], stream)
+    assert result.exit_code == 0, result.stderr
+    policies = generated(parse(result.stdout), "CiliumNetworkPolicy")
+    worker_old = release_labels("web", "1.0", **{"app.kubernetes.io/component": "worker"})
+    assert oracle.cilium_allows(policies, worker_old, NAMESPACE, host="queue.example.com", port=443)
+    assert not oracle.cilium_allows(policies, worker_old, NAMESPACE, host="api.stripe.com", port=443)
+    web_old = release_labels("web", "1.0")
+    assert oracle.cilium_allows(policies, web_old, NAMESPACE, host="api.stripe.com", port=443)
+    assert not oracle.cilium_allows(policies, web_old, NAMESPACE, host="queue.example.com", port=443)
+    refused = run(["render", "--network-policy", "none", "--sidecar"], stream)
+    assert refused.exit_code == 1 and refused.stdout == ""
+    assert "Deployment/worker" in refused.stderr and "both Sidecars" in refused.stderr
+
+
+def test_a_job_whose_only_labels_change_with_each_release_is_refused_a_label_selector() -> None:
+    stream = workload("Job", "once", {"app.kubernetes.io/version": "2.0", "helm.sh/chart": "once-2.0"})
+    result = run(["render", "--network-policy", "cilium"], stream)
+    assert result.exit_code == 1, result.stdout
+    assert "Job/once" in result.stderr and "app.kubernetes.io/version" in result.stderr
