@@ -7,6 +7,7 @@ Both live in the state directory, ``$XDG_STATE_HOME/helm-egress`` (by default
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -18,13 +19,26 @@ import typer
 
 from post_renderer import __version__
 from post_renderer.errors import EgressError, one_line
-from post_renderer.terminal import say
+from post_renderer.terminal import read_bounded, say
 from post_renderer.xdg import base_dir
 
-# The first line of every error file helm-egress writes; only such a file is ever
-# replaced or removed by it.
+# An error file is ours only when all of it is exactly what ``report`` writes: this
+# header line, then one or more lines each as a failure prints them. A user's notes that
+# merely start like one (the header alone, or a header and their own lines) are not a
+# report to replace or remove.
 ERROR_FILE_HEADER = "# helm-egress "
-_OWN_FIRST_LINE = re.compile(re.escape(ERROR_FILE_HEADER).encode() + rb"[^\s]+ failed at [-+:T0-9]+\n")
+_STAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
+_OWN_REPORT = re.compile(
+    re.escape(ERROR_FILE_HEADER).encode()
+    + rb"[0-9][0-9A-Za-z.+!-]* failed at [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}[+-][0-9]{4}\n"
+    + rb"(?:(?:error|hint|helm-egress): [^\x00-\x1f\x7f]+\n)+\Z"
+)
+# Reports stay far below this; a larger file is not one, and is not read whole.
+_MAX_REPORT_BYTES = 64 * 1024 * 1024
+# Never wait on the path: a FIFO or device there must not block the run, and is refused
+# once open; a symbolic link is not followed.
+_OPEN_FLAGS = (getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+               | getattr(os, "O_CLOEXEC", 0))
 
 
 def state_dir() -> Path | None:
@@ -46,58 +60,84 @@ def fail(error: EgressError, error_file: Path | None, exit_code: int = 1) -> typ
     lines = [f"error: {p.render()}" for p in ordered]
     for line in lines:
         say(line)
-    target = error_file or default_error_file()
-    if target is not None:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        report = f"{ERROR_FILE_HEADER}{__version__} failed at {stamp}\n" + "\n".join(lines) + "\n"
-        if _write_error_file(target, report):
-            say(f"helm-egress: errors written to {target}")
-        else:
-            say(f"helm-egress: errors not written to {target}: it exists and is not a helm-egress error file")
+    report(lines, error_file)
     return typer.Exit(exit_code)
+
+
+def report(lines: list[str], error_file: Path | None) -> None:
+    """Keep a failure's lines (already printed) in the error file, replacing the report of
+    an earlier failure, and say where they went or why they could not go there."""
+    target = error_file or default_error_file()
+    if target is None:
+        return
+    stamp = time.strftime(_STAMP_FORMAT)
+    body = "".join(f"{one_line(line)}\n" for line in lines or ["error: failed"])
+    why = _write_error_file(target, f"{ERROR_FILE_HEADER}{__version__} failed at {stamp}\n{body}")
+    say(f"helm-egress: errors written to {target}" if why is None else f"helm-egress: errors not written to {target}: {why}")
 
 
 def clear_error_file(error_file: Path | None) -> None:
     """After a success, remove the last error report: only a file helm-egress wrote."""
     target = error_file or default_error_file()
-    if target is not None and _ours(target):
+    if target is None:
+        return
+    try:
+        fd = os.open(target, os.O_RDONLY | _OPEN_FLAGS)
+    except OSError:
+        return
+    try:
+        ours = _not_ours(fd) is None
+    finally:
+        os.close(fd)
+    if ours:
         try:
             target.unlink()
         except OSError:
             pass
 
 
-def _ours(target: Path) -> bool:
-    """Whether ``target`` is a regular file helm-egress wrote (it starts with our header)."""
-    try:
-        fd = os.open(target, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    except OSError:
-        return False
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return False
-        # The whole first line as fail() writes it, not only its start: a user's own notes
-        # that begin with "# helm-egress " are not a report to replace or remove.
-        return _OWN_FIRST_LINE.match(os.read(fd, 256)) is not None
-    finally:
-        os.close(fd)
+def _not_ours(fd: int) -> str | None:
+    """Why the open file ``fd`` is not a report helm-egress wrote, or None when it is one."""
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        return "it is not a regular file"
+    with open(fd, "rb", closefd=False) as f:
+        content = read_bounded(f, _MAX_REPORT_BYTES)
+    if content is None or _OWN_REPORT.match(content) is None:
+        return "it exists and is not a helm-egress error file"
+    return None
 
 
-def _write_error_file(target: Path, report: str) -> bool:
-    """Write the report to a new file, or over an earlier report; never over anything else."""
+def _write_error_file(target: Path, report: str) -> str | None:
+    """Write the report to a new file, or over an earlier report; never over anything
+    else. None when written, else why not."""
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        parent = target.parent
+        if not parent.is_dir():
+            if os.path.lexists(parent):
+                return f"{parent}: {os.strerror(errno.ENOTDIR)}"
+            parent.mkdir(parents=True, exist_ok=True)
         try:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o644)
         except FileExistsError:
-            if not _ours(target):
-                return False
-            fd = os.open(target, os.O_WRONLY | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0))
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(report)
-        return True
-    except OSError:
-        return False
+            try:
+                fd = os.open(target, os.O_RDWR | _OPEN_FLAGS)
+            except OSError as e:
+                if e.errno == errno.ELOOP:
+                    return "it is a symbolic link, which helm-egress does not follow"
+                if e.errno == errno.ENXIO:
+                    return "it is not a regular file"
+                raise
+            why = _not_ours(fd)
+            if why is not None:
+                os.close(fd)
+                return why
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+        with os.fdopen(fd, "wb") as f:
+            f.write(report.encode("utf-8", errors="backslashreplace"))
+        return None
+    except OSError as e:
+        return f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e)
 
 
 def crash_line(error: Exception) -> str:

@@ -70,23 +70,48 @@ def is_stdin(fd: int) -> bool:
 def read_values(path: Path, what: str = "values file", *, stdin_is_stream: bool = True) -> ValuesFile:
     from post_renderer.values import ValuesFile
 
+    where = Location(file=str(path))
     try:
-        with path.open("rb") as f:
-            if stdin_is_stream and is_stdin(f.fileno()):
-                # `-f /dev/stdin` under Helm would read the manifests as values and leave
-                # an empty stream, which Helm would then apply as "nothing".
-                raise EgressError.one(Location(file=str(path)), f"the {what} is stdin, which carries the manifests")
-            raw = read_bounded(f, MAX_VALUES_BYTES)
+        # Opened without waiting: a named pipe nobody writes to would block a plain open
+        # for ever. A pipe the user names (`-f <(sops -d values.yaml)`) is still read to
+        # its end, however long its writer takes.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
-        raise EgressError.one(Location(file=str(path)), f"cannot read {what}: {e.strerror}") from e
-    if raw is None:
-        raise EgressError.one(Location(file=str(path)),
-                              f"larger than {MAX_VALUES_BYTES // (1024 * 1024)} MiB; not a {what}")
+        raise EgressError.one(where, f"cannot read {what}: {e.strerror}") from e
+    with open(fd, "rb") as f:
+        if stdin_is_stream and is_stdin(fd):
+            # `-f /dev/stdin` under Helm would read the manifests as values and leave
+            # an empty stream, which Helm would then apply as "nothing".
+            raise EgressError.one(where, f"the {what} is stdin, which carries the manifests")
+        try:
+            head = _pipe_head(fd, what, where)
+            os.set_blocking(fd, True)
+            rest = read_bounded(f, MAX_VALUES_BYTES - len(head))
+        except OSError as e:
+            raise EgressError.one(where, f"cannot read {what}: {e.strerror}") from e
+    if rest is None:
+        raise EgressError.one(where, f"larger than {MAX_VALUES_BYTES // (1024 * 1024)} MiB; not a {what}")
+    raw = head + rest
     try:
         return ValuesFile(str(path), raw.decode("utf-8-sig"))
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
         raise EgressError.one(Location(file=str(path), line=line), "invalid UTF-8") from e
+
+
+def _pipe_head(fd: int, what: str, where: Location) -> bytes:
+    """What a pipe holds already (b"" for anything else); refuses one with no writer,
+    from which nothing would ever come."""
+    if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+        return b""
+    try:
+        head = os.read(fd, 1 << 16)
+    except BlockingIOError:
+        return b""  # a writer that has not written yet: wait for it, as any reader would
+    if not head:
+        raise EgressError.one(where, f"cannot read {what}: it is a pipe with no writer, so nothing would ever "
+                                     "arrive; helm-egress does not wait for one")
+    return head
 
 
 def write_stdout(text: str | list[str | memoryview]) -> None:

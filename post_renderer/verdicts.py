@@ -26,6 +26,7 @@ verdicts are kept in memory and written by ``save``, which the CLI calls afterwa
 from __future__ import annotations
 
 import os
+import stat
 
 from post_renderer import __version__
 from post_renderer.names import sha256_hex
@@ -36,6 +37,8 @@ FOLDER = "helm-egress"
 SUBFOLDER = "schema-verdicts-v1"
 MAX_ENTRIES = 1000  # past this, the oldest quarter is removed when a new verdict is written
 _MAGIC = "helm-egress schema verdict v1"
+_NO_WAIT = (getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NOCTTY", 0)
+            | getattr(os, "O_CLOEXEC", 0))
 
 
 def cache_dir(environ: os._Environ[str] | dict[str, str] = os.environ) -> str | None:
@@ -65,12 +68,19 @@ class VerdictCache:
         if not self._trusted():
             return False
         key = self._key(schema_file, subject)
+        expected = _entry(key).encode()
         try:
-            with open(os.path.join(self.directory, key), "rb") as f:
-                content = f.read(len(_entry(key)) + 1)
+            # Without waiting, and only a regular file: a FIFO or device planted where an
+            # entry belongs must neither block the run nor be read.
+            fd = os.open(os.path.join(self.directory, key), os.O_RDONLY | _NO_WAIT)
         except OSError:
             return False
-        return content == _entry(key).encode()
+        try:
+            return stat.S_ISREG(os.fstat(fd).st_mode) and os.read(fd, len(expected) + 1) == expected
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
 
     def remember_valid(self, schema_file: str, subject: bytes) -> None:
         key = self._key(schema_file, subject)

@@ -1,0 +1,225 @@
+"""How a run ends when something goes wrong outside the manifests (issue 20 items 6-11,
+issue 21's command-line items): it never blocks on a file that is not a regular one, every
+failure (usage errors included) replaces the error-file report, a signal stops it between
+documents, a user's file is never touched, running out of memory is one line and exit 1.
+
+Most tests run the installed executable, as Helm does: the one place the whole exit path
+(argv, signals, the error file, the final flush) runs as it does for a user.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from post_renderer import __version__
+from post_renderer.cli import app
+
+EXE = shutil.which("helm-egress", path=str(Path(sys.executable).parent)) or shutil.which("helm-egress")
+pytestmark = pytest.mark.skipif(EXE is None, reason="the package is not installed as an executable")
+
+LABELS = "  labels: {app.kubernetes.io/instance: r}\n"
+WORKLOAD = ("---\n# Source: c/templates/w.yaml\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: w\n"
+            + LABELS + "spec:\n  selector: {matchLabels: {app: w}}\n  template:\n    metadata: {labels: {app: w}}\n")
+VALUES = "istio:\n  egress:\n    - {name: api, hosts: [api.example.com], ports: [{number: 443, protocol: TLS}]}\n"
+BAD_VALUES = "istio:\n  egress:\n    - name: api\n"
+TIMEOUT = 20
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """The caller's environment with private XDG folders and no Helm plugin settings."""
+    out = {k: v for k, v in os.environ.items() if not k.startswith(("HELM_", "XDG_"))}
+    out["XDG_STATE_HOME"] = str(tmp_path / "state")
+    out["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    out["HOME"] = str(tmp_path / "home")
+    return out
+
+
+@pytest.fixture
+def plugin_env(env: dict[str, str]) -> dict[str, str]:
+    """As Helm 4 runs its postrenderer/v1 plugin."""
+    return {**env, "HELM_PLUGIN_NAME": "helm-egress", "HELM_PLUGIN_DIR": "/nonexistent"}
+
+
+@pytest.fixture
+def values(tmp_path: Path) -> Path:
+    path = tmp_path / "values.yaml"
+    path.write_text(VALUES)
+    return path
+
+
+def run(*args: str | os.PathLike[str], env: dict[str, str], stdin: bytes = WORKLOAD.encode(),
+        cwd: Path | None = None, **kwargs: object) -> subprocess.CompletedProcess[bytes]:
+    assert EXE is not None
+    return subprocess.run([EXE, *map(str, args)], input=stdin, capture_output=True, env=env, cwd=cwd,
+                          timeout=TIMEOUT, check=False, **kwargs)  # type: ignore[call-overload]
+
+
+def error_log(env: dict[str, str]) -> Path:
+    return Path(env["XDG_STATE_HOME"]) / "helm-egress" / "last-error.log"
+
+
+# ----------------------------------------------------------------------------- item 6: never block
+
+
+def test_a_fifo_where_a_cache_entry_should_be_does_not_block(env: dict[str, str], values: Path) -> None:
+    first = run("render", "-f", values, env=env)
+    assert first.returncode == 0, first.stderr
+    folder = Path(env["XDG_CACHE_HOME"]) / "helm-egress" / "schema-verdicts-v1"
+    entries = [p for p in folder.iterdir() if len(p.name) == 64]
+    assert entries
+    for entry in entries:
+        entry.unlink()
+        os.mkfifo(entry)
+    again = run("render", "-f", values, env=env)  # blocked forever before
+    assert (again.returncode, again.stdout) == (0, first.stdout), again.stderr
+
+
+@pytest.mark.parametrize("option", ["-f", "--policy", "--global-allowlist"])
+def test_a_named_pipe_nobody_writes_is_refused_not_waited_on(option: str, env: dict[str, str],
+                                                              tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    result = run("render", option, fifo, env=env)
+    assert (result.returncode, result.stdout) == (1, b"")
+    assert f"{fifo}: " in result.stderr.decode() and "no writer" in result.stderr.decode()
+
+
+def test_a_pipe_the_user_names_is_read(env: dict[str, str], values: Path) -> None:
+    """`-f <(sops -d values.yaml)`: the shell hands over /dev/fd/N, a pipe with a writer."""
+    read, write = os.pipe()
+    writer = subprocess.Popen(["sh", "-c", "sleep 0.5; cat \"$1\"", "sh", str(values)], stdout=write)
+    os.close(write)
+    try:
+        result = run("render", "-f", f"/dev/fd/{read}", env=env, pass_fds=(read,))
+    finally:
+        os.close(read)
+        writer.wait(timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    assert b"kind: ServiceEntry" in result.stdout
+
+
+def test_a_fifo_as_the_error_file_is_neither_opened_blocking_nor_replaced(env: dict[str, str], tmp_path: Path,
+                                                                          values: Path) -> None:
+    fifo = tmp_path / "errors.fifo"
+    os.mkfifo(fifo)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD_VALUES)
+    failed = run("render", "-f", bad, "--error-file", fifo, env=env)
+    assert failed.returncode == 1
+    assert f"errors not written to {fifo}: it is not a regular file" in failed.stderr.decode()
+    assert run("render", "-f", values, "--error-file", fifo, env=env).returncode == 0
+    assert fifo.is_fifo()
+
+
+# ----------------------------------------------------------------------------- item 7: every failure is reported
+
+
+USAGE_MISTAKES = {
+    "missing-values-file": (["-f", "missing.yaml"], "'missing.yaml' does not exist"),
+    "missing-policy-file": (["--policy", "missing.yaml"], "'missing.yaml' does not exist"),
+    "unknown-option": (["--no-such-option"], "No such option: --no-such-option"),
+    "bad-flavour": (["--network-policy=calico"], "'calico' is not kubernetes, cilium or none"),
+    "bad-number": (["--dns-port=abc"], "'abc' is not a whole number"),
+    "other-command-after-render": (["check"], "the plugin only renders"),
+}
+
+
+# ----------------------------------------------------------------------------- one argument form (issue 21)
+
+
+# ----------------------------------------------------------------------------- item 8: signals
+
+
+def _big_stream(documents: int = 400) -> bytes:
+    data = "x" * 2000
+    return "".join(f"---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c{i}\ndata:\n  a: {data}\n"
+                   for i in range(documents)).encode()
+
+
+# ----------------------------------------------------------------------------- item 9: a user's file
+
+
+@pytest.mark.parametrize("content", [
+    f"# helm-egress {__version__} failed at 2024-01-01T00:00:00+0000\nmy own notes\n",
+    "# helm-egress 9.9 failed at 2024\nerror: looks like ours\n",
+    f"# helm-egress {__version__} failed at 2024-01-01T00:00:00+0000\n",
+    f"# helm-egress {__version__} failed at 2024-01-01T00:00:00+0000\nerror: x\n\nmore notes\n",
+])
+def test_a_file_that_only_resembles_a_report_is_never_touched(content: str, env: dict[str, str], tmp_path: Path,
+                                                               values: Path) -> None:
+    mine = tmp_path / "notes.log"
+    mine.write_text(content)
+    assert run("render", "-f", values, "--error-file", mine, env=env).returncode == 0
+    assert mine.read_text() == content
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD_VALUES)
+    failed = run("render", "-f", bad, "--error-file", mine, env=env)
+    assert failed.returncode == 1 and "is not a helm-egress error file" in failed.stderr.decode()
+    assert mine.read_text() == content
+
+
+def test_a_report_of_an_earlier_version_is_still_replaced(env: dict[str, str], tmp_path: Path, values: Path) -> None:
+    report = tmp_path / "last-error.log"
+    report.write_text("# helm-egress 0.0.9 failed at 2024-01-01T00:00:00+0100\nerror: x.yaml:3: bad\n")
+    assert run("render", "-f", values, "--error-file", report, env=env).returncode == 0
+    assert not report.exists()
+
+
+# ----------------------------------------------------------------------------- item 10: Sidecar hosts
+
+
+# ----------------------------------------------------------------------------- item 11
+
+
+def test_an_error_file_that_cannot_be_created_says_why(env: dict[str, str], tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")
+    target = blocker / "last-error.log"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD_VALUES)
+    result = run("render", "-f", bad, "--error-file", target, env=env)
+    assert result.returncode == 1
+    err = result.stderr.decode()
+    assert "not a helm-egress error file" not in err
+    assert f"helm-egress: errors not written to {target}: {blocker}: Not a directory\n" in err, err
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root may write anywhere")
+def test_an_error_file_in_a_folder_without_permission_says_why(env: dict[str, str], tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD_VALUES)
+    result = run("render", "-f", bad, "--error-file", locked / "last-error.log", env=env)
+    assert "Permission denied" in result.stderr.decode()
+
+
+def test_a_relative_xdg_state_home_is_ignored(plugin_env: dict[str, str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD_VALUES)
+    result = run("render", "-f", bad, env={**plugin_env, "XDG_STATE_HOME": "relative"}, cwd=tmp_path)
+    assert result.returncode == 1
+    log = Path(plugin_env["HOME"]) / ".local" / "state" / "helm-egress" / "last-error.log"
+    assert "'ports' is a required property" in log.read_text()
+    assert not (tmp_path / "relative").exists()
+
+
+def _limited(megabytes: float) -> None:
+    limit = int(megabytes * 1024 * 1024)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+# ----------------------------------------------------------------------------- issue 21: help, check, hint
+
