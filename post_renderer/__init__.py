@@ -1,3 +1,20 @@
 """helm-egress: a Helm post-renderer that adds correct Istio egress configuration."""
 
 __version__ = "0.1.0"
+
+# Said when the run cannot get memory (`ulimit -v`): a limit the user sets, not a bug, so
+# exit 1 and no crash log. Here, since the entry point may fail before anything else loads.
+OUT_OF_MEMORY = "helm-egress: out of memory; raise the memory limit (ulimit -v) and run it again"
+
+
+def starved(error: BaseException) -> bool:
+    """Whether ``error`` is how running out of memory shows: a MemoryError, a module the
+    loader could not map into memory, or the import machinery failing an allocation
+    without a MemoryError (CPython's "returned NULL without setting an exception", "error
+    return without exception set")."""
+    if isinstance(error, MemoryError):
+        return True
+    why = str(error)
+    if isinstance(error, ImportError):
+        return "failed to map segment" in why or "Cannot allocate memory" in why
+    return isinstance(error, SystemError) and ("without setting an exception" in why or "without exception set" in why)

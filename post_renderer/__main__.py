@@ -7,12 +7,23 @@ collector's passes over them, several ms of every run, find nothing to free (see
 """
 
 import gc
+import os
+
+from post_renderer import OUT_OF_MEMORY, starved
 
 
 def main() -> None:
     gc.disable()
-    from post_renderer.cli import main as run
-
+    try:
+        from post_renderer.cli import main as run
+    except Exception as e:
+        # Under a tight `ulimit -v` the imports alone can fail: one line, as for a run.
+        if not starved(e):
+            raise
+        try:
+            os.write(2, OUT_OF_MEMORY.encode() + b"\n")
+        finally:
+            os._exit(1)
     run()
 
 

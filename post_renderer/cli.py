@@ -13,18 +13,31 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+# typer ships click inside itself; its errors are what a usage mistake raises.
+from typer._click.exceptions import ClickException, UsageError
 
-from post_renderer import __version__
-from post_renderer.errorlog import clear_error_file, crash_line, fail
+from post_renderer import OUT_OF_MEMORY, __version__, starved
+from post_renderer.errorlog import clear_error_file, crash_line, fail, report
 from post_renderer.errors import EgressError, Problem
-from post_renderer.options import Shared, with_shared
-from post_renderer.terminal import print_notes, read_stdin, read_values, say, write_stdout
+from post_renderer.options import Shared, error_file_argument, with_shared
+from post_renderer.terminal import (
+    Interrupted,
+    catch_signals,
+    interrupted_line,
+    output_torn,
+    print_notes,
+    read_stdin,
+    read_values,
+    say,
+    write_stdout,
+)
 
 if TYPE_CHECKING:
     from post_renderer.destpolicy import Policy
@@ -261,7 +274,8 @@ def main() -> None:
     """
     gc.disable()
     code = invoke()
-    for stream in (sys.stdout, sys.stderr):
+    # What is left of a document cut off by a failure stays unwritten.
+    for stream in (sys.stderr,) if output_torn() else (sys.stdout, sys.stderr):
         try:
             if stream is not None:
                 stream.flush()
@@ -271,29 +285,103 @@ def main() -> None:
 
 
 def invoke() -> int:
-    """Run the command line in ``sys.argv``; the exit status."""
+    """Run the command line in ``sys.argv``; the exit status.
+
+    Every failure ends here or in ``fail``, and each one's lines also replace the error
+    file's report (Helm 4 shows none of stderr): usage errors, a signal, a crash."""
+    catch_signals()
     everything = app.registered_commands
-    # Typer builds a click command, every option included, for each registered command on
-    # every run (~3.5 ms of five). When the first argument names one, only it is built;
-    # anything else (--help, --version, a misspelt command) sees them all.
-    called = [c for c in everything if len(sys.argv) > 1 and sys.argv[1] == _command_name(c)]
+    args = sys.argv[1:]
     try:
+        args = _arguments(args, [name for c in everything if (name := _command_name(c))])
+        # Typer builds a click command, every option included, for each registered command
+        # on every run (~3.5 ms of five). When the first argument names one, only it is
+        # built; anything else (--help, --version) sees them all.
+        called = [c for c in everything if args and args[0] == _command_name(c)]
         app.registered_commands = called or everything
-        app()
+        code: object = app(args=args, standalone_mode=False)
+        return code if isinstance(code, int) else 0
+    except ClickException as e:
+        return _usage_error(e, args)
     except SystemExit as e:
         if e.code is None or isinstance(e.code, int):
             return e.code or 0
         say(str(e.code))
         return 1
-    except KeyboardInterrupt:
-        say("helm-egress: interrupted")
-        return 130
+    except Interrupted as e:
+        return _failed([interrupted_line(e.signum)], args, 128 + e.signum)
+    except MemoryError:
+        pass  # answered below, once the frames that filled the memory are gone
     except Exception as e:  # noqa: BLE001 - the one place unexpected failures become exit 3
-        say(crash_line(e))
-        return 3
+        if not starved(e):
+            return _failed([crash_line(e)], args, 3)
     finally:
         app.registered_commands = everything
-    return 0
+    return _failed([OUT_OF_MEMORY], args, 1)
+
+
+def _failed(lines: list[str], args: list[str], code: int) -> int:
+    for line in lines:
+        say(line)
+    try:
+        report(lines, error_file_argument(args))
+    except MemoryError:
+        pass  # the lines are on stderr; the exit status says the rest
+    return code
+
+
+# Commands Helm 3 users have always written (`--post-renderer-args render`) and the Helm 4
+# plugin, whose plugin.yaml passes `render` itself, must both work with the same
+# --post-renderer-args; so must the same list without `render`.
+_ROOT_OPTIONS = ("--help", "--version")
+_GLUED = re.compile(r"(?:-[A-Za-z]|--[a-z][-a-z0-9]*|render|check|diff|explain|schema)\s")
+
+
+def _arguments(args: list[str], commands: list[str]) -> list[str]:
+    """``args`` with the command made explicit: options alone, or nothing at all with a
+    stream on stdin, run ``render``; ``render render`` (the plugin's and the user's) is
+    one. A first argument that is no command is a usage error that says what to write."""
+    if not args:
+        return ["render"] if sys.stdin is not None and not sys.stdin.isatty() else args
+    first = args[0]
+    if first in _ROOT_OPTIONS:
+        return args
+    if first.startswith("-"):
+        return ["render", *args]
+    if first == "render" and len(args) > 1 and args[1] in commands:
+        if args[1] == "render":
+            return args[1:]
+        raise UsageError(
+            f"{args[1]!r} cannot follow render: the plugin only renders (its plugin.yaml passes render); "
+            f"run '{args[1]}' with the helm-egress executable itself")
+    if first not in commands:
+        raise UsageError(
+            f"{first!r} is not a command ({', '.join(commands)}); options alone run render, and a values file "
+            f"goes after -f: helm-egress -f values.yaml (under Helm: --post-renderer-args=-f "
+            "--post-renderer-args=values.yaml)")
+    return args
+
+
+def _usage_error(error: ClickException, args: list[str]) -> int:
+    """Print a usage error as click does, with a hint when an argument shows how it went
+    wrong, and keep both in the error file."""
+    try:
+        error.show()
+    except (OSError, ValueError):
+        pass  # stderr is closed: the error file and the exit status remain
+    lines = [f"error: {error.format_message()}"]
+    glued = next((a for a in args if _GLUED.match(a)), None)
+    if glued is not None:
+        hint = (f"hint: {glued!r} reached helm-egress as one argument: Helm passes each --post-renderer-args "
+                "value as one, so give one --post-renderer-args per argument (--post-renderer-args=-f "
+                "--post-renderer-args=values.yaml)")
+        say(hint)
+        lines.append(hint)
+    try:
+        report(lines, error_file_argument(args))
+    except MemoryError:
+        pass
+    return error.exit_code
 
 
 def _command_name(command: typer.models.CommandInfo) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import re
 import typing
 from collections.abc import Callable
@@ -310,6 +311,22 @@ def _hostname_ranges(
                 f"{', '.join(map(str, covered))} together cover the whole hostname CIDR {cidr}; drop that "
                 "--hostname-cidr instead", param_hint="--hostname-except")
     return cidrs, excepts
+
+
+def error_file_argument(args: list[str]) -> Path | None:
+    """``--error-file`` as the command line gives it (else from the environment), read
+    without parsing the rest: a usage error, a signal or a crash may leave no parsed
+    options, and is reported there all the same."""
+    found: str | None = None
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg == "--error-file" and i + 1 < len(args):
+            found = args[i + 1]
+        elif arg.startswith("--error-file="):
+            found = arg.partition("=")[2]
+    found = found or os.environ.get(ENV + "ERROR_FILE")
+    return Path(found) if found else None
 
 
 class Shared(NamedTuple):

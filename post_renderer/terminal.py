@@ -114,20 +114,80 @@ def _pipe_head(fd: int, what: str, where: Location) -> bytes:
     return head
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM. A BaseException, as KeyboardInterrupt is, so that no handler of
+    ordinary errors takes it for one; not a KeyboardInterrupt, which typer would turn into
+    a silent exit 130."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _Output:
+    """Where the writing of stdout stands, for a signal that arrives during it."""
+
+    writing = False
+    started = False  # some of the output has been written
+    finished = False  # all of it
+    torn = False  # a piece was left half written: what of it is still buffered must stay there
+    pending: int | None = None  # a signal that arrived while a document was being written
+
+
+def catch_signals() -> None:
+    """Handle SIGTERM as SIGINT: stop between documents, never inside one (see
+    ``write_stdout``). Helm and CI runners stop a run with SIGTERM, whose default would
+    cut a document in half on stdout, without a word."""
+    import signal
+
+    _Output.writing = _Output.started = _Output.finished = _Output.torn = False
+    _Output.pending = None
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _on_signal)
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    if _Output.writing and _Output.pending is None:
+        _Output.pending = signum  # the document under way is finished first
+        return
+    # Not writing, or a second signal: a reader that stopped reading would otherwise
+    # keep the run waiting for ever.
+    raise Interrupted(signum)
+
+
+def interrupted_line(signum: int) -> str:
+    name = {2: "SIGINT", 15: "SIGTERM"}.get(signum, f"signal {signum}")
+    done = ("the output was complete" if _Output.finished else "the output is incomplete" if _Output.started
+            else "nothing was written")
+    return f"helm-egress: stopped by {name}; {done}"
+
+
+def output_torn() -> bool:
+    """Whether the writing stopped inside a piece (a second signal, no memory left)."""
+    return _Output.torn
+
+
 def write_stdout(text: str | list[str | memoryview]) -> None:
-    """Write the text, or its pieces (a rendered stream, see ``stream.join_chunks``)."""
+    """Write the text, or its pieces (a rendered stream, see ``stream.join_chunks``: each
+    document is one piece). A signal stops the writing between pieces."""
     out = sys.stdout
+    _Output.writing = True
     try:
         if out is None:  # started with stdout closed
             raise OSError(9, "stdout is closed")
         for piece in [text] if isinstance(text, str) else text:
+            if _Output.pending is not None:
+                raise Interrupted(_Output.pending)
+            _Output.started = _Output.torn = True
             if not isinstance(piece, str):
                 write_all(out.buffer, piece)  # a document's own bytes
-                continue
-            # In slices, so a multi-MB text is never held twice (as text and as bytes).
-            for start in range(0, len(piece), 1 << 20):
-                write_all(out.buffer, piece[start : start + (1 << 20)].encode("utf-8", errors="surrogateescape"))
+            else:
+                # In slices, so a multi-MB text is never held twice (as text and as bytes).
+                for start in range(0, len(piece), 1 << 20):
+                    write_all(out.buffer, piece[start : start + (1 << 20)].encode("utf-8", errors="surrogateescape"))
+            _Output.torn = False
         out.buffer.flush()
+        _Output.finished = True
     except BrokenPipeError:
         # The reader went away (Helm, or `| head`): the output was not delivered.
         _silence_stdout()
@@ -138,6 +198,10 @@ def write_stdout(text: str | list[str | memoryview]) -> None:
         why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         say(f"helm-egress: cannot write the output: {why}")
         raise typer.Exit(1) from None
+    finally:
+        _Output.writing = False
+    if _Output.pending is not None:
+        raise Interrupted(_Output.pending)  # asked to stop: the run does not end as a success
 
 
 def write_all(sink: Any, data: bytes | memoryview) -> None:

@@ -136,7 +136,93 @@ USAGE_MISTAKES = {
 }
 
 
+@pytest.mark.parametrize("args, message", USAGE_MISTAKES.values(), ids=USAGE_MISTAKES.keys())
+def test_under_helm4_a_usage_error_replaces_a_stale_report(args: list[str], message: str,
+                                                           plugin_env: dict[str, str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD_VALUES)
+    # As plugin.yaml runs it: `render`, then the user's --post-renderer-args.
+    assert run("render", "-f", bad, env=plugin_env, cwd=tmp_path).returncode == 1
+    log = error_log(plugin_env)
+    assert "'ports' is a required property" in log.read_text()  # the earlier failure's report
+    result = run("render", *args, env=plugin_env, cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (2, b"")
+    err = result.stderr.decode()
+    assert err.endswith(f"helm-egress: errors written to {log}\n"), err
+    report = log.read_text()
+    assert message in report and message in err
+    assert "'ports' is a required property" not in report  # the stale diagnosis is gone
+    assert report.startswith(f"# helm-egress {__version__} failed at ")
+
+
+def test_a_usage_error_goes_to_the_chosen_error_file_too(env: dict[str, str], tmp_path: Path) -> None:
+    chosen = tmp_path / "errors.txt"
+    result = run("render", "--dns-port=abc", f"--error-file={chosen}", env=env)
+    assert result.returncode == 2
+    assert "'abc' is not a whole number" in chosen.read_text()
+    from_env = run("render", "--dns-port=abc", env={**env, "HELM_EGRESS_ERROR_FILE": str(chosen)})
+    assert from_env.returncode == 2 and "--dns-port" in chosen.read_text()
+
+
+def test_without_helm4_or_an_error_file_a_usage_error_writes_nothing(env: dict[str, str]) -> None:
+    result = run("render", "--dns-port=abc", env=env)
+    assert result.returncode == 2
+    assert "errors written" not in result.stderr.decode()
+    assert not Path(env["XDG_STATE_HOME"]).exists()
+
+
+def test_a_crash_replaces_the_report_too(plugin_env: dict[str, str], tmp_path: Path) -> None:
+    log = error_log(plugin_env)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD_VALUES)
+    assert run("render", "-f", bad, env=plugin_env).returncode == 1
+    script = ("import sys\nfrom post_renderer import pipeline\n"
+              "def bug(*a, **k): raise TypeError('boom')\n"
+              "pipeline.analyse = bug\nsys.argv = ['helm-egress', 'render']\n"
+              "from post_renderer.__main__ import main\nmain()\n")
+    proc = subprocess.run([sys.executable, "-c", script], input=WORKLOAD.encode(), capture_output=True,
+                          env=plugin_env, timeout=TIMEOUT, check=False)
+    assert proc.returncode == 3
+    assert "unexpected error: TypeError: boom" in log.read_text()
+    assert proc.stderr.decode().endswith(f"helm-egress: errors written to {log}\n")
+
+
 # ----------------------------------------------------------------------------- one argument form (issue 21)
+
+
+def test_options_alone_run_render_as_helm3_is_called(env: dict[str, str], values: Path) -> None:
+    """Helm 3: `--post-renderer helm-egress --post-renderer-args=-f ...`, no `render`."""
+    with_command = run("render", "-f", values, env=env)
+    without = run("-f", values, env=env)
+    assert without.returncode == 0, without.stderr
+    assert without.stdout == with_command.stdout and b"kind: ServiceEntry" in without.stdout
+
+
+def test_render_given_twice_is_one_render_as_the_helm4_plugin_is_called(plugin_env: dict[str, str],
+                                                                        values: Path) -> None:
+    """Helm 4: plugin.yaml's `render`, then the user's `--post-renderer-args=render ...`."""
+    result = run("render", "render", "-f", values, env=plugin_env)
+    assert result.returncode == 0, result.stderr
+    assert b"kind: ServiceEntry" in result.stdout
+
+
+def test_no_arguments_with_a_stream_on_stdin_render(env: dict[str, str]) -> None:
+    result = run(env=env)
+    assert (result.returncode, result.stdout) == (0, WORKLOAD.encode()), result.stderr
+
+
+@pytest.mark.parametrize("args, hint", [
+    (["values.yaml"], "'values.yaml' is not a command"),
+    (["rendr", "-f", "values.yaml"], "'rendr' is not a command"),
+    (["render -f values.yaml"], "one --post-renderer-args per argument"),
+    (["-f values.yaml"], "one --post-renderer-args per argument"),
+])
+def test_a_wrong_spelling_says_what_to_write(args: list[str], hint: str, env: dict[str, str], values: Path) -> None:
+    result = run(*args, env=env, cwd=values.parent)
+    assert (result.returncode, result.stdout) == (2, b"")
+    err = result.stderr.decode()
+    assert hint in err, err
+    assert "Traceback" not in err
 
 
 # ----------------------------------------------------------------------------- item 8: signals
@@ -146,6 +232,41 @@ def _big_stream(documents: int = 400) -> bytes:
     data = "x" * 2000
     return "".join(f"---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c{i}\ndata:\n  a: {data}\n"
                    for i in range(documents)).encode()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_while_writing_stops_between_documents(signum: int, env: dict[str, str]) -> None:
+    stream = _big_stream()
+    assert EXE is not None
+    with subprocess.Popen([EXE, "render"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env=env) as proc:
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        proc.stdin.write(stream)
+        proc.stdin.close()
+        head = proc.stdout.read(100)  # the writing has begun; the pipe fills and the writer waits
+        time.sleep(0.3)
+        proc.send_signal(signum)
+        rest = proc.stdout.read()
+        code = proc.wait(timeout=TIMEOUT)
+        err = proc.stderr.read().decode()
+    out = head + rest
+    assert code == 128 + signum
+    assert len(out) < len(stream)  # stopped early
+    assert stream.startswith(out)
+    assert out.endswith(b"x\n") and stream[len(out):].startswith(b"---\n"), out[-200:]  # whole documents only
+    name = signal.Signals(signum).name
+    assert err == f"helm-egress: stopped by {name}; the output is incomplete\n", err
+
+
+def test_a_signal_before_any_output_writes_nothing(env: dict[str, str]) -> None:
+    assert EXE is not None
+    proc = subprocess.Popen([EXE, "render"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env)
+    time.sleep(1)  # waiting for stdin
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=TIMEOUT)
+    assert (proc.returncode, out) == (143, b"")
+    assert err.decode() == "helm-egress: stopped by SIGTERM; nothing was written\n"
 
 
 # ----------------------------------------------------------------------------- item 9: a user's file
@@ -219,6 +340,27 @@ def test_a_relative_xdg_state_home_is_ignored(plugin_env: dict[str, str], tmp_pa
 def _limited(megabytes: float) -> None:
     limit = int(megabytes * 1024 * 1024)
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="address-space limits as Linux applies them")
+def test_running_out_of_memory_is_one_line_and_exit_1(env: dict[str, str], values: Path) -> None:
+    seen = set()
+    for megabytes in (16, 18, 20, 22, 24, 25, 26, 28, 30, 32, 36, 40):
+        assert EXE is not None
+        proc = subprocess.run([EXE, "render", "-f", str(values)], input=WORKLOAD.encode(), capture_output=True,
+                              env=env, timeout=TIMEOUT, check=False,
+                              preexec_fn=lambda m=megabytes: _limited(m))  # noqa: PLW1509
+        err = proc.stderr.decode(errors="replace")
+        seen.add(proc.returncode)
+        if proc.returncode == 0:
+            continue
+        if proc.returncode == 1 and (not err or err.startswith(("Fatal Python error", "Could not find platform"))):
+            continue  # the interpreter itself could not start: nothing of ours ran
+        assert proc.returncode == 1, (megabytes, proc.returncode, err)
+        assert proc.stdout == b""
+        assert err == "helm-egress: out of memory; raise the memory limit (ulimit -v) and run it again\n", \
+            (megabytes, err)
+    assert 0 in seen
 
 
 # ----------------------------------------------------------------------------- issue 21: help, check, hint
