@@ -28,7 +28,7 @@ from post_renderer.model import EgressEntry, SidecarHost, Workload
 from post_renderer.names import dns_label
 from post_renderer.schema import Verdicts
 from post_renderer.settings import Settings
-from post_renderer.validate import sidecar_host_problem
+from post_renderer.validate import canonical_sidecar_host, sidecar_host_problem
 
 COMPACT = ("hosts", "addresses", "ports")
 KEYS = (*COMPACT, "egress", "ignore", "sidecar", "sidecar-hosts")
@@ -88,11 +88,12 @@ def read(workload: Workload, settings: Settings, problems: Problems, verdicts: V
             flags[key] = flag == "true" if flag in ("true", "false") else default
     ignore, sidecar = flags["ignore"], flags["sidecar"]
     sidecar_hosts: list[SidecarHost] = []
-    for host in _SPLIT.split(text.get("sidecar-hosts", "").strip()) if "sidecar-hosts" in text else ():
+    for given in _SPLIT.split(text.get("sidecar-hosts", "").strip()) if "sidecar-hosts" in text else ():
+        host = canonical_sidecar_host(given)
         why = sidecar_host_problem(host)
         if why:
-            problems.add(where("sidecar-hosts"), f"{host}: {why}")
-        else:
+            problems.add(where("sidecar-hosts"), f"{given}: {why}")
+        elif host not in (h.host for h in sidecar_hosts):
             sidecar_hosts.append(SidecarHost(host, where("sidecar-hosts")))
 
     raw: list[Any] = []

@@ -208,12 +208,15 @@ def _shared_options(
     if not 0 <= cilium_wildcard_depth <= 16:
         raise typer.BadParameter(f"{cilium_wildcard_depth} is not 0 (Cilium >= 1.19: any depth) or a depth 1..16",
                                  param_hint="--cilium-wildcard-depth")
-    for host in sidecar_host or ():
-        from post_renderer.validate import sidecar_host_problem
+    sidecar_hosts: list[str] = []
+    for given in sidecar_host or ():
+        from post_renderer.validate import canonical_sidecar_host, sidecar_host_problem
 
+        host = canonical_sidecar_host(given)
         why = sidecar_host_problem(host)
         if why:
-            raise typer.BadParameter(f"{host!r}: {why}", param_hint="--sidecar-host")
+            raise typer.BadParameter(f"{given!r}: {why}", param_hint="--sidecar-host")
+        sidecar_hosts.append(host)
     if dns_subdomain_problem(cluster_domain) is not None:
         raise typer.BadParameter(f"{cluster_domain!r} is not a DNS domain", param_hint="--cluster-domain")
     if istio_api_version not in ISTIO_API_VERSIONS:
@@ -253,7 +256,7 @@ def _shared_options(
         normalize=normalize,
         cilium_wildcard_depth=cilium_wildcard_depth,
         sidecar=sidecar,
-        sidecar_hosts=tuple(dict.fromkeys(sidecar_host or ())),
+        sidecar_hosts=tuple(dict.fromkeys(sidecar_hosts)),
         cluster_domain=cluster_domain,
         mesh=chosen_mesh,
         waypoint=chosen_waypoint,

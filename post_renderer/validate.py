@@ -242,6 +242,15 @@ def _block_problems(cidr_value: Any, excepts: Any) -> list[str]:
     return out
 
 
+def canonical_sidecar_host(host: str) -> str:
+    """A Sidecar egress host as Istio matches it against service hostnames, which are
+    lower case and have no trailing dot: ``payments/API.Payments.svc.cluster.local.``
+    written as given would import nothing. The namespace stays as given (names are case
+    sensitive there; a wrong one is refused)."""
+    namespace, sep, dns_name = host.strip().partition("/")
+    return f"{namespace}{sep}{dns_name.lower().removesuffix('.')}" if sep else host
+
+
 def sidecar_host_problem(host: str) -> str | None:
     """Istio's ``ValidateNamespaceSlashWildcardHostname`` for a Sidecar egress host, plus
     what helm-egress never writes: a whole namespace (`ns/*`), or `~` (imports nothing)."""

@@ -301,6 +301,26 @@ def test_a_report_of_an_earlier_version_is_still_replaced(env: dict[str, str], t
 # ----------------------------------------------------------------------------- item 10: Sidecar hosts
 
 
+def test_a_sidecar_host_option_is_written_canonical(env: dict[str, str], values: Path) -> None:
+    result = run("render", "-f", values, "--sidecar", "--sidecar-host", "payments/API.Payments.svc.Cluster.Local.",
+                 env=env)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.decode()
+    assert "payments/api.payments.svc.cluster.local\n" in out
+    assert "API" not in out and "local." not in out
+
+
+def test_a_sidecar_hosts_annotation_is_written_canonical(env: dict[str, str], values: Path) -> None:
+    stream = WORKLOAD.replace("metadata: {labels: {app: w}}",
+                              "metadata:\n      labels: {app: w}\n      annotations:\n"
+                              "        helm-egress.io/sidecar-hosts: 'payments/Api.Payments.SVC.cluster.local.'")
+    result = run("render", "-f", values, "--sidecar", env=env, stdin=stream.encode())
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.decode()
+    assert "- payments/api.payments.svc.cluster.local\n" in out
+    assert "Api." not in out.split("kind: Sidecar", 1)[1].split("---")[0]
+
+
 # ----------------------------------------------------------------------------- item 11
 
 
