@@ -79,6 +79,35 @@ def _inet_aton_spelling(text: str) -> bool:
     return 1 <= len(parts) <= 4 and all(p.isascii() and _INET_ATON_PART.fullmatch(p) for p in parts)
 
 
+def _inet_aton(text: str) -> ipaddress.IPv4Network | None:
+    """The address inet_aton() reads ``text`` as (``0xa9fea9fe``, ``2852039166``), or None."""
+    if not _inet_aton_spelling(text):
+        return None
+    numbers: list[int] = []
+    for part in text.removesuffix(".").split("."):
+        hexadecimal = part[:2].lower() == "0x"
+        base = 16 if hexadecimal else 8 if len(part) > 1 and part[0] == "0" else 10
+        try:
+            numbers.append(int(part[2:] or "0", 16) if hexadecimal else int(part, base))
+        except ValueError:  # '09': not octal, and so no address
+            return None
+    *head, last = numbers
+    if any(n > 255 for n in head) or last >= 256 ** (4 - len(head)):
+        return None
+    return ipaddress.IPv4Network(sum(n << 8 * (3 - i) for i, n in enumerate(head)) + last)
+
+
+def forbidden_literal(text: str) -> bool:
+    """Whether ``text``, an address or CIDR in any spelling a resolver reads (see
+    ``is_ip_literal``), reaches a range no rule may open: such a host is not to be moved
+    to addresses, where it would be refused too."""
+    try:
+        net: IPNetwork | None = network(text.strip("[]"), strict=False)
+    except ValueError:
+        net = _inet_aton(text)
+    return net is not None and any(overlaps_forbidden(net))
+
+
 # --- canonical forms --------------------------------------------------------------
 
 

@@ -12,7 +12,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from post_renderer import schema
-from post_renderer.addresses import ZoneIndex, is_ip_literal, network, normal_host, overlaps_forbidden
+from post_renderer.addresses import (
+    ZoneIndex,
+    forbidden_literal,
+    is_ip_literal,
+    network,
+    normal_host,
+    overlaps_forbidden,
+)
 from post_renderer.errors import Location, Problems
 from post_renderer.model import EgressEntry, Port
 from post_renderer.settings import Settings
@@ -105,10 +112,16 @@ def _entry_field(path: Sequence[str | int]) -> tuple[int | None, str | None]:
     return path[0], (path[1] if len(path) > 1 and isinstance(path[1], str) else None)
 
 
+FORBIDDEN_HOST = ("IP addresses are not hosts, and this one is link-local or a cloud metadata endpoint "
+                  "(169.254.169.254, fd00:ec2::254): no workload may reach it, so it belongs in no entry")
+
+
 def host_problem(host: str) -> str | None:
     """Why ``host`` cannot be an egress host, or None. ``host`` is lower-case."""
     if host == "*":
         return "a bare '*' host would match every destination; list the hosts you call"
+    if forbidden_literal(host):
+        return FORBIDDEN_HOST
     if "://" in host or "/" in host:
         return "hosts are DNS names, not URLs or CIDRs (drop the scheme and path; CIDRs go in addresses)"
     if is_ip_literal(host):

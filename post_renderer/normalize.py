@@ -33,7 +33,7 @@ from collections.abc import Callable, MutableMapping, MutableSequence
 from typing import Any
 
 from post_renderer import yamlio
-from post_renderer.addresses import IPNetwork, is_ip_literal, network, normal_host, strictly_inside
+from post_renderer.addresses import IPNetwork, forbidden_literal, is_ip_literal, network, normal_host, strictly_inside
 from post_renderer.edits import Edit, Edits, Path
 from post_renderer.errors import EgressError, Location, Problem, Problems
 from post_renderer.model import PROTOCOLS, RESOLUTIONS, Existing
@@ -220,6 +220,10 @@ def _repair_serviceentry(edits: Edits, settings: Settings, problems: Problems, w
         host = normal_host(raw)
         if host == "*":
             problems.add(where.at(f"spec.hosts[{i}]"), "a bare '*' host matches every destination; Istio rejects it")
+        elif forbidden_literal(host):
+            # Not "it belongs in addresses": there it would be refused as well.
+            problems.add(where.at(f"spec.hosts[{i}]"), f"{raw!r} is an IP address, link-local or a cloud metadata "
+                                                       "endpoint: no workload may reach it, in hosts or addresses")
         elif is_ip_literal(host):
             problems.add(where.at(f"spec.hosts[{i}]"), f"{raw!r} is an IP address; it belongs in addresses")
         if host in seen:

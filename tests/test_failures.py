@@ -385,3 +385,29 @@ def test_running_out_of_memory_is_one_line_and_exit_1(env: dict[str, str], value
 
 # ----------------------------------------------------------------------------- issue 21: help, check, hint
 
+
+@pytest.mark.parametrize("host", ["169.254.169.254", "0xa9fea9fe", "fd00:ec2::254", "169.254.10.1"])
+def test_a_metadata_host_is_not_told_to_move_to_addresses(host: str, tmp_path: Path) -> None:
+    path = tmp_path / "values.yaml"
+    path.write_text(f"istio:\n  egress:\n    - {{name: m, hosts: ['{host}'], ports: [{{number: 80, protocol: HTTP}}]}}\n")
+    result = CliRunner().invoke(app, ["render", "-f", str(path)], input=WORKLOAD)
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert "move it to addresses" not in result.stderr
+    assert "link-local or a cloud metadata endpoint" in result.stderr
+    assert "IP addresses are not hosts" in result.stderr
+
+
+def test_an_ordinary_address_host_is_still_told_to_move(tmp_path: Path) -> None:
+    path = tmp_path / "values.yaml"
+    path.write_text("istio:\n  egress:\n    - {name: m, hosts: ['10.1.2.3'], ports: [{number: 80, protocol: HTTP}]}\n")
+    result = CliRunner().invoke(app, ["render", "-f", str(path)], input=WORKLOAD)
+    assert result.exit_code == 1 and "move it to addresses" in result.stderr
+
+
+def test_a_chart_serviceentry_with_a_metadata_host_is_not_told_to_move_it() -> None:
+    entry = ("---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: se\nspec:\n"
+             "  hosts: ['169.254.169.254']\n  ports: [{number: 80, name: http, protocol: HTTP}]\n")
+    result = CliRunner().invoke(app, ["render"], input=entry + WORKLOAD)
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert "belongs in addresses" not in result.stderr
+    assert "spec.hosts[0]: '169.254.169.254' is an IP address, link-local or a cloud metadata endpoint" in result.stderr
