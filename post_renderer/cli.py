@@ -50,13 +50,27 @@ if TYPE_CHECKING:
 # --help read no YAML, and only a command that validates values loads jsonschema (and only
 # on a cache miss).
 
+# \\b keeps click from re-wrapping the lines. Helm 3 and the Helm 4 plugin take the same
+# --post-renderer-args.
+_EXAMPLES = """\
+  helm template shop ./shop -f values.yaml | helm-egress -f values.yaml
+  helm upgrade --install shop ./shop -f values.yaml --post-renderer helm-egress \\
+      --post-renderer-args=-f --post-renderer-args=values.yaml"""
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     # Rendered manifests can hold Secret data: never print locals.
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
-    help="Give any Helm chart correct Istio egress configuration, as a post-renderer.",
+    help="Give any Helm chart correct Istio egress configuration, as a post-renderer. Options alone run render.",
+    epilog=f"""Examples:
+
+\b
+{_EXAMPLES}
+  helm-egress check --no-stream values.yaml      # pre-commit: the values files alone
+  helm template shop ./shop | helm-egress explain -f values.yaml
+""",
 )
 
 
@@ -75,7 +89,8 @@ def _root(
     """Read rendered manifests on stdin; write them, augmented, on stdout."""
 
 
-@app.command()
+@app.command(short_help="Add ServiceEntries and egress policies to the manifest stream.",
+             epilog=f"Examples:\n\n\b\n{_EXAMPLES}\n")
 @with_shared
 def render(*, shared: Shared) -> None:
     """Add ServiceEntry and egress policy (NetworkPolicy or CiliumNetworkPolicy, Sidecar) documents to the stream."""
@@ -88,7 +103,7 @@ def render(*, shared: Shared) -> None:
     clear_error_file(shared.error_file)
 
 
-@app.command()
+@app.command(short_help="Validate as render does, plus warnings; print only findings.")
 @with_shared
 def check(
     files: Annotated[
@@ -107,6 +122,10 @@ def check(
     """Every validation render does, plus warnings for a reviewer; prints findings, never manifests."""
     if output_format not in ("text", "json"):
         raise typer.BadParameter(f"{output_format!r} is not text or json", param_hint="--format")
+    if no_stream and not shared.values and not files:
+        # "ok" for nothing checked would pass a pre-commit hook that was given no files.
+        raise typer.BadParameter("no values files to check; name them (check --no-stream values.yaml) or pass -f",
+                                 param_hint="--no-stream")
     from post_renderer import report
 
     shared = shared._replace(values=[*shared.values, *(files or ())], stdin_is_stream=not no_stream)
@@ -130,7 +149,7 @@ def check(
     raise typer.Exit(1 if failed else 0)
 
 
-@app.command()
+@app.command(short_help="Show what render would change, as a unified diff.")
 @with_shared
 def diff(
     color: Annotated[str, typer.Option(help="auto (on a terminal), always or never.")] = "auto",
@@ -158,7 +177,7 @@ def diff(
     raise typer.Exit(1 if patch else 0)
 
 
-@app.command()
+@app.command(short_help="Show what each workload may reach, who declared it, and why.")
 @with_shared
 def explain(
     output: Annotated[str, typer.Option("--output", "-o", help="table, json or yaml.")] = "table",
@@ -177,7 +196,7 @@ def explain(
     write_stdout(report.explain(result.workloads, output, violations))
 
 
-@app.command()
+@app.command(short_help="Print the JSON Schema of istio.egress, for values.schema.json.")
 def schema() -> None:
     """Print the JSON Schema of the istio.egress list (for a chart's values.schema.json)."""
     from post_renderer.schema import schema_text

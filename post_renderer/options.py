@@ -110,7 +110,7 @@ def _shared_options(
         int,
         typer.Option(help="cilium: 0 writes **.example.com for *.example.com (Cilium >= 1.19); N writes the "
                           "ladder *.example.com ... N labels deep, for older Cilium.",
-                     envvar=ENV + "CILIUM_WILDCARD_DEPTH", parser=_ascii_int),
+                     envvar=ENV + "CILIUM_WILDCARD_DEPTH", parser=_ascii_int, metavar="<depth>"),
     ] = 0,
     sidecar: Annotated[
         bool,
@@ -145,11 +145,11 @@ def _shared_options(
     dns_namespace: Annotated[str, typer.Option(help="Namespace of the cluster DNS pods.", envvar=ENV + "DNS_NAMESPACE")] = "kube-system",
     dns_selector: Annotated[str, typer.Option(help="Labels of the cluster DNS pods, k=v[,k=v].", envvar=ENV + "DNS_SELECTOR")] = "k8s-app=kube-dns",
     dns_port: Annotated[int, typer.Option(help="DNS pod port, allowed over UDP and TCP (OpenShift: 5353).", envvar=ENV + "DNS_PORT",
-                                                parser=_ascii_int)] = 53,
+                                                parser=_ascii_int, metavar="<port>")] = 53,
     istiod_namespace: Annotated[str, typer.Option(help="Namespace of istiod.", envvar=ENV + "ISTIOD_NAMESPACE")] = "istio-system",
     istiod_selector: Annotated[str, typer.Option(help="Labels of the istiod pods, k=v[,k=v].", envvar=ENV + "ISTIOD_SELECTOR")] = "app=istiod",
     istiod_port: Annotated[int, typer.Option(help="istiod xDS and CA port (TCP).", envvar=ENV + "ISTIOD_PORT",
-                                                                                                    parser=_ascii_int)] = 15012,
+                                                parser=_ascii_int, metavar="<port>")] = 15012,
     same_namespace: Annotated[
         bool, typer.Option("--same-namespace/--no-same-namespace", help="Allow egress to every pod of the workload's own namespace.",
                            envvar=ENV + "SAME_NAMESPACE"),

@@ -386,6 +386,25 @@ def test_running_out_of_memory_is_one_line_and_exit_1(env: dict[str, str], value
 # ----------------------------------------------------------------------------- issue 21: help, check, hint
 
 
+def test_help_names_no_internal_type_and_cuts_no_summary() -> None:
+    top = CliRunner().invoke(app, ["--help"])
+    assert top.exit_code == 0
+    commands = top.stdout.split("Commands:", 1)[1]
+    assert "..." not in commands, commands
+    assert "Examples:" in top.stdout
+    render = CliRunner().invoke(app, ["render", "--help"])
+    assert render.exit_code == 0
+    assert not re.search(r"<_\w+>", render.stdout), render.stdout
+    assert "--dns-port <port>" in render.stdout
+    assert "Examples:" in render.stdout and "--post-renderer helm-egress" in render.stdout
+
+
+def test_check_no_stream_with_nothing_to_check_is_a_usage_error() -> None:
+    result = CliRunner().invoke(app, ["check", "--no-stream"])
+    assert (result.exit_code, result.stdout) == (2, ""), result.output
+    assert "no values files to check" in result.stderr
+
+
 @pytest.mark.parametrize("host", ["169.254.169.254", "0xa9fea9fe", "fd00:ec2::254", "169.254.10.1"])
 def test_a_metadata_host_is_not_told_to_move_to_addresses(host: str, tmp_path: Path) -> None:
     path = tmp_path / "values.yaml"
