@@ -509,3 +509,35 @@ def _run_with_input(command: Sequence[str | os.PathLike[str]], stdin: str, env: 
 
     return subprocess.run([str(c) for c in command], input=stdin, env=dict(env), capture_output=True, text=True,
                           timeout=60, check=False)
+
+
+# ----------------------------------------------------------------------------- one argument form
+
+
+@pytest.mark.parametrize("with_render", [True, False], ids=["with-render", "options-only"])
+def test_the_same_post_renderer_args_work_in_helm3_and_helm4(helm: Helm, with_render: bool, tmp_path: Path) -> None:
+    """Issue 21: one spelling for both majors. Helm 3 runs the console script with the
+    user's arguments; the Helm 4 plugin puts its own `render` first."""
+    user_args = [*(["render"] if with_render else []), "-f", str(SHOP_VALUES)]
+    flags = [f"--post-renderer-args={a}" for a in user_args]
+    renderer = "helm-egress" if helm.major == "v3" else PLUGIN
+    result = helm("template", RELEASE, CHARTS / "shop", "-n", NAMESPACE, "-f", SHOP_VALUES,
+                  "--post-renderer", renderer, *flags, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert_egress(result.stdout, SHOP_VALUES, annotated=["demo-shop-web"])
+
+
+def test_helm4_usage_error_replaces_the_error_log(helm4: Helm, tmp_path: Path) -> None:
+    (tmp_path / "bad-values.yaml").write_text(BAD_VALUES)
+    log = helm4.error_log()
+    failed = helm4("template", RELEASE, CHARTS / "shop", "-n", NAMESPACE,
+                   *helm4.post_renderer("-f", "bad-values.yaml"), cwd=tmp_path)
+    assert failed.returncode != 0 and BAD_MESSAGE in log.read_text()
+    for mistake, message in ((["-f", "missing.yaml"], "'missing.yaml' does not exist"),
+                             (["--network-policy=calico"], "'calico' is not kubernetes, cilium or none"),
+                             (["--dns-port=abc"], "'abc' is not a whole number")):
+        result = helm4("template", RELEASE, CHARTS / "shop", "-n", NAMESPACE, *helm4.post_renderer(*mistake),
+                       cwd=tmp_path)
+        assert result.returncode != 0
+        report = log.read_text()
+        assert message in report and BAD_MESSAGE not in report, report
