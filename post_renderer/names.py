@@ -23,12 +23,14 @@ def dns_label(*parts: str, limit: int = 63) -> str:
 def sha256_hex(data: bytes) -> str:
     """The hex SHA-256 of ``data``. CPython's own implementation when it has one: importing
     ``hashlib`` first loads OpenSSL, ~3 ms of a run that needs a few short digests."""
+    # Only a module that is not there falls back: one that is there but cannot be loaded
+    # (no memory left to map it) fails here, not in hashlib, which would log a traceback.
     try:
         from _sha256 import sha256  # type: ignore[import-not-found,unused-ignore]  # CPython 3.11
-    except ImportError:
+    except ModuleNotFoundError:
         try:
             from _sha2 import sha256  # type: ignore[import-not-found,no-redef,unused-ignore]  # 3.12+
-        except ImportError:
+        except ModuleNotFoundError:
             from hashlib import sha256  # type: ignore[assignment,unused-ignore]
     return str(sha256(data).hexdigest())
 

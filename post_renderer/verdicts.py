@@ -98,11 +98,13 @@ class VerdictCache:
         self._usable = None  # the folder may have just been created
         if not self._trusted():
             return
-        import tempfile
-
         for key, content in pending.items():
+            # A name of our own with O_EXCL, as tempfile.mkstemp would make it: tempfile
+            # imports random and so hashlib, whose import logs a traceback on stderr when
+            # there is no memory left to load OpenSSL.
+            tmp = os.path.join(self.directory, f".tmp-{os.getpid()}-{os.urandom(8).hex()}")
             try:
-                fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_WAIT, 0o600)
             except OSError:
                 return
             try:
