@@ -72,6 +72,12 @@ def normalize(stream: Stream, existing: list[Existing], settings: Settings, prob
             result.serviceentries.append(Existing(item.doc_index, item.kind, edits.data, item.location))
         if not edits.made:
             continue
+        if item.doc_index >= len(stream.documents):
+            # An item of a List: rewriting it would mean rewriting the List, which stays as it came.
+            problems.add(item.location, (
+                f"this item of a List needs repairs ({'; '.join(repairs)}), and helm-egress does not rewrite "
+                "Lists: write it as its own document, or fix it in the chart"))
+            continue
         doc = stream.documents[item.doc_index]
         try:
             result.replacements[item.doc_index] = _rewrite(doc, stream, edits.made, item.location)

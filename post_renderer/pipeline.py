@@ -84,7 +84,8 @@ def analyse(
 
         violations = judged(found, planned.served, settings, policy)
     workloads = found.inventory.workloads
-    anchor = min((w.doc_index for w in workloads if w.hook is None), default=None)
+    # A workload that is an item of a List is placed by its List.
+    anchor = min((found.documents.holder(w.doc_index) for w in workloads if w.hook is None), default=None)
     chunks = emit(stream, built.generated, drop=found.inventory.generated, anchor=anchor, replace=found.replacements)
     reports: list[WorkloadReport] = []
     if explain:

@@ -17,6 +17,7 @@ each stage parsed its own documents.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, NamedTuple
@@ -98,10 +99,17 @@ class Documents(NamedTuple):
     parsed: dict[int, Parsed]  # every document read, by index, in stream order
     sources: tuple[Parsed, ...]  # those read always (see the module's docstring), for ``workloads.scan``
     generated: frozenset[int]  # indices of helm-egress's own earlier output: regenerated, not read
+    # The items of Lists, each a document of its own for every stage (Helm creates each
+    # one): its index, past the stream's, -> the index of the List that holds it.
+    listed: dict[int, int] = {}
 
     def wanted(self, wants: Wants) -> list[Parsed]:
         """The chart's documents ``wants`` picks, in stream order (they were read for it)."""
         return [p for p in self.parsed.values() if p.doc.index not in self.generated and wants(p.doc)]
+
+    def holder(self, index: int) -> int:
+        """The stream document that carries document ``index``: itself, or its List."""
+        return self.listed.get(index, index)
 
 
 def read(stream: Stream, generated_kinds: Collection[str], needs: Sequence[Need] = ()) -> Documents:
@@ -113,42 +121,56 @@ def read(stream: Stream, generated_kinds: Collection[str], needs: Sequence[Need]
     parsed: dict[int, Parsed] = {}
     sources: list[Parsed] = []
     generated: set[int] = set()
+    listed: dict[int, int] = {}
+
+    def take(doc: Document, p: Parsed | None) -> None:
+        """Read ``doc`` (``p``: already parsed whole) if a stage needs it."""
+        source = _is_source(doc, generated_kinds)
+        fields = [n.fields for n in needs if n.wants(doc)] if needs else []
+        if not source and not fields:
+            return
+        if p is None:
+            if source:
+                fields.append(WORKLOAD_FIELDS if doc.kind in WORKLOAD_KINDS and GENERATED_BY not in doc.raw else None)
+            p = _parse(loader, doc, fields[0] if len(fields) == 1 else None, source=source)
+        parsed[doc.index] = p
+        if source:
+            sources.append(p)
+            # An item of a List is the chart's whatever it carries: a List cannot be
+            # dropped in part, so it is never taken for an earlier output of ours.
+            if doc.index not in listed and _is_generated(p.data, generated_kinds):
+                generated.add(doc.index)
+
     for doc in stream.documents:
         unsure = doc.kind is None and _may_have_kind(doc)
-        if unsure or _may_be_list(doc):
-            listed = _parse(loader, doc, None, source=unsure)
-            problems = _listed_problems(listed, generated_kinds)
-            if problems:
-                sources.append(listed._replace(data=None, problems=tuple(problems)))
-                parsed[doc.index] = sources[-1]
-                continue
+        whole = _parse(loader, doc, None, source=unsure) if unsure or _may_be_list(doc) else None
+        items = _items(whole) if whole is not None else []
+        if items:
+            assert whole is not None
+            # Helm decodes any object with `items` as a List and creates every item (the
+            # resource builder's Flatten); the List itself is written back as it came.
+            for path, item in items:
+                index = len(stream.documents) + len(listed)
+                listed[index] = doc.index
+                take(*_item_document(index, whole, path, item))
+            continue
         if unsure:
             # The text cannot tell the kind (JSON, flow style, a tag, an indented root, an
             # open quote before it): the parse does, and every stage picks the document by it.
-            p = listed
-            data = p.data
+            assert whole is not None
+            data = whole.data
             doc.settle_kind(_field(data, "kind"))
             metadata = data.get("metadata") if isinstance(data, dict) else None
-            p = parsed[doc.index] = p._replace(where=p.where._replace(
-                kind=doc.kind_hint, name=p.where.name or _field(metadata, "name")))
+            p = parsed[doc.index] = whole._replace(where=whole.where._replace(
+                kind=doc.kind_hint, name=whole.where.name or _field(metadata, "name")))
             if p.problems or _is_source(doc, generated_kinds):
                 # What fails to parse is reported by the stage that needs every source.
                 sources.append(p)
                 if _is_generated(data, generated_kinds):
                     generated.add(doc.index)
             continue
-        source = _is_source(doc, generated_kinds)
-        fields = [n.fields for n in needs if n.wants(doc)] if needs else []
-        if not source and not fields:
-            continue
-        if source:
-            fields.append(WORKLOAD_FIELDS if doc.kind in WORKLOAD_KINDS and GENERATED_BY not in doc.raw else None)
-        p = parsed[doc.index] = _parse(loader, doc, fields[0] if len(fields) == 1 else None, source=source)
-        if source:
-            sources.append(p)
-            if _is_generated(p.data, generated_kinds):
-                generated.add(doc.index)
-    return Documents(stream, parsed, tuple(sources), frozenset(generated))
+        take(doc, None)
+    return Documents(stream, parsed, tuple(sources), frozenset(generated), listed)
 
 
 def _is_source(doc: Document, generated_kinds: Collection[str]) -> bool:
@@ -157,10 +179,6 @@ def _is_source(doc: Document, generated_kinds: Collection[str]) -> bool:
         kind in generated_kinds and GENERATED_BY in doc.raw))
 
 
-# Every kind some stage reads (workloads, the chart's egress and mesh objects, and what a
-# --policy judges), for Lists; the kinds helm-egress writes are added per run.
-READ_KINDS = frozenset({*WORKLOAD_KINDS, *POLICY_KINDS, "CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy",
-                        "Sidecar", "Service", "Endpoints", "EndpointSlice", "WorkloadEntry"})
 _ITEMS = re.compile(rb"""^(?:["']?items["']?[ \t]*:|\?)""", re.MULTILINE)
 
 
@@ -180,35 +198,43 @@ def _may_be_list(doc: Document) -> bool:
         and _ITEMS.search(base, start, end) is not None
 
 
-def _listed_problems(listed: Parsed, generated_kinds: Collection[str]) -> list[Problem]:
-    """A List whose items a stage would read is refused, each such item located: Helm
-    creates every item, and no stage reads into a List yet, so each would escape the
-    policies, normalization and --policy."""
+def _items(listed: Parsed) -> list[tuple[str, dict[str, Any]]]:
+    """The items of a List, nested Lists flattened, each with its path: what Helm creates.
+    An item with neither kind nor apiVersion takes its List's kind less ``List`` and its
+    List's apiVersion, as the decoder names it."""
     data = listed.data
-    if not isinstance(data, dict) or data.get("items") is None:
+    if not isinstance(data, dict) or not isinstance(data.get("items"), list):
         return []
-    read_kinds = READ_KINDS | set(generated_kinds)
-    where = listed.where._replace(kind=listed.where.kind or _field(data, "kind"))
-    out: list[Problem] = []
+    out: list[tuple[str, dict[str, Any]]] = []
 
-    def walk(items: Any, list_kind: str, path: str) -> None:
-        for i, item in enumerate(items if isinstance(items, list) else []):
+    def walk(items: list[Any], holder: dict[str, Any], path: str) -> None:
+        list_kind = str(holder.get("kind") or "")
+        for i, item in enumerate(items):
             if not isinstance(item, dict):
                 continue
-            kind = item.get("kind")
-            if not kind and not item.get("apiVersion"):
-                kind = list_kind.removesuffix("List")  # as Helm's decoder names a bare item
-            metadata = item.get("metadata")
-            name = metadata.get("name") if isinstance(metadata, dict) else None
             at = f"{path}[{i}]"
+            if not item.get("kind") and not item.get("apiVersion") and list_kind.endswith("List"):
+                # apimachinery's unstructured list decoding names a bare item after its List.
+                item = {"apiVersion": holder.get("apiVersion"), "kind": list_kind.removesuffix("List"), **item}
             if isinstance(item.get("items"), list):
-                walk(item["items"], str(kind or ""), f"{at}.items")
-            elif kind in read_kinds:
-                out.append(Problem(where.at(at), f"{kind}/{name}: Helm creates every item of a List, and "
-                                   "helm-egress does not read into Lists; write this item as its own document"))
+                walk(item["items"], item, f"{at}.items")
+            else:
+                out.append((at, item))
 
-    walk(data.get("items"), str(data.get("kind") or ""), "items")
+    walk(data["items"], data, "items")
     return out
+
+
+def _item_document(index: int, listed: Parsed, path: str, item: dict[str, Any]) -> tuple[Document, Parsed]:
+    """A List's item as a document of its own: its text for the stages that search text,
+    and its data as the List's parse read it, located in the List."""
+    doc = Document(index, json.dumps(item, ensure_ascii=False, default=str), listed.doc.start_line, True)
+    kind = _field(item, "kind")
+    doc.settle_kind(kind)
+    metadata = item.get("metadata")
+    name = _field(metadata, "name")
+    where = listed.where._replace(kind=kind, name=f"{name or ''} in {path}".strip())
+    return doc, Parsed(doc, item, where, (), {})
 
 
 def _field(data: Any, key: str) -> str | None:

@@ -80,8 +80,9 @@ def _classify(parsed: Parsed, data: dict[str, Any], inventory: Inventory, proble
     group = api_version.rpartition("/")[0] if isinstance(api_version, str) else None
     if not isinstance(kind, str):
         return
-    where = Location(file="stdin", line=doc.start_line, doc_index=doc.index, kind=kind,
-                     name=name if isinstance(name, str) else doc.name)
+    # The reading stage's location: a List's item is told by its List's index and its path.
+    where = parsed.where._replace(kind=kind, name=parsed.where.name if parsed.where.doc_index != doc.index else (
+        name if isinstance(name, str) else doc.name))
     if POLICY_KINDS.get(kind) == group:
         wrong = shape.check(shape.SERVICEENTRY if kind == "ServiceEntry" else shape.NETWORKPOLICY, data)
         for path, message in wrong:
