@@ -78,8 +78,8 @@ def find(documents: Documents, values: Sequence[ValuesFile], allowlist: ValuesFi
         w.doc_index: read_intent(w, settings, problems, verdicts)
         for w in inventory.workloads
     }
-    release_wide = plan(egress.entries, problems)
-    own = {i: plan(intent.entries, problems) for i, intent in intents.items()}
+    release_wide = plan(egress.entries, problems, settings.istio_minor)
+    own = {i: plan(intent.entries, problems, settings.istio_minor) for i, intent in intents.items()}
     problems.raise_if_any()
     mesh = inmesh.scan(documents, problems) if needs_mesh else InMesh()
     problems.raise_if_any()

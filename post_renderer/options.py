@@ -76,6 +76,15 @@ def _ascii_int(value: Any) -> int:
     return int(text)
 
 
+def _istio_minor(text: str | None) -> int | None:
+    if text is None:
+        return None
+    found = re.fullmatch(r"v?1\.([0-9]{1,3})(?:\.[0-9]+)?(?:-[0-9A-Za-z.-]+)?", text.strip())
+    if not found:
+        raise typer.BadParameter(f"{text!r} is not an Istio version such as 1.30 or 1.29.2", param_hint="--istio-version")
+    return int(found.group(1))
+
+
 def _port(value: int) -> int:
     if not 1 <= value <= 65535:
         raise typer.BadParameter(f"{value} is not a port number 1..65535")
@@ -173,6 +182,11 @@ def _shared_options(
         str, typer.Option(help=f"apiVersion of generated ServiceEntries: {', '.join(ISTIO_API_VERSIONS)}.",
                           envvar=ENV + "ISTIO_API_VERSION"),
     ] = ISTIO_API_VERSIONS[0],
+    istio_version: Annotated[
+        Optional[str], typer.Option(help="Istio version of the cluster, 1.N[.P]: which ports DYNAMIC_DNS may carry "
+                                         "[default: what every Istio with DYNAMIC_DNS accepts, 1.28's HTTP].",
+                                    envvar=ENV + "ISTIO_VERSION"),
+    ] = None,
     annotation_prefix: Annotated[
         str, typer.Option(help="Prefix of the workload annotations that declare egress (<prefix>/hosts, ...).",
                           envvar=ENV + "ANNOTATION_PREFIX"),
@@ -252,6 +266,7 @@ def _shared_options(
         hostname_excepts=excepts,
         allow_broad_cidrs=allow_broad_cidrs,
         istio_api_version=istio_api_version,
+        istio_minor=_istio_minor(istio_version),
         annotation_prefix=annotation_prefix,
         normalize=normalize,
         cilium_wildcard_depth=cilium_wildcard_depth,

@@ -29,7 +29,7 @@ def check_values(file: ValuesFile, settings: Settings, policy: Policy | None = N
     it would give, and what the destination policy does not approve (returned)."""
     problems = Problems()
     egress = load_egress([file], settings, problems, verdicts=verdicts)
-    plan(egress.entries, problems)
+    plan(egress.entries, problems, settings.istio_minor)
     problems.raise_if_any()
     refused: list[Problem] = []
     if policy is not None:

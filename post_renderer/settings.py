@@ -57,4 +57,5 @@ class Settings(NamedTuple):
     mesh: Mesh = "sidecar"
     waypoint: Waypoint | None = None  # with mesh "ambient"
     trust_domain: str = "cluster.local"  # of the SPIFFE principals ambient policies admit
+    istio_minor: int | None = None  # --istio-version 1.N; None: hold to what every supported Istio accepts
 

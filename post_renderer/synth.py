@@ -28,13 +28,31 @@ class Generated(NamedTuple):
     origin: Location
 
 
+# The ports ValidateServiceEntry (istio/istio pkg/config/validation/validation.go) lets a
+# DYNAMIC_DNS entry carry, by Istio minor version: the resolution arrived in 1.28 with HTTP
+# only; 1.29 added TLS; 1.30 GRPC and HTTP2. HTTPS is its own protocol there, never allowed.
+DYNAMIC_DNS_PROTOCOLS = {28: ("HTTP",), 29: ("HTTP", "TLS"), 30: ("HTTP", "TLS", "GRPC", "HTTP2")}
+FIRST_DYNAMIC_DNS = min(DYNAMIC_DNS_PROTOCOLS)
+
+
+def dynamic_dns_protocols(istio_minor: int | None) -> tuple[str, ...]:
+    """What every Istio of that minor version accepts; unknown: what every one with
+    DYNAMIC_DNS does."""
+    if istio_minor is None:
+        return DYNAMIC_DNS_PROTOCOLS[FIRST_DYNAMIC_DNS]
+    if istio_minor < FIRST_DYNAMIC_DNS:
+        return ()
+    return DYNAMIC_DNS_PROTOCOLS[min(istio_minor, max(DYNAMIC_DNS_PROTOCOLS))]
+
+
 class Resolution(NamedTuple):
     value: str
     reason: str
 
 
-def choose_resolution(entry: EgressEntry, problems: Problems) -> Resolution | None:
-    """The resolution Istio accepts for ``entry``: the user's when valid, else derived."""
+def choose_resolution(entry: EgressEntry, problems: Problems, istio_minor: int | None = None) -> Resolution | None:
+    """The resolution Istio (1.``istio_minor``, or any supported) accepts for ``entry``:
+    the user's when valid, else derived."""
     wildcard = any(h.startswith("*.") for h in entry.hosts)
     cidr = any("/" in a for a in entry.addresses)
     many_hosts_raw = len(entry.hosts) > 1 and any(
@@ -57,8 +75,8 @@ def choose_resolution(entry: EgressEntry, problems: Problems) -> Resolution | No
                 why = "DYNAMIC_DNS needs every host to be a wildcard"
             elif entry.addresses:
                 why = "DYNAMIC_DNS does not allow addresses"
-            elif any(p.protocol not in ("HTTP", "HTTPS", "TLS", "GRPC", "HTTP2") for p in entry.ports):
-                why = "DYNAMIC_DNS only allows HTTP, HTTPS, TLS, GRPC and HTTP2 ports"
+            else:
+                why = _dynamic_dns_ports_problem(entry, istio_minor)
         if why:
             problems.add(where, f"resolution {asked} is not valid here: {why}")
             return None
@@ -74,6 +92,20 @@ def choose_resolution(entry: EgressEntry, problems: Problems) -> Resolution | No
     return Resolution("DNS", "exact hostnames")
 
 
+def _dynamic_dns_ports_problem(entry: EgressEntry, istio_minor: int | None) -> str | None:
+    allowed = dynamic_dns_protocols(istio_minor)
+    if not allowed:
+        return f"Istio 1.{istio_minor} has no DYNAMIC_DNS (1.{FIRST_DYNAMIC_DNS} added it)"
+    wrong = sorted({p.protocol for p in entry.ports if p.protocol not in allowed})
+    if not wrong:
+        return None
+    version = f"Istio 1.{istio_minor}" if istio_minor is not None else (
+        f"Istio 1.{FIRST_DYNAMIC_DNS}, the oldest with DYNAMIC_DNS (pass --istio-version for a newer one's)")
+    newer = ", ".join(f"1.{minor} {'/'.join(protocols)}" for minor, protocols in sorted(DYNAMIC_DNS_PROTOCOLS.items()))
+    return (f"{version} allows only {', '.join(allowed)} ports with DYNAMIC_DNS, not {', '.join(wrong)} "
+            f"({newer}; HTTPS never: declare TLS)")
+
+
 class Planned(NamedTuple):
     """An entry with the resolution its ServiceEntry will carry."""
 
@@ -81,10 +113,10 @@ class Planned(NamedTuple):
     resolution: Resolution
 
 
-def plan(entries: Sequence[EgressEntry], problems: Problems) -> list[Planned]:
+def plan(entries: Sequence[EgressEntry], problems: Problems, istio_minor: int | None = None) -> list[Planned]:
     out = []
     for entry in entries:
-        resolution = choose_resolution(entry, problems)
+        resolution = choose_resolution(entry, problems, istio_minor)
         if resolution is not None:
             out.append(Planned(entry, resolution))
     return out

@@ -242,9 +242,26 @@ _ISTIO_PROTOCOL_BY_LOWER = {p.lower(): p for p in _ISTIO_PROTOCOLS}
 _HTTP_FAMILY = frozenset({"HTTP", "HTTP2", "HTTP_PROXY", "GRPC", "GRPC-Web"})
 _TLS_FAMILY = frozenset({"HTTPS", "TLS"})
 _TCP_FAMILY = frozenset({"TCP", "HTTPS", "TLS", "Mongo", "Redis", "MySQL"})
-# The rules doc lists HTTP/TLS/GRPC/HTTP2; HTTPS is the other TLS spelling and is what
-# the upstream DYNAMIC_DNS examples use, so it is accepted too.
-_DYNAMIC_DNS_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "TLS", "HTTPS"})
+# What a DYNAMIC_DNS port may carry, by Istio minor version: ValidateServiceEntry
+# (istio/istio pkg/config/validation/validation.go) compares protocol.Parse(port.Protocol)
+# with exact instances, so HTTPS (its own instance) is refused everywhere:
+#   1.28.0-1.28.10  `!= protocol.HTTP`                  "only HTTP protocol is supported"
+#   1.29.0-1.29.6   HTTP or TLS                          "only HTTP and TLS protocol is supported"
+#   1.30.0-1.30.3, master 86c9f01f: HTTP, TLS, GRPC, HTTP2
+# Before 1.28 the CRD's resolution enum has no DYNAMIC_DNS.
+_DYNAMIC_DNS_PROTOCOLS: dict[int, frozenset[str]] = {
+    28: frozenset({"HTTP"}),
+    29: frozenset({"HTTP", "TLS"}),
+    30: frozenset({"HTTP", "TLS", "GRPC", "HTTP2"}),
+}
+# Without a version: what every Istio that has DYNAMIC_DNS accepts.
+OLDEST_DYNAMIC_DNS = 28
+
+
+def dynamic_dns_protocols(istio_minor: int) -> frozenset[str]:
+    if istio_minor < OLDEST_DYNAMIC_DNS:
+        return frozenset()
+    return _DYNAMIC_DNS_PROTOCOLS[min(istio_minor, max(_DYNAMIC_DNS_PROTOCOLS))]
 
 
 def parse_istio_protocol(value: str) -> str | None:
@@ -291,7 +308,7 @@ def _name_problems(doc: Doc) -> list[str]:
     return []
 
 
-def serviceentry_problems(doc: Doc) -> list[str]:
+def serviceentry_problems(doc: Doc, istio_minor: int = OLDEST_DYNAMIC_DNS) -> list[str]:
     """Everything the Istio API server would reject, as one message per problem.
 
     The checks, in order:
@@ -321,13 +338,13 @@ def serviceentry_problems(doc: Doc) -> list[str]:
     problems += _name_problems(doc)
     spec = doc.get("spec")
     if isinstance(spec, Mapping):
-        problems += _serviceentry_webhook_errors(doc, spec)
+        problems += _serviceentry_webhook_errors(doc, spec, istio_minor)
     elif version is None:
         problems.append("spec: required")
     return problems
 
 
-def _serviceentry_webhook_errors(doc: Doc, spec: Mapping[str, Any]) -> list[str]:
+def _serviceentry_webhook_errors(doc: Doc, spec: Mapping[str, Any], istio_minor: int) -> list[str]:
     errs: list[str] = []
     hosts = [h for h in _as_list(spec.get("hosts")) if isinstance(h, str)]
     addresses = [a for a in _as_list(spec.get("addresses")) if isinstance(a, str)]
@@ -407,7 +424,7 @@ def _serviceentry_webhook_errors(doc: Doc, spec: Mapping[str, Any]) -> list[str]
             errs.append(f"spec.endpoints: there must only be 0 or 1 endpoint for resolution mode {resolution}")
         errs += _endpoint_errors(endpoints, port_names, allow_fqdn=True)
     elif resolution == "DYNAMIC_DNS":
-        errs += _dynamic_dns_errors(doc, spec, hosts, ports)
+        errs += _dynamic_dns_errors(doc, spec, hosts, ports, istio_minor)
 
     # Plain TCP carries no Host header or SNI, so with several hosts the proxy cannot
     # tell them apart; only NONE (which ignores hosts) is exempt. An unset protocol
@@ -456,10 +473,13 @@ def _endpoint_errors(endpoints: Sequence[Any], port_names: set[str], *, allow_fq
 
 
 def _dynamic_dns_errors(
-    doc: Doc, spec: Mapping[str, Any], hosts: Sequence[str], ports: Sequence[Any]
+    doc: Doc, spec: Mapping[str, Any], hosts: Sequence[str], ports: Sequence[Any], istio_minor: int
 ) -> list[str]:
     """DYNAMIC_DNS (Istio >= 1.28): Envoy resolves the request's Host/SNI itself."""
     errs: list[str] = []
+    allowed = dynamic_dns_protocols(istio_minor)
+    if not allowed:
+        errs.append(f"spec.resolution: Istio 1.{istio_minor} has no DYNAMIC_DNS")
     for i, host in enumerate(hosts):
         if not host.startswith("*"):
             errs.append(f"spec.hosts[{i}]: DYNAMIC_DNS requires wildcard hosts (got {host!r})")
@@ -471,10 +491,10 @@ def _dynamic_dns_errors(
         if isinstance(port, Mapping):
             protocol = port.get("protocol", "")
             parsed = parse_istio_protocol(protocol) if isinstance(protocol, str) else None
-            if parsed not in _DYNAMIC_DNS_PROTOCOLS:
+            if allowed and parsed not in allowed:
                 errs.append(
-                    f"spec.ports[{i}].protocol: DYNAMIC_DNS supports only HTTP, HTTP2, GRPC, "
-                    f"TLS or HTTPS ports (got {protocol!r})"
+                    f"spec.ports[{i}].protocol: DYNAMIC_DNS supports only {', '.join(sorted(allowed))} "
+                    f"ports on Istio 1.{istio_minor} (got {protocol!r})"
                 )
     labels = _metadata(doc).get("labels")
     if (

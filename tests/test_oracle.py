@@ -228,7 +228,7 @@ def test_serviceentry_rule_rejects_known_bad(spec: dict[str, Any], fragment: str
         {"resolution": "STATIC"},  # "discovery type static, missing endpoints" is valid upstream
         {"resolution": "DNS", "hosts": ["*.internal.example"], "endpoints": [{"address": "proxy.example.com"}]},
         {"resolution": "DNS_ROUND_ROBIN", "endpoints": [{"address": "10.0.0.9", "ports": {"tls": 8443}}]},
-        {"resolution": "DYNAMIC_DNS", "hosts": ["*.stripe.com"], "ports": [port(443, "https", "HTTPS")]},
+        {"resolution": "DYNAMIC_DNS", "hosts": ["*.stripe.com"], "ports": [port(80, "http", "http")]},
         {"exportTo": ["~"]},
         {"exportTo": ["*"]},
         {"exportTo": [".", "istio-system"]},
@@ -237,6 +237,15 @@ def test_serviceentry_rule_rejects_known_bad(spec: dict[str, Any], fragment: str
 )
 def test_serviceentry_accepts_known_good(spec: dict[str, Any]) -> None:
     assert serviceentry_problems(se(**spec)) == []
+
+
+@pytest.mark.parametrize(("minor", "accepted"), [
+    (27, ""), (28, "HTTP"), (29, "HTTP TLS"), (30, "HTTP TLS GRPC HTTP2"), (31, "HTTP TLS GRPC HTTP2")])
+def test_dynamic_dns_protocols_follow_the_istio_version(minor: int, accepted: str) -> None:
+    # HTTPS parses to its own instance, which no version's `proto != ...` chain lets through.
+    for protocol in ("HTTP", "http", "TLS", "HTTPS", "GRPC", "HTTP2", "GRPC-Web", "HTTP_PROXY", "TCP"):
+        doc = se(resolution="DYNAMIC_DNS", hosts=["*.stripe.com"], ports=[port(443, "p", protocol)])
+        assert (serviceentry_problems(doc, istio_minor=minor) == []) == (protocol.upper() in accepted.split()), protocol
 
 
 def test_serviceentry_document_level_problems() -> None:

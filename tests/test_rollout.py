@@ -142,3 +142,46 @@ def test_a_job_whose_only_labels_change_with_each_release_is_refused_a_label_sel
     result = run(["render", "--network-policy", "cilium"], stream)
     assert result.exit_code == 1, result.stdout
     assert "Job/once" in result.stderr and "app.kubernetes.io/version" in result.stderr
+
+
+# ============================================================ point 11: DYNAMIC_DNS per Istio version
+
+def dynamic_dns_values(tmp_path: Any, protocol: str) -> str:
+    values = tmp_path / "values.yaml"
+    values.write_text("istio:\n  egress:\n    - name: apis\n      hosts: ['*.example.com']\n"
+                      f"      ports: [{{number: 443, protocol: {protocol}}}]\n      resolution: DYNAMIC_DNS\n")
+    return str(values)
+
+
+# What istio/istio pkg/config/validation/validation.go ValidateServiceEntry accepts on a
+# DYNAMIC_DNS port, by minor version (1.28.0-1.28.10, 1.29.0-1.29.6, 1.30.0-1.30.3, master).
+DYNAMIC_DNS_ACCEPTS = {27: set(), 28: {"HTTP"}, 29: {"HTTP", "TLS"}, 30: {"HTTP", "TLS", "GRPC", "HTTP2"},
+                       31: {"HTTP", "TLS", "GRPC", "HTTP2"}}
+
+
+def test_dynamic_dns_is_written_only_with_a_protocol_the_istio_version_accepts(tmp_path: Any) -> None:
+    stream = workload("Deployment", "web", {"app": "web"}, selector={"app": "web"})
+    for minor, accepted in DYNAMIC_DNS_ACCEPTS.items():
+        for protocol in ("HTTP", "TLS", "HTTPS", "GRPC", "HTTP2", "TCP"):
+            args = ["render", "-f", dynamic_dns_values(tmp_path, protocol), "--istio-version", f"1.{minor}"]
+            result = run(args, stream)
+            if protocol in accepted:
+                assert result.exit_code == 0, (minor, protocol, result.stderr)
+                entries = generated(parse(result.stdout), "ServiceEntry")
+                assert {e["spec"]["resolution"] for e in entries if e["spec"]["hosts"] == ["*.example.com"]} \
+                    == {"DYNAMIC_DNS"}
+                assert all(oracle.serviceentry_problems(e, istio_minor=minor) == [] for e in entries)
+            else:
+                assert result.exit_code == 1 and result.stdout == "", (minor, protocol)
+                assert "values.yaml" in result.stderr and "DYNAMIC_DNS" in result.stderr, result.stderr
+
+
+def test_dynamic_dns_defaults_to_what_every_istio_with_it_accepts(tmp_path: Any) -> None:
+    stream = workload("Deployment", "web", {"app": "web"}, selector={"app": "web"})
+    assert run(["render", "-f", dynamic_dns_values(tmp_path, "HTTP")], stream).exit_code == 0
+    refused = run(["render", "-f", dynamic_dns_values(tmp_path, "HTTPS")], stream)
+    assert refused.exit_code == 1 and "--istio-version" in refused.stderr
+    refused = run(["render", "-f", dynamic_dns_values(tmp_path, "TLS")], stream)
+    assert refused.exit_code == 1 and "--istio-version" in refused.stderr
+    bad = run(["render", "--istio-version", "two"], stream)
+    assert bad.exit_code == 2 and "--istio-version" in bad.stderr

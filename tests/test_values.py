@@ -176,7 +176,12 @@ def resolution_of(entry_yaml: str) -> str:
         ("- {name: a, hosts: [a.example.com, b.example.com], ports: [{number: 443, protocol: TLS}]}", "DNS"),
         ("- {name: a, hosts: [a.example.com, b.example.com], ports: [{number: 9092, protocol: TCP}]}", "NONE"),
         ("- {name: a, hosts: [a.example.com], ports: [{number: 9092, protocol: TCP}], resolution: dns_round_robin}", "DNS_ROUND_ROBIN"),
-        ("- {name: a, hosts: ['*.example.com'], ports: [{number: 443, protocol: TLS}], resolution: DYNAMIC_DNS}", "DYNAMIC_DNS"),
+        ("- {name: a, hosts: ['*.example.com'], ports: [{number: 80, protocol: HTTP}], resolution: DYNAMIC_DNS}", "DYNAMIC_DNS"),
+        # Istio 1.28, the oldest with DYNAMIC_DNS, admits HTTP ports only.
+        ("- {name: a, hosts: ['*.example.com'], ports: [{number: 443, protocol: TLS}], resolution: DYNAMIC_DNS}",
+         "refused: v.yaml:3: istio.egress[0].resolution: resolution DYNAMIC_DNS is not valid here: Istio 1.28, the "
+         "oldest with DYNAMIC_DNS (pass --istio-version for a newer one's) allows only HTTP ports with DYNAMIC_DNS, "
+         "not TLS (1.28 HTTP, 1.29 HTTP/TLS, 1.30 HTTP/TLS/GRPC/HTTP2; HTTPS never: declare TLS)"),
         ("- {name: a, hosts: ['*.example.com'], ports: [{number: 443, protocol: TLS}], resolution: DNS}",
          "refused: v.yaml:3: istio.egress[0].resolution: resolution DNS is not valid here: wildcard hosts cannot be resolved by DNS; use NONE (or omit resolution)"),
         ("- {name: a, addresses: [10.0.0.0/8], ports: [{number: 443, protocol: TLS}], resolution: DNS}",
