@@ -60,6 +60,9 @@ def _report(w: Workload, status: str, access: Access | None, ctx: Context, writt
     # As traffic meets them: the proxy's configuration, then the network.
     layered.sort(key=lambda k: k.LAYER != "mesh")
     rows = []
+    if w.host_network:
+        # No proxy and no pod policy sees its pods (plan's warning): nothing enforces a row.
+        layered = []
     for p in access.planned if access else ():
         entry = p.entry
         for dest in [*entry.hosts, *entry.addresses]:
@@ -74,7 +77,8 @@ def _report(w: Workload, status: str, access: Access | None, ctx: Context, writt
                     approved = approval.approves(Request(dest, dest in entry.addresses, (port.number, port.number),
                                                          ctx.scope(access), entry.origin))
                 rows.append(Destination(dest, port.number, port.protocol, _declared(entry),
-                                        claim.source if claim else None, objects.get("policy"), approved, layers))
+                                        claim.source if claim else None, None if w.host_network else objects.get("policy"),
+                                        approved, layers))
     return WorkloadReport(f"{w.kind}/{w.name}", w.namespace or ctx.settings.namespace, objects.get("policy"), status,
                           tuple(rows), objects.get("sidecar"))
 

@@ -87,6 +87,9 @@ class Workload(NamedTuple):
     # else (Jobs, CronJobs, bare Pods, expression-only selectors) its pod labels without
     # the per-release ones.
     stable_labels: dict[str, str] = {}
+    # Its pods share the node's network namespace: no proxy is injected (Istio skips them,
+    # ambient never captures them) and no pod-level policy selects them.
+    host_network: bool = False
 
 
 class Existing(NamedTuple):

@@ -78,6 +78,9 @@ def plan(found: Found, settings: Settings, label_selected: Callable[[Access], bo
     return Plan(ctx, served, status, notes, warnings)
 
 
+HOST_NETWORK_UNENFORCED = "no NetworkPolicy, CiliumNetworkPolicy, Sidecar or ServiceEntry applies to its pods"
+
+
 def _served(found: Found, settings: Settings) -> tuple[list[Workload], dict[int, str], list[str], list[Problem]]:
     """The workloads that get policies, each workload's status, and what to say about them."""
     served: list[Workload] = []
@@ -100,6 +103,13 @@ def _served(found: Found, settings: Settings) -> tuple[list[Workload], dict[int,
         elif found.egress.present or intent.declared:
             served.append(w)
             status[w.doc_index] = "policy" if settings.network_policy != "none" else "policies turned off"
+            if w.host_network:
+                status[w.doc_index] = f"hostNetwork: {HOST_NETWORK_UNENFORCED}"
+                warnings.append(Problem(w.location, (
+                    f"hostNetwork: true: {HOST_NETWORK_UNENFORCED}: its pods share the node's network namespace, so "
+                    "Istio injects no proxy (ambient never captures them) and pod policies do not select them "
+                    "(Kubernetes leaves that undefined, most network plugins see the node); its egress is not "
+                    "enforced: drop hostNetwork, or restrict the node itself")))
             if settings.network_policy == "none" and found.egress.present:
                 warnings.append(Problem(w.location, "values apply to the release, but no policy selects this "
                                                     "workload (--network-policy none)"))

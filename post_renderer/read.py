@@ -57,12 +57,15 @@ WORKLOAD_FIELDS: yamlio.Keep = {
         # A bare Pod's own spec; the templates' below.
         "serviceAccountName": yamlio.KEEP_ALL,
         "serviceAccount": yamlio.KEEP_ALL,
+        "hostNetwork": yamlio.KEEP_ALL,
         "template": {"metadata": {"annotations": yamlio.KEEP_LINES, "labels": yamlio.KEEP_ALL},
-                     "spec": {"serviceAccountName": yamlio.KEEP_ALL, "serviceAccount": yamlio.KEEP_ALL}},
+                     "spec": {"serviceAccountName": yamlio.KEEP_ALL, "serviceAccount": yamlio.KEEP_ALL,
+                              "hostNetwork": yamlio.KEEP_ALL}},
         "jobTemplate": {"spec": {"template": {"metadata": {"annotations": yamlio.KEEP_LINES,
                                                            "labels": yamlio.KEEP_ALL},
                                               "spec": {"serviceAccountName": yamlio.KEEP_ALL,
-                                                       "serviceAccount": yamlio.KEEP_ALL}}}},
+                                                       "serviceAccount": yamlio.KEEP_ALL,
+                                                       "hostNetwork": yamlio.KEEP_ALL}}}},
     },
 }
 

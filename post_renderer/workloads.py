@@ -169,6 +169,7 @@ def _classify(parsed: Parsed, data: dict[str, Any], inventory: Inventory, proble
             pod_labels=pod_labels,
             service_account=account,
             stable_labels=_stable_labels(kind, spec, pod_labels),
+            host_network=pod_spec.get("hostNetwork") is True,
         )
     )
 

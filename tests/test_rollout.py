@@ -47,7 +47,7 @@ def workload(kind: str, name: str, labels: dict[str, str], *, selector: dict[str
     """One workload document declaring ``hosts`` on 443/TLS in its pod annotations."""
     flow = "{" + ", ".join(f"{k}: {v!r}" for k, v in labels.items()) + "}"
     template = (f"metadata:\n  labels: {flow}\n  annotations:\n    {P}/hosts: '{hosts}'\n    {P}/ports: 443/TLS\n"
-                f"spec:\n  containers: [{{name: c, image: x}}]\n{pod_spec}")
+                f"spec:\n  containers: [{{name: c, image: x}}]\n{_indent(pod_spec, 2)}")
     spec = ""
     if selector is not None:
         spec += "selector:\n  matchLabels: {" + ", ".join(f"{k}: {v!r}" for k, v in selector.items()) + "}\n"
@@ -185,3 +185,40 @@ def test_dynamic_dns_defaults_to_what_every_istio_with_it_accepts(tmp_path: Any)
     assert refused.exit_code == 1 and "--istio-version" in refused.stderr
     bad = run(["render", "--istio-version", "two"], stream)
     assert bad.exit_code == 2 and "--istio-version" in bad.stderr
+
+
+# ============================================================ point 8: hostNetwork
+
+HOST_NETWORK = "".join([
+    workload("DaemonSet", "agent", {"app": "agent"}, selector={"app": "agent"}, pod_spec="hostNetwork: true\n"),
+    workload("CronJob", "sync", {"app": "sync"}, hosts="sync.example.com", pod_spec="hostNetwork: true\n"),
+    workload("Deployment", "web", {"app": "web"}, selector={"app": "web"}, pod_spec="hostNetwork: false\n"),
+])
+
+
+def test_check_warns_that_nothing_applies_to_host_network_pods() -> None:
+    for flags in (["--network-policy", "kubernetes"], ["--network-policy", "cilium", "--sidecar"]):
+        result = run(["check", *flags], HOST_NETWORK)
+        assert result.exit_code == 0, result.stdout
+        warned = [line for line in result.stdout.splitlines() if "hostNetwork" in line]
+        assert len(warned) == 2, result.stdout
+        assert any("DaemonSet/agent" in line for line in warned) and any("CronJob/sync" in line for line in warned)
+        assert all("NetworkPolicy" in line and "Sidecar" in line for line in warned), warned
+        strict = run(["check", "--strict", *flags], HOST_NETWORK)
+        assert strict.exit_code == 1
+
+
+def test_explain_shows_no_enforcing_layer_for_host_network_pods() -> None:
+    for flags in (["--network-policy", "kubernetes"], ["--network-policy", "cilium", "--sidecar"]):
+        result = run(["explain", "-o", "json", *flags], HOST_NETWORK)
+        assert result.exit_code == 0, result.stderr
+        import json
+
+        reports = {r["workload"]: r for r in json.loads(result.stdout)["workloads"]}
+        for name in ("DaemonSet/agent", "CronJob/sync"):
+            assert reports[name]["destinations"], name
+            for dest in reports[name]["destinations"]:
+                assert dest["layers"] == [] and dest["allowed_by"] is None, (name, dest)
+            assert "hostNetwork" in reports[name]["status"]
+        for dest in reports["Deployment/web"]["destinations"]:
+            assert dest["layers"] and dest["allowed_by"] == "web-egress"
