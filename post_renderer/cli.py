@@ -24,7 +24,7 @@ import typer
 from typer._click.exceptions import ClickException, UsageError
 
 from post_renderer import OUT_OF_MEMORY, __version__, starved
-from post_renderer.errorlog import clear_error_file, crash_line, fail, report
+from post_renderer.errorlog import clear_error_file, crash_line, fail, keep_notes, report
 from post_renderer.errors import EgressError, Problem
 from post_renderer.options import Shared, error_file_argument, with_shared
 from post_renderer.terminal import (
@@ -101,6 +101,7 @@ def render(*, shared: Shared) -> None:
     print_notes(result.notes, shared.quiet)
     write_stdout(result.chunks)
     clear_error_file(shared.error_file)
+    keep_notes([] if shared.quiet else result.notes, shared.error_file)
 
 
 @app.command(short_help="Validate as render does, plus warnings; print only findings.")

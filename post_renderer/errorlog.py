@@ -33,6 +33,14 @@ _OWN_REPORT = re.compile(
     + rb"[0-9][0-9A-Za-z.+!-]* failed at [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}[+-][0-9]{4}\n"
     + rb"(?:(?:error|hint|helm-egress): [^\x00-\x1f\x7f]+\n)+\Z"
 )
+# The notes of a successful run, kept beside the error file: Helm 4 shows none of a
+# post-renderer's stderr, and a note can matter (the Sidecars' namespace fallback).
+_OWN_NOTES = re.compile(
+    re.escape(ERROR_FILE_HEADER).encode()
+    + rb"[0-9][0-9A-Za-z.+!-]* notes at [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}[+-][0-9]{4}\n"
+    + rb"(?:note: [^\x00-\x1f\x7f]+\n)+\Z"
+)
+NOTES_FILE = "last-notes.log"
 # Reports stay far below this; a larger file is not one, and is not read whole.
 _MAX_REPORT_BYTES = 64 * 1024 * 1024
 # Never wait on the path: a FIFO or device there must not block the run, and is refused
@@ -76,7 +84,7 @@ def report(lines: list[str], error_file: Path | None) -> None:
     say(f"helm-egress: errors written to {target}" if why is None else f"helm-egress: errors not written to {target}: {why}")
 
 
-def clear_error_file(error_file: Path | None) -> None:
+def clear_error_file(error_file: Path | None, own: re.Pattern[bytes] = _OWN_REPORT) -> None:
     """After a success, remove the last error report: only a file helm-egress wrote."""
     target = error_file or default_error_file()
     if target is None:
@@ -86,7 +94,7 @@ def clear_error_file(error_file: Path | None) -> None:
     except OSError:
         return
     try:
-        ours = _not_ours(fd) is None
+        ours = _not_ours(fd, own) is None
     finally:
         os.close(fd)
     if ours:
@@ -96,18 +104,34 @@ def clear_error_file(error_file: Path | None) -> None:
             pass
 
 
-def _not_ours(fd: int) -> str | None:
-    """Why the open file ``fd`` is not a report helm-egress wrote, or None when it is one."""
+def keep_notes(notes: list[str], error_file: Path | None) -> None:
+    """After a success, keep its notes in ``last-notes.log`` beside the error file (where
+    there is one: a Helm plugin, or --error-file), or remove an earlier run's."""
+    errors = error_file or default_error_file()
+    if errors is None:
+        return
+    target = errors.with_name(NOTES_FILE)
+    if notes:
+        stamp = time.strftime(_STAMP_FORMAT)
+        body = "".join(f"{one_line('note: ' + note)}\n" for note in notes)
+        _write_error_file(target, f"{ERROR_FILE_HEADER}{__version__} notes at {stamp}\n{body}", _OWN_NOTES)
+    else:
+        clear_error_file(target, _OWN_NOTES)
+
+
+def _not_ours(fd: int, own: re.Pattern[bytes] = _OWN_REPORT) -> str | None:
+    """Why the open file ``fd`` is not a file helm-egress wrote (``own``: its whole
+    content), or None when it is one."""
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         return "it is not a regular file"
     with open(fd, "rb", closefd=False) as f:
         content = read_bounded(f, _MAX_REPORT_BYTES)
-    if content is None or _OWN_REPORT.match(content) is None:
+    if content is None or own.match(content) is None:
         return "it exists and is not a helm-egress error file"
     return None
 
 
-def _write_error_file(target: Path, report: str) -> str | None:
+def _write_error_file(target: Path, report: str, own: re.Pattern[bytes] = _OWN_REPORT) -> str | None:
     """Write the report to a new file, or over an earlier report; never over anything
     else. None when written, else why not."""
     try:
@@ -127,7 +151,7 @@ def _write_error_file(target: Path, report: str) -> str | None:
                 if e.errno == errno.ENXIO:
                     return "it is not a regular file"
                 raise
-            why = _not_ours(fd)
+            why = _not_ours(fd, own)
             if why is not None:
                 os.close(fd)
                 return why
