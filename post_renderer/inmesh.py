@@ -63,6 +63,8 @@ class InMesh:
         self.sidecars: list[Selecting] = []
         self.cilium: list[Selecting] = []
         self.authorizations: list[Targeting] = []
+        # Where the chart's own Cilium policies write a `**` matchPattern, and the pattern.
+        self.double_star: list[tuple[Location, str]] = []
 
 
 def wants(doc: Document) -> bool:
@@ -77,7 +79,8 @@ NEED = Need(wants, {
     "kind": yamlio.KEEP_ALL,
     "metadata": {"name": yamlio.KEEP_ALL, "namespace": yamlio.KEEP_ALL},
     "spec": {"workloadSelector": yamlio.KEEP_ALL, "endpointSelector": yamlio.KEEP_ALL,
-             "targetRef": yamlio.KEEP_ALL, "targetRefs": yamlio.KEEP_ALL, "action": yamlio.KEEP_ALL},
+             "targetRef": yamlio.KEEP_ALL, "targetRefs": yamlio.KEEP_ALL, "action": yamlio.KEEP_ALL,
+             "egress": yamlio.KEEP_ALL},
 })
 
 
@@ -117,6 +120,13 @@ def scan(documents: Documents, problems: Problems) -> InMesh:
             labels = _mapping(_mapping(selector).get("labels"))
             found.sidecars.append(Selecting("Sidecar", name, ns, _strings(labels), (), where))
             continue
+        egress = spec.get("egress")
+        for i, rule in enumerate(egress if isinstance(egress, list) else []):
+            fqdns = _mapping(rule).get("toFQDNs")
+            for j, fqdn in enumerate(fqdns if isinstance(fqdns, list) else []):
+                pattern = _mapping(fqdn).get("matchPattern")
+                if isinstance(pattern, str) and "**" in pattern:
+                    found.double_star.append((where.at(f"spec.egress[{i}].toFQDNs[{j}].matchPattern"), pattern))
         selector = _mapping(spec.get("endpointSelector"))
         raw = selector.get("matchExpressions")
         expressions = tuple(e for e in raw if isinstance(e, dict)) if isinstance(raw, list) else ()

@@ -116,11 +116,12 @@ def _shared_options(
                      envvar=ENV + "NETWORK_POLICY"),
     ] = "kubernetes",
     cilium_wildcard_depth: Annotated[
-        int,
+        Optional[int],
         typer.Option(help="cilium: 0 writes **.example.com for *.example.com (Cilium >= 1.19); N writes the "
-                          "ladder *.example.com ... N labels deep, for older Cilium.",
+                          "ladder *.example.com ... N labels deep, for older Cilium [default: 0, and check warns "
+                          "that Cilium < 1.19 reads ** as one label].",
                      envvar=ENV + "CILIUM_WILDCARD_DEPTH", parser=_ascii_int, metavar="<depth>"),
-    ] = 0,
+    ] = None,
     sidecar: Annotated[
         bool,
         typer.Option("--sidecar/--no-sidecar", help="Also write one Istio Sidecar per workload, importing only "
@@ -219,7 +220,7 @@ def _shared_options(
     """The options every stream command takes; typer sees them through ``with_shared``."""
     if network_policy not in NETWORK_POLICY_FLAVOURS:
         raise typer.BadParameter(f"{network_policy!r} is not kubernetes, cilium or none", param_hint="--network-policy")
-    if not 0 <= cilium_wildcard_depth <= 16:
+    if cilium_wildcard_depth is not None and not 0 <= cilium_wildcard_depth <= 16:
         raise typer.BadParameter(f"{cilium_wildcard_depth} is not 0 (Cilium >= 1.19: any depth) or a depth 1..16",
                                  param_hint="--cilium-wildcard-depth")
     sidecar_hosts: list[str] = []

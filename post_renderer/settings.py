@@ -49,8 +49,9 @@ class Settings(NamedTuple):
     annotation_prefix: str = "helm-egress.io"
     normalize: bool = True
     # Cilium: 0 writes `**.example.com` for Istio's `*.example.com` (Cilium >= 1.19); N >= 1
-    # writes the per-depth ladder `*.example.com` ... N labels deep, for older Cilium.
-    cilium_wildcard_depth: int = 0
+    # writes the per-depth ladder `*.example.com` ... N labels deep, for older Cilium. None:
+    # not said, written as 0, and `check` warns that Cilium < 1.19 reads `**.` as one label.
+    cilium_wildcard_depth: int | None = None
     sidecar: bool = False
     sidecar_hosts: tuple[str, ...] = ()  # in-mesh hosts every Sidecar imports, `namespace/dnsName`
     cluster_domain: str = "cluster.local"

@@ -222,3 +222,48 @@ def test_explain_shows_no_enforcing_layer_for_host_network_pods() -> None:
             assert "hostNetwork" in reports[name]["status"]
         for dest in reports["Deployment/web"]["destinations"]:
             assert dest["layers"] and dest["allowed_by"] == "web-egress"
+
+
+# ============================================================ point 5: Cilium's `**.` before 1.19
+
+CHART_CNP = """---
+# Source: demo/templates/cnp.yaml
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata:
+  name: chart-own
+  namespace: prod
+spec:
+  endpointSelector: {matchLabels: {app: other}}
+  egress:
+    - toFQDNs:
+        - matchName: exact.example.org
+        - matchPattern: "**.corp.example.org"
+      toPorts: [{ports: [{port: "443", protocol: TCP}]}]
+"""
+
+
+def double_star_warnings(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if line.startswith("warning:") and "**." in line and "1.19" in line]
+
+
+def test_check_warns_where_a_double_star_pattern_is_written_for_cilium() -> None:
+    stream = workload("Deployment", "web", {"app": "web"}, selector={"app": "web"}, hosts="*.example.com") + CHART_CNP
+    result = run(["check", "--network-policy", "cilium"], stream)
+    assert result.exit_code == 0, result.stdout
+    warned = double_star_warnings(result.stdout)
+    assert len(warned) == 2, result.stdout
+    ours = next(line for line in warned if "Deployment/web" in line)
+    assert "**.example.com" in ours and "one label" in ours and "--cilium-wildcard-depth" in ours
+    chart = next(line for line in warned if "CiliumNetworkPolicy/chart-own" in line)
+    assert "**.corp.example.org" in chart and "toFQDNs[1].matchPattern" in chart
+    # Saying which Cilium it is settles it: 0 (>= 1.19, any depth) or a ladder for older.
+    assert double_star_warnings(run(["check", "--network-policy", "cilium", "--cilium-wildcard-depth", "0"],
+                                    stream).stdout) == []
+    older = run(["check", "--network-policy", "cilium", "--cilium-wildcard-depth", "2"], stream)
+    assert [line for line in double_star_warnings(older.stdout) if "Deployment/web" in line] == []
+    assert any("chart-own" in line for line in double_star_warnings(older.stdout))
+    # Nothing is written with `**.` under NetworkPolicy, and nothing is warned.
+    kube = run(["check", "--network-policy", "kubernetes"],
+               workload("Deployment", "web", {"app": "web"}, selector={"app": "web"}, hosts="*.example.com"))
+    assert double_star_warnings(kube.stdout) == []

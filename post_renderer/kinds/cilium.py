@@ -101,7 +101,7 @@ def _policy(access: Access, ctx: Context) -> Generated:
         if by_name(p) and not ambient:
             selectors = by_ports.setdefault(ports, [])
             for host in p.entry.hosts:
-                for selector in fqdn_selectors(host, settings.cilium_wildcard_depth):
+                for selector in fqdn_selectors(host, settings.cilium_wildcard_depth or 0):
                     if selector not in selectors:
                         selectors.append(selector)
         nets = tuple(addresses(p))
@@ -207,7 +207,8 @@ def _to_ports(ports: tuple[tuple[int, str], ...]) -> list[dict[str, Any]]:
 
 def warnings(ctx: Context) -> list[Problem]:
     """Pods of a workload we write nothing for that a policy selects anyway; what the
-    per-depth ladder for older Cilium cannot match; each once per workload."""
+    per-depth ladder for older Cilium cannot match, each once per workload; where `**.`
+    is written without saying for which Cilium."""
     served = {a.workload.doc_index for a in ctx.access}
     out = []
     for a in ctx.access:
@@ -217,8 +218,9 @@ def warnings(ctx: Context) -> list[Problem]:
                     f"its pods differ from {a.workload.kind}/{a.workload.name}'s in no label that lasts across releases "
                     f"(version and chart labels change with each), so that workload's {KIND} {a.policy_name} selects "
                     "them too: they get only its egress; give the workloads distinguishing pod labels")))
+    out += _double_star_warnings(ctx)
     depth = ctx.settings.cilium_wildcard_depth
-    if depth == 0:
+    if not depth:
         return out
     for a in ctx.access:
         wild = [h for p in a.planned if by_name(p) for h in p.entry.hosts if h.startswith("*.")]
@@ -231,13 +233,41 @@ def warnings(ctx: Context) -> list[Problem]:
     return out
 
 
+# Cilium <= 1.18 accepts `**.` and reads it as `*.`, one label; multi-level from 1.19
+# (cilium/cilium#43420, flagged in the 1.19 upgrade notes).
+DOUBLE_STAR = ("Cilium >= 1.19 matches it at any depth below, but Cilium <= 1.18 accepts it and reads ** as one label "
+               "(cilium/cilium#43420), so deeper names")
+
+
+def _double_star_warnings(ctx: Context) -> list[Problem]:
+    """Wherever a `**.` pattern is written, ours or the chart's, unless the run said which
+    Cilium it is for (--cilium-wildcard-depth)."""
+    depth = ctx.settings.cilium_wildcard_depth
+    out = []
+    if depth is None and ctx.settings.mesh != "ambient":
+        for a in ctx.access:
+            wild = [h for p in a.planned if by_name(p) for h in p.entry.hosts if h.startswith("*.")]
+            if wild:
+                patterns = ", ".join(dict.fromkeys("**" + h[1:] for h in wild))
+                out.append(Problem(a.workload.location, (
+                    f"its {KIND} {a.policy_name} writes matchPattern {patterns}: {DOUBLE_STAR} (e.g. a.b{wild[0][1:]}) "
+                    "are silently blocked although Istio routes them; pass --cilium-wildcard-depth 0 for Cilium >= 1.19, "
+                    "or N for the ladder *.x ... N labels deep on older Cilium")))
+    if depth != 0:
+        for where, pattern in ctx.inmesh.double_star:
+            out.append(Problem(where, (
+                f"matchPattern {pattern}: {DOUBLE_STAR} are silently dropped; on older Cilium write the ladder "
+                "(*.x, *.*.x, ...), or pass --cilium-wildcard-depth 0 if the cluster runs Cilium >= 1.19")))
+    return out
+
+
 def explain(ctx: Context, access: Access, planned: Planned, dest: str, port: int) -> str:
     settings = ctx.settings
     if dest in planned.entry.hosts and settings.mesh == "ambient":
         opens = (f"waypoint {waypoint_namespace(settings, ctx.scope(access)) or '.'}/"
                  f"{settings.waypoint.name if settings.waypoint else '?'} on port {HBONE_PORT} (HBONE) only")
     elif dest in planned.entry.hosts and by_name(planned):
-        selectors = fqdn_selectors(dest, ctx.settings.cilium_wildcard_depth)
+        selectors = fqdn_selectors(dest, ctx.settings.cilium_wildcard_depth or 0)
         opens = "toFQDNs " + ", ".join(next(iter(sel.values())) for sel in selectors) + f" on port {port}"
     else:
         opens = reached_addresses(planned, dest, port)
