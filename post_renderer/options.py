@@ -91,131 +91,192 @@ def _port(value: int) -> int:
     return value
 
 
+# The options every stream command takes, declared once here; ``_shared_options`` names
+# them, and typer reads them through ``with_shared``.
+_Values = Annotated[
+    Optional[list[Path]],
+    typer.Option(
+        "-f", "--values", help="Helm values file with an istio.egress list; repeat to merge (later wins).",
+        exists=True, dir_okay=False, readable=True,
+    ),
+]
+
+_Release = Annotated[
+    Optional[str],
+    typer.Option(help="Release name for ServiceEntry names [default: the stream's app.kubernetes.io/instance].",
+                 envvar=ENV + "RELEASE"),
+]
+
+_Namespace = Annotated[
+    Optional[str],
+    typer.Option(help="Namespace for generated documents whose workload names none [default: Helm's].",
+                 envvar=ENV + "NAMESPACE"),
+]
+
+_NetworkPolicy = Annotated[
+    str,
+    typer.Option(help="Egress policy flavour: kubernetes (NetworkPolicy; hostnames as CIDRs), cilium "
+                      "(CiliumNetworkPolicy; hostnames by name, toFQDNs), or none.",
+                 envvar=ENV + "NETWORK_POLICY"),
+]
+
+_CiliumWildcardDepth = Annotated[
+    Optional[int],
+    typer.Option(help="cilium: 0 writes **.example.com for *.example.com (Cilium >= 1.19); N writes the "
+                      "ladder *.example.com ... N labels deep, for older Cilium [default: 0, and check warns "
+                      "that Cilium < 1.19 reads ** as one label].",
+                 envvar=ENV + "CILIUM_WILDCARD_DEPTH", parser=_ascii_int, metavar="<depth>"),
+]
+
+_Sidecar = Annotated[
+    bool,
+    typer.Option("--sidecar/--no-sidecar", help="Also write one Istio Sidecar per workload, importing only "
+                                                "what it declared and the release's Services.",
+                 envvar=ENV + "SIDECAR"),
+]
+
+_Mesh = Annotated[
+    str,
+    typer.Option(help="Istio data plane: sidecar (ServiceEntries, REGISTRY_ONLY, optional Sidecars) or ambient "
+                      "(hostnames through an egress waypoint, AuthorizationPolicy per ServiceEntry).",
+                 envvar=ENV + "MESH"),
+]
+
+_Waypoint = Annotated[
+    Optional[str],
+    typer.Option(help="ambient: the egress waypoint Gateway, [NAMESPACE/]NAME (NAME alone: the workload's "
+                      "namespace), e.g. istio-egress/egress-waypoint.", envvar=ENV + "WAYPOINT"),
+]
+
+_TrustDomain = Annotated[
+    str, typer.Option(help="ambient: the mesh trust domain of the service-account principals admitted.",
+                      envvar=ENV + "TRUST_DOMAIN"),
+]
+
+_SidecarHost = Annotated[
+    Optional[list[str]],
+    typer.Option(help="In-mesh host every Sidecar imports, NAMESPACE/FQDN (e.g. "
+                      "payments/api.payments.svc.cluster.local); repeatable.", envvar=ENV + "SIDECAR_HOST"),
+]
+
+_ClusterDomain = Annotated[
+    str, typer.Option(help="The cluster's DNS domain, for the release's Services in Sidecars.",
+                      envvar=ENV + "CLUSTER_DOMAIN"),
+]
+
+_DnsNamespace = Annotated[str, typer.Option(help="Namespace of the cluster DNS pods.", envvar=ENV + "DNS_NAMESPACE")]
+
+_DnsSelector = Annotated[str, typer.Option(help="Labels of the cluster DNS pods, k=v[,k=v].", envvar=ENV + "DNS_SELECTOR")]
+
+_DnsPort = Annotated[int, typer.Option(help="DNS pod port, allowed over UDP and TCP (OpenShift: 5353).", envvar=ENV + "DNS_PORT",
+                                            parser=_ascii_int, metavar="<port>")]
+
+_IstiodNamespace = Annotated[str, typer.Option(help="Namespace of istiod.", envvar=ENV + "ISTIOD_NAMESPACE")]
+
+_IstiodSelector = Annotated[str, typer.Option(help="Labels of the istiod pods, k=v[,k=v].", envvar=ENV + "ISTIOD_SELECTOR")]
+
+_IstiodPort = Annotated[int, typer.Option(help="istiod xDS and CA port (TCP).", envvar=ENV + "ISTIOD_PORT",
+                                            parser=_ascii_int, metavar="<port>")]
+
+_SameNamespace = Annotated[
+    bool, typer.Option("--same-namespace/--no-same-namespace", help="Allow egress to every pod of the workload's own namespace.",
+                       envvar=ENV + "SAME_NAMESPACE"),
+]
+
+_HostnameCidr = Annotated[
+    Optional[list[str]],
+    typer.Option(help="CIDR that stands in for hostname destinations (NetworkPolicy cannot name hosts); "
+                      "repeatable [default: 0.0.0.0/0 and ::/0, cloud metadata and link-local excepted].",
+                 envvar=ENV + "HOSTNAME_CIDR"),
+]
+
+_HostnameExcept = Annotated[
+    Optional[list[str]],
+    typer.Option(help="CIDR to carve out of the hostname CIDRs too (e.g. 10.0.0.0/8); repeatable.",
+                 envvar=ENV + "HOSTNAME_EXCEPT"),
+]
+
+_AllowBroadCidrs = Annotated[
+    bool, typer.Option(help="Allow addresses such as 0.0.0.0/0 (the metadata endpoints stay excepted).",
+                       envvar=ENV + "ALLOW_BROAD_CIDRS"),
+]
+
+_IstioApiVersion = Annotated[
+    str, typer.Option(help=f"apiVersion of generated ServiceEntries: {', '.join(ISTIO_API_VERSIONS)}.",
+                      envvar=ENV + "ISTIO_API_VERSION"),
+]
+
+_IstioVersion = Annotated[
+    Optional[str], typer.Option(help="Istio version of the cluster, 1.N[.P]: which ports DYNAMIC_DNS may carry "
+                                     "[default: what every Istio with DYNAMIC_DNS accepts, 1.28's HTTP].",
+                                envvar=ENV + "ISTIO_VERSION"),
+]
+
+_AnnotationPrefix = Annotated[
+    str, typer.Option(help="Prefix of the workload annotations that declare egress (<prefix>/hosts, ...).",
+                      envvar=ENV + "ANNOTATION_PREFIX"),
+]
+
+_GlobalAllowlist = Annotated[
+    Optional[Path],
+    typer.Option(help="File with an istio.egress list of cluster-wide ServiceEntries: covered entries get no "
+                      "ServiceEntry, but policies still allow them.", exists=True, dir_okay=False,
+                 envvar=ENV + "GLOBAL_ALLOWLIST"),
+]
+
+_Policy = Annotated[
+    Optional[Path],
+    typer.Option(help="The platform's destination policy: every host, address and port the output would open "
+                      "must be approved by one of its rules, or nothing is written.", exists=True,
+                 dir_okay=False, envvar=ENV + "POLICY"),
+]
+
+_Normalize = Annotated[
+    bool, typer.Option("--normalize/--no-normalize",
+                       help="Repair the ServiceEntry and egress NetworkPolicy documents the chart renders itself.",
+                       envvar=ENV + "NORMALIZE"),
+]
+
+_Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print no notes; errors are always printed.",
+                                    envvar=ENV + "QUIET")]
+
+_ErrorFile = Annotated[
+    Optional[Path],
+    typer.Option(help="Also write errors to this file. Helm 4 hides a post-renderer's stderr; as a Helm 4 plugin "
+                      "the default is $XDG_STATE_HOME/helm-egress/last-error.log.", envvar=ENV + "ERROR_FILE"),
+]
+
+
 def _shared_options(
-    values: Annotated[
-        Optional[list[Path]],
-        typer.Option(
-            "-f", "--values", help="Helm values file with an istio.egress list; repeat to merge (later wins).",
-            exists=True, dir_okay=False, readable=True,
-        ),
-    ] = None,
-    release: Annotated[
-        Optional[str],
-        typer.Option(help="Release name for ServiceEntry names [default: the stream's app.kubernetes.io/instance].",
-                     envvar=ENV + "RELEASE"),
-    ] = None,
-    namespace: Annotated[
-        Optional[str],
-        typer.Option(help="Namespace for generated documents whose workload names none [default: Helm's].",
-                     envvar=ENV + "NAMESPACE"),
-    ] = None,
-    network_policy: Annotated[
-        str,
-        typer.Option(help="Egress policy flavour: kubernetes (NetworkPolicy; hostnames as CIDRs), cilium "
-                          "(CiliumNetworkPolicy; hostnames by name, toFQDNs), or none.",
-                     envvar=ENV + "NETWORK_POLICY"),
-    ] = "kubernetes",
-    cilium_wildcard_depth: Annotated[
-        Optional[int],
-        typer.Option(help="cilium: 0 writes **.example.com for *.example.com (Cilium >= 1.19); N writes the "
-                          "ladder *.example.com ... N labels deep, for older Cilium [default: 0, and check warns "
-                          "that Cilium < 1.19 reads ** as one label].",
-                     envvar=ENV + "CILIUM_WILDCARD_DEPTH", parser=_ascii_int, metavar="<depth>"),
-    ] = None,
-    sidecar: Annotated[
-        bool,
-        typer.Option("--sidecar/--no-sidecar", help="Also write one Istio Sidecar per workload, importing only "
-                                                    "what it declared and the release's Services.",
-                     envvar=ENV + "SIDECAR"),
-    ] = False,
-    mesh: Annotated[
-        str,
-        typer.Option(help="Istio data plane: sidecar (ServiceEntries, REGISTRY_ONLY, optional Sidecars) or ambient "
-                          "(hostnames through an egress waypoint, AuthorizationPolicy per ServiceEntry).",
-                     envvar=ENV + "MESH"),
-    ] = "sidecar",
-    waypoint: Annotated[
-        Optional[str],
-        typer.Option(help="ambient: the egress waypoint Gateway, [NAMESPACE/]NAME (NAME alone: the workload's "
-                          "namespace), e.g. istio-egress/egress-waypoint.", envvar=ENV + "WAYPOINT"),
-    ] = None,
-    trust_domain: Annotated[
-        str, typer.Option(help="ambient: the mesh trust domain of the service-account principals admitted.",
-                          envvar=ENV + "TRUST_DOMAIN"),
-    ] = "cluster.local",
-    sidecar_host: Annotated[
-        Optional[list[str]],
-        typer.Option(help="In-mesh host every Sidecar imports, NAMESPACE/FQDN (e.g. "
-                          "payments/api.payments.svc.cluster.local); repeatable.", envvar=ENV + "SIDECAR_HOST"),
-    ] = None,
-    cluster_domain: Annotated[
-        str, typer.Option(help="The cluster's DNS domain, for the release's Services in Sidecars.",
-                          envvar=ENV + "CLUSTER_DOMAIN"),
-    ] = "cluster.local",
-    dns_namespace: Annotated[str, typer.Option(help="Namespace of the cluster DNS pods.", envvar=ENV + "DNS_NAMESPACE")] = "kube-system",
-    dns_selector: Annotated[str, typer.Option(help="Labels of the cluster DNS pods, k=v[,k=v].", envvar=ENV + "DNS_SELECTOR")] = "k8s-app=kube-dns",
-    dns_port: Annotated[int, typer.Option(help="DNS pod port, allowed over UDP and TCP (OpenShift: 5353).", envvar=ENV + "DNS_PORT",
-                                                parser=_ascii_int, metavar="<port>")] = 53,
-    istiod_namespace: Annotated[str, typer.Option(help="Namespace of istiod.", envvar=ENV + "ISTIOD_NAMESPACE")] = "istio-system",
-    istiod_selector: Annotated[str, typer.Option(help="Labels of the istiod pods, k=v[,k=v].", envvar=ENV + "ISTIOD_SELECTOR")] = "app=istiod",
-    istiod_port: Annotated[int, typer.Option(help="istiod xDS and CA port (TCP).", envvar=ENV + "ISTIOD_PORT",
-                                                parser=_ascii_int, metavar="<port>")] = 15012,
-    same_namespace: Annotated[
-        bool, typer.Option("--same-namespace/--no-same-namespace", help="Allow egress to every pod of the workload's own namespace.",
-                           envvar=ENV + "SAME_NAMESPACE"),
-    ] = True,
-    hostname_cidr: Annotated[
-        Optional[list[str]],
-        typer.Option(help="CIDR that stands in for hostname destinations (NetworkPolicy cannot name hosts); "
-                          "repeatable [default: 0.0.0.0/0 and ::/0, cloud metadata and link-local excepted].",
-                     envvar=ENV + "HOSTNAME_CIDR"),
-    ] = None,
-    hostname_except: Annotated[
-        Optional[list[str]],
-        typer.Option(help="CIDR to carve out of the hostname CIDRs too (e.g. 10.0.0.0/8); repeatable.",
-                     envvar=ENV + "HOSTNAME_EXCEPT"),
-    ] = None,
-    allow_broad_cidrs: Annotated[
-        bool, typer.Option(help="Allow addresses such as 0.0.0.0/0 (the metadata endpoints stay excepted).",
-                           envvar=ENV + "ALLOW_BROAD_CIDRS"),
-    ] = False,
-    istio_api_version: Annotated[
-        str, typer.Option(help=f"apiVersion of generated ServiceEntries: {', '.join(ISTIO_API_VERSIONS)}.",
-                          envvar=ENV + "ISTIO_API_VERSION"),
-    ] = ISTIO_API_VERSIONS[0],
-    istio_version: Annotated[
-        Optional[str], typer.Option(help="Istio version of the cluster, 1.N[.P]: which ports DYNAMIC_DNS may carry "
-                                         "[default: what every Istio with DYNAMIC_DNS accepts, 1.28's HTTP].",
-                                    envvar=ENV + "ISTIO_VERSION"),
-    ] = None,
-    annotation_prefix: Annotated[
-        str, typer.Option(help="Prefix of the workload annotations that declare egress (<prefix>/hosts, ...).",
-                          envvar=ENV + "ANNOTATION_PREFIX"),
-    ] = "helm-egress.io",
-    global_allowlist: Annotated[
-        Optional[Path],
-        typer.Option(help="File with an istio.egress list of cluster-wide ServiceEntries: covered entries get no "
-                          "ServiceEntry, but policies still allow them.", exists=True, dir_okay=False,
-                     envvar=ENV + "GLOBAL_ALLOWLIST"),
-    ] = None,
-    policy: Annotated[
-        Optional[Path],
-        typer.Option(help="The platform's destination policy: every host, address and port the output would open "
-                          "must be approved by one of its rules, or nothing is written.", exists=True,
-                     dir_okay=False, envvar=ENV + "POLICY"),
-    ] = None,
-    normalize: Annotated[
-        bool, typer.Option("--normalize/--no-normalize",
-                           help="Repair the ServiceEntry and egress NetworkPolicy documents the chart renders itself.",
-                           envvar=ENV + "NORMALIZE"),
-    ] = True,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print no notes; errors are always printed.",
-                                        envvar=ENV + "QUIET")] = False,
-    error_file: Annotated[
-        Optional[Path],
-        typer.Option(help="Also write errors to this file. Helm 4 hides a post-renderer's stderr; as a Helm 4 plugin "
-                          "the default is $XDG_STATE_HOME/helm-egress/last-error.log.", envvar=ENV + "ERROR_FILE"),
-    ] = None,
+    values: _Values = None,
+    release: _Release = None,
+    namespace: _Namespace = None,
+    network_policy: _NetworkPolicy = "kubernetes",
+    cilium_wildcard_depth: _CiliumWildcardDepth = None,
+    sidecar: _Sidecar = False,
+    mesh: _Mesh = "sidecar",
+    waypoint: _Waypoint = None,
+    trust_domain: _TrustDomain = "cluster.local",
+    sidecar_host: _SidecarHost = None,
+    cluster_domain: _ClusterDomain = "cluster.local",
+    dns_namespace: _DnsNamespace = "kube-system",
+    dns_selector: _DnsSelector = "k8s-app=kube-dns",
+    dns_port: _DnsPort = 53,
+    istiod_namespace: _IstiodNamespace = "istio-system",
+    istiod_selector: _IstiodSelector = "app=istiod",
+    istiod_port: _IstiodPort = 15012,
+    same_namespace: _SameNamespace = True,
+    hostname_cidr: _HostnameCidr = None,
+    hostname_except: _HostnameExcept = None,
+    allow_broad_cidrs: _AllowBroadCidrs = False,
+    istio_api_version: _IstioApiVersion = ISTIO_API_VERSIONS[0],
+    istio_version: _IstioVersion = None,
+    annotation_prefix: _AnnotationPrefix = "helm-egress.io",
+    global_allowlist: _GlobalAllowlist = None,
+    policy: _Policy = None,
+    normalize: _Normalize = True,
+    quiet: _Quiet = False,
+    error_file: _ErrorFile = None,
 ) -> Shared:
     """The options every stream command takes; typer sees them through ``with_shared``."""
     if network_policy not in NETWORK_POLICY_FLAVOURS:
