@@ -24,7 +24,7 @@ from post_renderer.read import Documents
 from post_renderer.schema import Verdicts
 from post_renderer.serving import chart_claims
 from post_renderer.settings import Settings
-from post_renderer.synth import Claims, Planned, plan, tcp_without_addresses
+from post_renderer.synth import Claims, Planned, every_address_message, plan, tcp_without_addresses
 from post_renderer.values import EgressValues, ValuesFile, load_egress
 from post_renderer.workloads import Inventory, scan
 
@@ -99,7 +99,8 @@ def _existing_warnings(se: Existing) -> list[Problem]:
     if not export_to or "*" in export_to:
         out.append(Problem(se.location.at("spec.exportTo"), "exported to every namespace (exportTo absent or '*'); "
                                                            "consider exportTo: [\".\"]"))
-    for number in tcp_without_addresses(spec):
-        out.append(Problem(se.location.at("spec.ports"), f"TCP port {number} without addresses matches all traffic "
-                                                        "on that port (IST0134)"))
+    for number, protocol in tcp_without_addresses(spec):
+        port, why = every_address_message(number, protocol)
+        out.append(Problem(se.location.at("spec.ports"), f"{port} without addresses matches all traffic on that "
+                                                        f"port ({why})"))
     return out

@@ -284,12 +284,28 @@ def needs_waypoint(planned: Sequence[Planned], settings: Settings) -> bool:
     return settings.mesh == "ambient" and any(through_waypoint(p.entry) for p in planned)
 
 
-def tcp_without_addresses(spec: dict[str, Any]) -> list[Any]:
-    """The ports of a ServiceEntry spec that match every address on their number (IST0134):
-    Istio's analyzer compares the protocol literally, unset or "TCP"."""
+# Protocols Istio proxies as opaque TCP (pilot/pkg/networking/networking.go
+# ModelProtocolToListenerProtocol: ListenerProtocolTCP without TLS's SNI match; unset is
+# sniffed, with a TCP fallthrough): the listener is bound to the entry's address, 0.0.0.0
+# without one, so the hosts are ignored and every destination on the port matches.
+OPAQUE_TCP = frozenset({"", "TCP", "MONGO", "MYSQL", "REDIS"})
+
+
+def tcp_without_addresses(spec: dict[str, Any]) -> list[tuple[Any, str]]:
+    """The ports of a ServiceEntry spec that match every address on their number, and
+    how each is written (unset: ""). istioctl's IST0134 flags only unset and TCP."""
     if spec.get("addresses"):
         return []
-    return [p.get("number") for p in spec.get("ports") or [] if isinstance(p, dict) and p.get("protocol") in (None, "", "TCP")]
+    return [(p.get("number"), str(p.get("protocol") or "")) for p in spec.get("ports") or []
+            if isinstance(p, dict) and str(p.get("protocol") or "").upper() in OPAQUE_TCP]
+
+
+def every_address_message(number: Any, protocol: str) -> tuple[str, str]:
+    """A port of ``tcp_without_addresses``, and why it matches every address."""
+    if protocol.upper() in ("", "TCP"):
+        return f"TCP port {number}", "IST0134"
+    return (f"{protocol} port {number}",
+            f"Istio proxies {protocol} as plain TCP, its hosts ignored; istioctl's IST0134 flags only TCP")
 
 
 def hostnames_by_name(planned: Sequence[Planned]) -> list[str]:

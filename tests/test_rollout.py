@@ -267,3 +267,30 @@ def test_check_warns_where_a_double_star_pattern_is_written_for_cilium() -> None
     kube = run(["check", "--network-policy", "kubernetes"],
                workload("Deployment", "web", {"app": "web"}, selector={"app": "web"}, hosts="*.example.com"))
     assert double_star_warnings(kube.stdout) == []
+
+
+# ============================================================ point 12: NONE on Mongo, MySQL, Redis
+
+def test_check_warns_that_every_opaque_tcp_protocol_matches_every_address(tmp_path: Any) -> None:
+    # Istio gives TCP, Mongo, MySQL and Redis ports one listener kind (pilot/pkg/networking
+    # networking.go ModelProtocolToListenerProtocol: ListenerProtocolTCP), bound to the
+    # entry's address, 0.0.0.0 without one: any destination on the port, whatever the host.
+    values = tmp_path / "values.yaml"
+    values.write_text("istio:\n  egress:\n" + "".join(
+        f"    - name: {proto.lower()}\n      hosts: [{proto.lower()}.example.com]\n"
+        f"      ports: [{{number: {port}, protocol: {proto}}}]\n      resolution: NONE\n"
+        for proto, port in (("MONGO", 27017), ("MySQL", 3306), ("redis", 6379), ("TCP", 5432), ("TLS", 443))))
+    chart_se = ("---\n# Source: demo/templates/se.yaml\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"
+                "metadata:\n  name: chart-cache\n  namespace: prod\nspec:\n  hosts: [cache.example.net]\n"
+                "  exportTo: ['.']\n  resolution: NONE\n  ports: [{number: 6380, name: redis, protocol: Redis}]\n")
+    stream = workload("Deployment", "web", {"app": "web"}, selector={"app": "web"}) + chart_se
+    result = run(["check", "-f", str(values), "--network-policy", "cilium", "--cilium-wildcard-depth", "0"], stream)
+    assert result.exit_code == 0, result.stdout
+    warned = [line for line in result.stdout.splitlines() if "matches all traffic on that port" in line]
+    for port in (27017, 3306, 6379, 5432, 6380):
+        assert any(f" port {port} " in line for line in warned), (port, result.stdout)
+    assert not any(" port 443 " in line for line in warned)
+    assert any("chart-cache" in line and "redis port 6380" in line.lower() for line in warned)
+    no_stream = run(["check", "--no-stream", str(values)], "")
+    assert sum("matches all traffic on that port" in line for line in no_stream.stdout.splitlines()) == 4
+

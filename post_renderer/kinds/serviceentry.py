@@ -21,6 +21,7 @@ from post_renderer.synth import (
     Generated,
     Planned,
     metadata,
+    every_address_message,
     tcp_without_addresses,
     through_waypoint,
 )
@@ -106,21 +107,23 @@ def warnings(ctx: Context) -> list[Problem]:
                                                           "only opens the workload's egress policies"))
     for written in ctx.service_entries.written:
         entry = written.wanted.planned.entry
-        for number in _raw_tcp_ports(entry):
-            out.append(Problem(entry.origin, f"TCP port {number} on a hostname without addresses: ServiceEntry "
-                                             f"{written.name} matches all traffic on that port (IST0134); add "
+        for number, protocol in _raw_tcp_ports(entry):
+            port, why = every_address_message(number, protocol)
+            out.append(Problem(entry.origin, f"{port} on a hostname without addresses: ServiceEntry "
+                                             f"{written.name} matches all traffic on that port ({why}); add "
                                              "addresses or use TLS/HTTP"))
     return out
 
 
 def entry_warnings(entries: Sequence[EgressEntry]) -> list[Problem]:
     """IST0134 for declared entries, before any ServiceEntry exists (check --no-stream)."""
-    return [Problem(entry.origin, f"TCP port {number} on a hostname without addresses matches all traffic on that "
-                                  "port (IST0134); add addresses or use TLS/HTTP")
-            for entry in entries if entry.hosts for number in _raw_tcp_ports(entry)]
+    return [Problem(entry.origin, f"{port} on a hostname without addresses matches all traffic on that port "
+                                  f"({why}); add addresses or use TLS/HTTP")
+            for entry in entries if entry.hosts for number, protocol in _raw_tcp_ports(entry)
+            for port, why in [every_address_message(number, protocol)]]
 
 
-def _raw_tcp_ports(entry: EgressEntry) -> list[Any]:
+def _raw_tcp_ports(entry: EgressEntry) -> list[tuple[Any, str]]:
     return tcp_without_addresses({"addresses": list(entry.addresses),
                                   "ports": [{"number": p.number, "protocol": p.protocol} for p in entry.ports]})
 
