@@ -40,6 +40,11 @@ _API_VERSION = re.compile(
 # One way to match each line (a single leading blank, then anything): `[ \t]+[^\n]*`
 # matched an indented line as many ways as it has leading blanks, exponential in lines.
 _NAME = re.compile(r"""^metadata:[ \t]*\r?\n(?:[ \t][^\n]*\n)*?  name:[ \t]*(["']?)([-A-Za-z0-9.:_]+)\1[ \t]*\r?$""", re.MULTILINE)
+# metadata in flow style (`metadata: {name: web, namespace: prod}`, as templates built
+# with toJson or dict write it): its own `name` key, never one of a map inside it.
+_FLOW_METADATA = re.compile(r"^metadata:[ \t]*\{", re.MULTILINE)
+_FLOW_NAME = re.compile(r"""[ \t\r\n]*(["']?)name\1[ \t]*:[ \t]*(["']?)([-A-Za-z0-9.:_]+)\2[ \t\r\n]*[,}]""")
+_FLOW_SCAN = 65536  # a metadata map longer than this is not searched: the name is a courtesy
 _SOURCE = re.compile(r"^# Source: ([^\r\n]+?)\r?$", re.MULTILINE)
 _HELM4_PATH = re.compile(
     r"""^[ \t]+["']?postrenderer\.helm\.sh/postrender-filename["']?:[ \t]*["']?([^"'\r\n]+)""",
@@ -164,7 +169,7 @@ class Document:
     def name(self) -> str | None:
         """A best-effort ``metadata.name``, for messages about documents that do not parse."""
         m = _NAME.search(self.view)
-        return m.group(2) if m else None
+        return m.group(2) if m else _flow_name(self.view)
 
     @cached_property
     def has_content(self) -> bool:
@@ -413,3 +418,36 @@ def _ends_line(chunk: Chunk) -> bool:
 def text_of(chunks: list[Chunk]) -> str:
     """The output as one text."""
     return "".join(c if isinstance(c, str) else str(c, "utf-8", "surrogateescape") for c in chunks)
+
+
+def _flow_name(text: str) -> str | None:
+    """``metadata.name`` where metadata is a flow mapping: the ``name`` key at its top level
+    (a comma or the opening brace before it, outside quotes and inner maps)."""
+    found = _FLOW_METADATA.search(text)
+    if found is None:
+        return None
+    depth, quote, at = 1, "", found.end()
+    key, end = at, min(len(text), at + _FLOW_SCAN)
+    while at < end:
+        if at == key:
+            m = _FLOW_NAME.match(text, at)
+            if m:
+                return m.group(3)
+        char = text[at]
+        if quote:
+            if char == "\\" and quote == '"':
+                at += 1  # an escape in a double-quoted scalar, never its end
+            elif char == quote:
+                quote = ""
+        elif char in "\"'":
+            quote = char
+        elif char in "{[":
+            depth += 1
+        elif char in "}]":
+            depth -= 1
+            if not depth:
+                return None
+        elif char == "," and depth == 1:
+            key = at + 1
+        at += 1
+    return None

@@ -197,7 +197,7 @@ def test_a_document_only_a_later_stage_needs_is_reported_by_it_once(tmp_path: Pa
     good = workload(f"    {PREFIX}/hosts: api.example.com\n    {PREFIX}/ports: 443/TLS\n")
     code, _, err = render(broken + good, "--release", "r", "--sidecar", "--policy", _policy(tmp_path))
     assert code == 1
-    assert err.count("document 0 (Service): invalid YAML") == 1, err
+    assert err.count("document 0 (Service/partner): invalid YAML") == 1, err
     # A plain render does not need the Service: it passes through unread.
     code, out, err = render(broken + good, "--release", "r")
     assert code == 0, err
@@ -206,7 +206,7 @@ def test_a_document_only_a_later_stage_needs_is_reported_by_it_once(tmp_path: Pa
     bad_intent = good.replace("443/TLS", "x")
     code, _, err = render(broken + bad_intent, "--release", "r", "--sidecar")
     assert code == 1
-    assert "(Service)" not in err and "is not NUMBER" in err
+    assert "(Service/partner)" not in err and "is not NUMBER" in err
 
 
 # --------------------------------------------------------------------------- the generated kinds

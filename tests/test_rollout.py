@@ -294,3 +294,18 @@ def test_check_warns_that_every_opaque_tcp_protocol_matches_every_address(tmp_pa
     no_stream = run(["check", "--no-stream", str(values)], "")
     assert sum("matches all traffic on that port" in line for line in no_stream.stdout.splitlines()) == 4
 
+
+# ============================================================ point 12: flow-style metadata in locations
+
+def test_errors_name_a_document_whose_metadata_is_in_flow_style() -> None:
+    broken = "spec:\n  selector: {}\n  selector: {}\n"  # a duplicate key: the document does not parse
+    for metadata in ("{name: web, namespace: prod}", "{namespace: prod, labels: {name: other}, name: web}",
+                     "{'namespace': prod,\n  \"name\": \"web\" }", "{annotations: {a: 'x, name: no'}, name: web}"):
+        stream = f"---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {metadata}\n{broken}"
+        result = run(["render"], stream)
+        assert result.exit_code == 1
+        assert "(Deployment/web): invalid YAML" in result.stderr, (metadata, result.stderr)
+    # A name inside another mapping of metadata is not the object's.
+    result = run(["render"], f"---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{labels: {{name: web}}}}\n{broken}")
+    assert "(Deployment): invalid YAML" in result.stderr, result.stderr
+
