@@ -85,6 +85,14 @@ def _istio_minor(text: str | None) -> int | None:
     return int(found.group(1))
 
 
+def _dns_peer(text: str, port: int) -> PeerSelector:
+    namespace, sep, labels = text.partition("/")
+    if not sep:
+        raise typer.BadParameter(f"{text!r}: expected NAMESPACE/k=v[,k=v]", param_hint="--dns-peer")
+    _dns_label(namespace.strip(), "--dns-peer", "namespace")
+    return PeerSelector(namespace.strip(), _labels(labels, "--dns-peer"), (("UDP", port), ("TCP", port)))
+
+
 def _port(value: int) -> int:
     if not 1 <= value <= 65535:
         raise typer.BadParameter(f"{value} is not a port number 1..65535")
@@ -167,6 +175,13 @@ _ClusterDomain = Annotated[
 _DnsNamespace = Annotated[str, typer.Option(help="Namespace of the cluster DNS pods.", envvar=ENV + "DNS_NAMESPACE")]
 
 _DnsSelector = Annotated[str, typer.Option(help="Labels of the cluster DNS pods, k=v[,k=v].", envvar=ENV + "DNS_SELECTOR")]
+
+_DnsPeer = Annotated[
+    Optional[list[str]],
+    typer.Option(help="More DNS pods every policy reaches on --dns-port, NAMESPACE/k=v[,k=v] (e.g. "
+                      "kube-system/k8s-app=node-local-dns for NodeLocal DNSCache); repeatable.",
+                 envvar=ENV + "DNS_PEER"),
+]
 
 _DnsPort = Annotated[int, typer.Option(help="DNS pod port, allowed over UDP and TCP (OpenShift: 5353).", envvar=ENV + "DNS_PORT",
                                             parser=_ascii_int, metavar="<port>")]
@@ -261,6 +276,7 @@ def _shared_options(
     cluster_domain: _ClusterDomain = "cluster.local",
     dns_namespace: _DnsNamespace = "kube-system",
     dns_selector: _DnsSelector = "k8s-app=kube-dns",
+    dns_peer: _DnsPeer = None,
     dns_port: _DnsPort = 53,
     istiod_namespace: _IstiodNamespace = "istio-system",
     istiod_selector: _IstiodSelector = "app=istiod",
@@ -321,6 +337,7 @@ def _shared_options(
         network_policy=flavour,
         dns=PeerSelector(dns_namespace, _labels(dns_selector, "--dns-selector"),
                          (("UDP", _port(dns_port)), ("TCP", _port(dns_port)))),
+        dns_peers=tuple(_dns_peer(text, _port(dns_port)) for text in dns_peer or ()),
         istiod=PeerSelector(istiod_namespace, _labels(istiod_selector, "--istiod-selector"),
                             (("TCP", _port(istiod_port)),)),
         allow_same_namespace=same_namespace,

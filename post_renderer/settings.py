@@ -40,6 +40,8 @@ class Settings(NamedTuple):
     namespace: str | None = None
     network_policy: NetworkPolicyFlavour = "kubernetes"
     dns: PeerSelector = KUBE_DNS
+    # More DNS pods, reached like ``dns`` (NodeLocal DNSCache answers beside kube-dns).
+    dns_peers: tuple[PeerSelector, ...] = ()
     istiod: PeerSelector = ISTIOD
     allow_same_namespace: bool = True
     hostname_cidrs: tuple[IPNetwork, ...] = EVERY_ADDRESS

@@ -309,3 +309,40 @@ def test_errors_name_a_document_whose_metadata_is_in_flow_style() -> None:
     result = run(["render"], f"---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{labels: {{name: web}}}}\n{broken}")
     assert "(Deployment): invalid YAML" in result.stderr, result.stderr
 
+
+# ============================================================ point 12: several DNS peers
+
+KUBE_DNS = ({"k8s-app": "kube-dns"}, "kube-system")
+NODE_LOCAL = ({"k8s-app": "node-local-dns"}, "kube-system")
+
+
+def test_every_dns_peer_is_reached_by_every_policy_kind() -> None:
+    stream = workload("Deployment", "web", {"app": "web"}, selector={"app": "web"})
+    peer = ["--dns-peer", "kube-system/k8s-app=node-local-dns"]
+    out = run(["render", "--network-policy", "kubernetes", *peer], stream)
+    assert out.exit_code == 0, out.stderr
+    policies = generated(parse(out.stdout), "NetworkPolicy")
+    for labels, namespace in (KUBE_DNS, NODE_LOCAL):
+        for proto in ("UDP", "TCP"):
+            dest = {"pod_labels": labels, "namespace": namespace, "port": 53, "protocol": proto}
+            assert oracle.egress_allows(policies, {"app": "web"}, dest=dest, pod_namespace=NAMESPACE)
+    assert not oracle.egress_allows(policies, {"app": "web"}, pod_namespace=NAMESPACE, dest={
+        "pod_labels": {"k8s-app": "other"}, "namespace": "kube-system", "port": 53, "protocol": "UDP"})
+    out = run(["render", "--network-policy", "cilium", *peer], stream)
+    assert out.exit_code == 0, out.stderr
+    policies = generated(parse(out.stdout), "CiliumNetworkPolicy")
+    for dns_pod in (KUBE_DNS, NODE_LOCAL):
+        for proto in ("UDP", "TCP"):
+            assert oracle.cilium_allows(policies, {"app": "web"}, NAMESPACE, peer=dns_pod, port=53, protocol=proto)
+        # Queries to either go through Cilium's DNS proxy, which learns the names' IPs.
+        assert oracle.cilium_dns_query_allowed(policies, {"app": "web"}, NAMESPACE, dns_pod, 53, "api.stripe.com")
+    assert not oracle.cilium_allows(policies, {"app": "web"}, NAMESPACE, peer=({"k8s-app": "other"}, "kube-system"),
+                                    port=53, protocol="UDP")
+    assert all(oracle.problems(d) == [] for d in policies)
+
+
+def test_a_bad_dns_peer_is_a_usage_error() -> None:
+    stream = workload("Deployment", "web", {"app": "web"}, selector={"app": "web"})
+    for bad in ("k8s-app=node-local-dns", "Kube_System/k8s-app=x", "kube-system/", "kube-system/k8s-app=a b"):
+        result = run(["render", "--dns-peer", bad], stream)
+        assert result.exit_code == 2 and "--dns-peer" in result.stderr, (bad, result.stderr)

@@ -43,7 +43,7 @@ MAX_PORTS = 40  # per toPorts item (CRD maxItems)
 # Narrowing it does not narrow egress — `toFQDNs` does that — and Cilium answers a refused
 # query with REFUSED, which stops musl's search-path walk (see README).
 DNS_QUERIES = [{"matchPattern": "*"}]
-SETTINGS = frozenset({"network_policy", "namespace", "dns", "istiod", "allow_same_namespace",
+SETTINGS = frozenset({"network_policy", "namespace", "dns", "dns_peers", "istiod", "allow_same_namespace",
                       "cilium_wildcard_depth", "mesh", "waypoint"})
 LAYER: Final = "network"
 REPORT: Final = "policy"
@@ -78,7 +78,7 @@ def _policy(access: Access, ctx: Context) -> Generated:
     settings = ctx.settings
     workload = access.workload
     ambient = settings.mesh == "ambient"
-    rules: list[dict[str, Any]] = [_to_pods(settings.dns, dns=not ambient)]
+    rules: list[dict[str, Any]] = [_to_pods(peer, dns=not ambient) for peer in (settings.dns, *settings.dns_peers)]
     if ambient:
         # ztunnel, not the pod, talks to istiod; the pod's names go to the waypoint, so
         # no toFQDNs and no DNS proxying is needed.

@@ -35,8 +35,8 @@ from post_renderer.validate import networkpolicy_problems
 
 KIND = "NetworkPolicy"
 TEMPLATE = "templates/helm-egress-networkpolicies.yaml"
-SETTINGS = frozenset({"network_policy", "namespace", "dns", "istiod", "allow_same_namespace", "hostname_cidrs",
-                      "hostname_excepts", "mesh", "waypoint"})
+SETTINGS = frozenset({"network_policy", "namespace", "dns", "dns_peers", "istiod", "allow_same_namespace",
+                      "hostname_cidrs", "hostname_excepts", "mesh", "waypoint"})
 LAYER: Final = "network"
 REPORT: Final = "policy"
 LABEL_SELECTOR = False  # its own pod selector, narrowed where it takes in other pods
@@ -96,7 +96,7 @@ def network_policy(access: Access, ctx: Context, shared: Shared) -> Generated:
 
 
 def _egress_rules(planned: tuple[Planned, ...], settings: Settings, waypoint_ns: str | None) -> list[dict[str, Any]]:
-    rules: list[dict[str, Any]] = [_peer_rule(settings.dns)]
+    rules: list[dict[str, Any]] = [_peer_rule(peer) for peer in (settings.dns, *settings.dns_peers)]
     if settings.mesh == "ambient":
         # ztunnel, not the pod, talks to istiod; the pod's names go to the waypoint.
         if needs_waypoint(planned, settings):
