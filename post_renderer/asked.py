@@ -194,10 +194,12 @@ def from_services(docs: Iterable[Parsed], home: str | None, problems: Problems,
                   cluster_domain: str) -> list[Request]:
     """What a chart's ExternalName Services and its own Endpoints/EndpointSlices open.
 
-    Istio routes both like a ServiceEntry (an ExternalName Service to its name, a
-    Service's endpoints to their addresses), visible in every namespace unless the
-    Service's ``networking.istio.io/exportTo`` annotation narrows it. Parsed only when a
-    policy judges them; they pass through untouched."""
+    Istio routes a Service's endpoints to their addresses, like a ServiceEntry; an
+    ExternalName Service is an alias of its name from Istio 1.21 (routed as that name is,
+    its own ports ignored), but before that it was sent to the name on its own ports, which
+    is what is judged. Visible in every namespace unless the Service's
+    ``networking.istio.io/exportTo`` annotation narrows it. Parsed only when a policy judges
+    them; they pass through untouched."""
     read = [(p.doc, *_data(p, problems)) for p in docs if wants_service(p.doc)]
     visible: dict[tuple[str | None, str], list[str | None]] = {}
     for doc, data, _ in read:
