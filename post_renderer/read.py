@@ -194,11 +194,9 @@ def _may_be_list(doc: Document) -> bool:
     kept = doc.kept_bytes()
     if kept is None:
         return _ITEMS.search(doc.view.encode("utf-8", "surrogateescape")) is not None
+    # The splitter noted the lines that may start one, in its one pass over the stream.
     base, start, end = kept
-    return (base.find(b"\nitems", start, end) >= 0 or base.find(b"\n\"items", start, end) >= 0
-            or base.find(b"\n'items", start, end) >= 0 or base.find(b"\n?", start, end) >= 0
-            or base.startswith((b"items", b'"items', b"'items", b"?"), start)) \
-        and _ITEMS.search(base, start, end) is not None
+    return any(_ITEMS.match(base, at, end) is not None for at in doc.items_lines)
 
 
 def _items(listed: Parsed) -> list[tuple[str, dict[str, Any]]]:

@@ -69,10 +69,11 @@ class Document:
         self._base: bytes | None = None
         self._start = self._end = 0
         self._kind_lines: list[int] = []
+        self._items_lines: list[int] = []
 
     @classmethod
     def of_bytes(cls, index: int, base: bytes, start: int, end: int, start_line: int, has_separator: bool,
-                 kind_lines: list[int]) -> Document:
+                 kind_lines: list[int], items_lines: list[int] | None = None) -> Document:
         """``base[start:end]``, kept as the input's own bytes (a stream whose only line
         breaks are LF or CRLF): decoded only if a later stage reads its text, and written
         out as the same bytes otherwise. Most documents of a large stream are never decoded.
@@ -82,6 +83,7 @@ class Document:
         doc._raw = doc._view = None
         doc._base, doc._start, doc._end = base, start, end
         doc._kind_lines = kind_lines
+        doc._items_lines = items_lines if items_lines is not None else []
         return doc
 
     @property
@@ -97,6 +99,12 @@ class Document:
         if self._view is None:
             self._view = self.raw  # only LF/CRLF streams keep bytes: there is nothing to map
         return self._view
+
+    @property
+    def items_lines(self) -> list[int]:
+        """Of a document kept as bytes, the offsets of its lines that may start a top-level
+        ``items`` key or a complex key (``?``), found by the splitter."""
+        return self._items_lines
 
     def kept_bytes(self) -> tuple[bytes, int, int] | None:
         """``(base, start, end)`` when the document is kept as ``base[start:end]``: for
@@ -294,15 +302,18 @@ def split_bytes(data: bytes) -> Stream:
     body = data[boms * len(_BOM_BYTES):] if boms else data
     documents: list[Document] = []
     line = 1
-    starts, kind_lines = _markers_and_kind_lines(body)
-    k = 0
+    starts, kind_lines, items_lines = _markers_and_kind_lines(body)
+    k = j = 0
     for start, end, has_sep in _bounds(body, starts):
-        first = k
+        first, first_items = k, j
         while k < len(kind_lines) and kind_lines[k] < end:
             k += 1
+        while j < len(items_lines) and items_lines[j] < end:
+            j += 1
         if start == end and not has_sep:
             continue
-        documents.append(Document.of_bytes(len(documents), body, start, end, line, has_sep, kind_lines[first:k]))
+        documents.append(Document.of_bytes(len(documents), body, start, end, line, has_sep, kind_lines[first:k],
+                                           items_lines[first_items:j]))
         line += body.count(b"\n", start, end)
     # As ``split`` decides it, from the first 4096 characters (at most four bytes each).
     head = body[:4 * _NEWLINE_PROBE].decode("utf-8", errors="surrogateescape")[:_NEWLINE_PROBE]
@@ -356,21 +367,27 @@ def _separator_starts(text: AnyStr) -> list[int]:
     return starts
 
 
-_MARKER_OR_KIND = re.compile(rb"\n(?:---|kind:)")
+_MARKER_OR_KIND = re.compile(rb"\n(?:---|kind:|[\"']?items|\?)")
+_ITEMS_START = (b"items", b'"items', b"'items", b"?")
 
 
-def _markers_and_kind_lines(body: bytes) -> tuple[list[int], list[int]]:
-    """``_separator_starts(body)``, and the offsets of the lines that start ``kind:``: one
-    pass over a multi-MB stream instead of one for the markers and one per document."""
+def _markers_and_kind_lines(body: bytes) -> tuple[list[int], list[int], list[int]]:
+    """``_separator_starts(body)``, the offsets of the lines that start ``kind:``, and of
+    those that may start a top-level ``items`` key (or a complex key, ``?``): one pass over
+    a multi-MB stream instead of one for the markers and several per document."""
     starts = [0] if _is_marker(body, 0) else []
     kind_lines = [0] if body.startswith(b"kind:") else []
+    items_lines = [0] if body.startswith(_ITEMS_START) else []
     for m in _MARKER_OR_KIND.finditer(body):
         at = m.start() + 1
-        if body[at] != 0x2D:  # "-"
+        first = body[at]
+        if first == 0x6B:  # "k"
             kind_lines.append(at)
+        elif first != 0x2D:  # "-"
+            items_lines.append(at)
         elif _is_marker(body, at):
             starts.append(at)
-    return starts, kind_lines
+    return starts, kind_lines, items_lines
 
 
 def _is_marker(text: AnyStr, at: int) -> bool:
