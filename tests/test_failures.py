@@ -367,9 +367,17 @@ def test_running_out_of_memory_is_one_line_and_exit_1(env: dict[str, str], value
     seen = set()
     for megabytes in range(14, 41):
         assert EXE is not None
-        proc = subprocess.run([EXE, "render", "-f", str(values)], input=WORKLOAD.encode(), capture_output=True,
-                              env=env, timeout=TIMEOUT, check=False,
-                              preexec_fn=lambda m=megabytes: _limited(m))  # noqa: PLW1509
+        try:
+            proc = subprocess.run([EXE, "render", "-f", str(values)], input=WORKLOAD.encode(), capture_output=True,
+                                  env=env, timeout=TIMEOUT if megabytes > 16 else 5, check=False,
+                                  preexec_fn=lambda m=megabytes: _limited(m))  # noqa: PLW1509
+        except subprocess.TimeoutExpired:
+            # At the edge of what the interpreter needs to start, glibc's malloc can spin
+            # on a failing mmap inside an import of typer's, before any helm-egress code
+            # runs (seen at 15 MB with compiled bytecode, with py-spy); nothing of ours
+            # can answer there. Above it, a hang is a failure.
+            assert megabytes <= 16, f"hung at {megabytes} MB"
+            continue
         err = proc.stderr.decode(errors="replace")
         seen.add(proc.returncode)
         if proc.returncode == 0:
