@@ -129,6 +129,11 @@ class Context:
         return {}
 
     @cached_property
+    def written(self) -> frozenset[tuple[str | None, str]]:
+        """(namespace, name) of each ServiceEntry this run writes, as its claims name it."""
+        return frozenset((w.wanted.namespace or self.home, w.name) for w in self.service_entries.written)
+
+    @cached_property
     def declarers(self) -> dict[str, list[Access]]:
         """Each declared hostname, in the order first declared, and the first two
         workloads that declared it (enough to name another than any one of them)."""

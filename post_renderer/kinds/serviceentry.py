@@ -139,7 +139,6 @@ def explain(ctx: Context, access: Access, planned: Planned, dest: str, port: int
     if claim.namespace == "*":
         return "ServiceEntry (global allowlist)"
     waypoint = ctx.settings.waypoint
-    ours = {(w.wanted.namespace or ctx.home, w.name) for w in ctx.service_entries.written}
-    if waypoint is not None and through_waypoint(planned.entry) and (claim.namespace, claim.name) in ours:
+    if waypoint is not None and through_waypoint(planned.entry) and (claim.namespace, claim.name) in ctx.written:
         return f"ServiceEntry {claim.name} (through waypoint {waypoint.namespace or '.'}/{waypoint.name})"
     return f"ServiceEntry {claim.name}"
