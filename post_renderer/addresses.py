@@ -111,10 +111,17 @@ def forbidden_literal(text: str) -> bool:
 # --- canonical forms --------------------------------------------------------------
 
 
+_NOT_ADDRESS = re.compile(r"[^0-9A-Fa-f:./]")
+
+
 @functools.lru_cache(maxsize=4096)  # asked per workload, destination and claim; parsing is the cost
 def destination_key(dest: str) -> str:
     """Hosts as they are; addresses canonical, so `10.0.0.5` and `10.0.0.5/32` are one.
     An address with a zone index stays as written: it is no address, so it never equals one."""
+    if _NOT_ADDRESS.search(dest.partition("%")[0]):
+        # A host name: no address spelling has its letters. Parsing it only to fail cost
+        # more than the rest of a render with thousands of hosts (the cache above holds 4096).
+        return dest
     try:
         net = network(dest)
     except ValueError:

@@ -7,6 +7,8 @@ import ast
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from post_renderer import addresses
@@ -194,3 +196,24 @@ def test_a_judged_chart_address_with_a_zone_index_is_never_approved(doc: str, pa
     code, out, err = render(doc.replace("%eth0", "").replace("10.0.0.1", "2001:db8::1") + WORKLOAD,
                             "--policy", str(policy), "--no-normalize")
     assert code == 0, err
+
+
+ADDRESS_LIKE = st.one_of(
+    st.text(alphabet="0123456789abcdefxyzABCDEF:./%- ", max_size=24),
+    st.ip_addresses().map(str),
+    st.builds(lambda ip, bits, tail: f"{ip}{bits}{tail}", st.ip_addresses().map(str),
+              st.sampled_from(["", "/8", "/64", "/128"]), st.sampled_from(["", "%eth0", "%1", "x", "."])),
+)
+
+
+@settings(max_examples=500, derandomize=True, deadline=None)
+@given(ADDRESS_LIKE)
+def test_destination_key_skips_only_what_could_never_parse(text: str) -> None:
+    # The quick refusal of host names must answer exactly as parsing would.
+    destination_key.cache_clear()
+    try:
+        net = network(text)
+        want = str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
+    except ValueError:
+        want = text
+    assert destination_key(text) == want
