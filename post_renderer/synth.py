@@ -320,7 +320,19 @@ def registry_only_message(hosts: Sequence[str], layer: str) -> str:
             "--network-policy cilium enforces the names (toFQDNs)")
 
 
-def reached_addresses(p: Planned, dest: str, port: int) -> str:
+def network_reach(settings: Settings, scope: str | None, p: Planned, dest: str, port: int) -> str | None:
+    """What a network-layer kind opens for one destination (explain), when every such kind
+    opens the same: the waypoint for a name in ambient mode, the addresses when the entry is
+    reached by them. None for a name the kind opens its own way."""
+    if dest in p.entry.hosts and settings.mesh == "ambient":
+        name = settings.waypoint.name if settings.waypoint else "?"
+        return f"waypoint {waypoint_namespace(settings, scope) or '.'}/{name} on port {HBONE_PORT} (HBONE) only"
+    if dest in p.entry.hosts and by_name(p):
+        return None
+    return _reached_addresses(p, dest, port)
+
+
+def _reached_addresses(p: Planned, dest: str, port: int) -> str:
     """What a network layer opens for a destination reached by its addresses (explain)."""
     nets = ", ".join(str(n) for n in addresses(p))
     return f"{nets} on port {port}" if dest not in p.entry.hosts else f"only its addresses {nets} on port {port}"

@@ -16,17 +16,17 @@ from post_renderer.access import Access, Context
 from post_renderer.addresses import IPNetwork, excepts_for
 from post_renderer.errors import Problem
 from post_renderer.model import Workload, per_release
-from post_renderer.settings import HBONE_PORT, PeerSelector, Settings
+from post_renderer.settings import PeerSelector, Settings
 from post_renderer.synth import (
-    SOURCE_ANNOTATION,
-    WORKLOAD_ANNOTATION,
     Generated,
     Planned,
+    SOURCE_ANNOTATION,
+    WORKLOAD_ANNOTATION,
     addresses,
     by_name,
     metadata,
     needs_waypoint,
-    reached_addresses,
+    network_reach,
     waypoint_namespace,
     waypoint_peer,
 )
@@ -262,13 +262,8 @@ def _double_star_warnings(ctx: Context) -> list[Problem]:
 
 
 def explain(ctx: Context, access: Access, planned: Planned, dest: str, port: int) -> str:
-    settings = ctx.settings
-    if dest in planned.entry.hosts and settings.mesh == "ambient":
-        opens = (f"waypoint {waypoint_namespace(settings, ctx.scope(access)) or '.'}/"
-                 f"{settings.waypoint.name if settings.waypoint else '?'} on port {HBONE_PORT} (HBONE) only")
-    elif dest in planned.entry.hosts and by_name(planned):
+    opens = network_reach(ctx.settings, ctx.scope(access), planned, dest, port)
+    if opens is None:
         selectors = fqdn_selectors(dest, ctx.settings.cilium_wildcard_depth or 0)
         opens = "toFQDNs " + ", ".join(next(iter(sel.values())) for sel in selectors) + f" on port {port}"
-    else:
-        opens = reached_addresses(planned, dest, port)
     return f"{KIND} {access.policy_name}: {opens}"

@@ -15,18 +15,18 @@ from post_renderer.addresses import IPNetwork, excepts_for
 from post_renderer.errors import Problem
 from post_renderer.inmesh import selector_matcher
 from post_renderer.model import Workload
-from post_renderer.settings import HBONE_PORT, PeerSelector, Settings
+from post_renderer.settings import PeerSelector, Settings
 from post_renderer.synth import (
-    SOURCE_ANNOTATION,
-    WORKLOAD_ANNOTATION,
     Generated,
     Planned,
+    SOURCE_ANNOTATION,
+    WORKLOAD_ANNOTATION,
     by_name,
     destinations,
     hostnames_by_name,
     metadata,
     needs_waypoint,
-    reached_addresses,
+    network_reach,
     registry_only_message,
     waypoint_namespace,
     waypoint_peer,
@@ -174,15 +174,10 @@ def warnings(ctx: Context) -> list[Problem]:
 
 
 def explain(ctx: Context, access: Access, planned: Planned, dest: str, port: int) -> str:
-    settings = ctx.settings
-    if dest in planned.entry.hosts and settings.mesh == "ambient":
-        opens = (f"waypoint {waypoint_namespace(settings, ctx.scope(access)) or '.'}/"
-                 f"{settings.waypoint.name if settings.waypoint else '?'} on port {HBONE_PORT} (HBONE) only")
-    elif dest in planned.entry.hosts and by_name(planned):
+    opens = network_reach(ctx.settings, ctx.scope(access), planned, dest, port)
+    if opens is None:
         cidrs = ", ".join(str(c) for c in ctx.settings.hostname_cidrs)
         opens = f"any host on port {port} ({cidrs}; hostnames cannot be named in a NetworkPolicy)"
-    else:
-        opens = reached_addresses(planned, dest, port)
     return f"{KIND} {access.policy_name}: {opens}"
 
 
