@@ -11,7 +11,8 @@ Sources, each located where the user (or the chart) wrote it:
   nothing the policy has to approve), on the rule's ports; a rule without ``to`` opens
   every address, one without ports every port;
 - the chart's own CiliumNetworkPolicies (and clusterwide ones): ``toFQDNs`` names and
-  patterns, ``toCIDR``/``toCIDRSet`` ranges and the ``world`` entities, on the rule's
+  patterns, ``toCIDR``/``toCIDRSet`` ranges and the ``world`` entities, spelt as entities
+  or as ``toEndpoints`` selectors on reserved labels (``reserved:world``), on the rule's
   ``toPorts``.
 - the chart's own Istio WorkloadEntries (the endpoints of a ServiceEntry with a
   ``workloadSelector``): the address, on the ports of its port map;
@@ -337,6 +338,9 @@ def _cilium_rule(rule: dict[str, Any], path: str, where: Location, namespace: st
     for i, entity in enumerate(_list(rule.get("toEntities"))):
         for a in _WORLD.get(str(entity), ()):
             dests.append((a, True, f"{path}.toEntities[{i}]", f"entity {entity}"))
+    for i, selector in enumerate(_list(rule.get("toEndpoints"))):
+        for a, who in _reserved(selector):
+            dests.append((a, True, f"{path}.toEndpoints[{i}]", who))
     if "toGroups" in rule:
         dests += [(a, True, f"{path}.toGroups", "cloud provider groups") for a in _EVERY_ADDRESS]
     l3 = ("toFQDNs", "toCIDR", "toCIDRSet", "toEntities", "toGroups", "toEndpoints", "toServices", "toNodes",
@@ -345,6 +349,48 @@ def _cilium_rule(rule: dict[str, Any], path: str, where: Location, namespace: st
         # Ports alone: Cilium allows them to every destination.
         dests += [(a, True, path, "a rule without destinations opens every one") for a in _EVERY_ADDRESS]
     return [Request(d, address, p, namespace, where.at(at), who) for d, address, at, who in dests for p in ports]
+
+
+# Cilium's reserved identities inside the cluster (pkg/labels IDName*): a selector naming
+# one of these is the entity of that name, an in-cluster peer.
+_IN_CLUSTER = frozenset({"host", "remote-node", "kube-apiserver", "health", "init", "ingress", "unmanaged", "none"})
+
+
+def _reserved(selector: Any) -> list[tuple[str, str]]:
+    """(address, who) for each address a ``toEndpoints`` selector on Cilium's reserved labels
+    reaches. Cilium reads a key ``reserved:NAME`` (also ``$NAME``, or ``reserved.NAME`` in
+    newer releases) as the reserved identity NAME and adds no namespace to such a selector
+    (``getEndpointSelector``), so ``{"reserved:world": ""}`` is ``toEntities: [world]``
+    (``EntitySelectorMapping``). Naming a world identity, ``all``, one Cilium does not
+    define, or excluding one (NotIn, DoesNotExist: every other identity, the world's among
+    them), reaches every address; naming an in-cluster identity is that in-cluster entity."""
+    selector = _mapping(selector)
+    named: list[tuple[str, bool]] = []  # identity, selected (not excluded)
+    for key in _mapping(selector.get("matchLabels")):
+        name = _reserved_name(key)
+        if name is not None:
+            named.append((name, True))
+    for expression in _list(selector.get("matchExpressions")):
+        expression = _mapping(expression)
+        name = _reserved_name(expression.get("key"))
+        if name is not None:
+            named.append((name, expression.get("operator") in ("In", "Exists")))
+    out: list[tuple[str, str]] = []
+    for name, selected in named:
+        if selected and name in _IN_CLUSTER:
+            continue
+        who = f"reserved:{name} selector" if selected else f"a selector excluding reserved:{name}"
+        out += [(a, who) for a in (_WORLD.get(name, _EVERY_ADDRESS) if selected else _EVERY_ADDRESS)]
+    return list(dict.fromkeys(out))
+
+
+def _reserved_name(key: Any) -> str | None:
+    if not isinstance(key, str):
+        return None
+    for prefix in ("reserved:", "$", "reserved."):
+        if key.startswith(prefix):
+            return key[len(prefix):]
+    return None
 
 
 def _cilium_ports(to_ports: Any) -> list[PortRange | None]:

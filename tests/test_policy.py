@@ -622,6 +622,38 @@ def test_odd_cilium_rules_never_break_the_judging(rule: str) -> None:
     assert all(isinstance(policy.refusal(r), str) for r in requests)
 
 
+@pytest.mark.parametrize(("selector", "reaches"), [
+    # Cilium reads a reserved: key as the identity it names (EntitySelectorMapping), with no
+    # namespace added (getEndpointSelector): {"reserved:world": ""} is toEntities: [world].
+    ('{matchLabels: {"reserved:world": ""}}', {"0.0.0.0/0", "::/0"}),
+    ('{matchLabels: {"reserved:world-ipv4": ""}}', {"0.0.0.0/0"}),
+    ('{matchLabels: {"reserved:world-ipv6": ""}}', {"::/0"}),
+    ('{matchLabels: {"$world": ""}}', {"0.0.0.0/0", "::/0"}),
+    ('{matchLabels: {"reserved.world": ""}}', {"0.0.0.0/0", "::/0"}),
+    ('{matchLabels: {"reserved:all": ""}}', {"0.0.0.0/0", "::/0"}),
+    ('{matchExpressions: [{key: "reserved:world", operator: Exists}]}', {"0.0.0.0/0", "::/0"}),
+    # Leaving an identity out selects every other one, the world's among them.
+    ('{matchExpressions: [{key: "reserved:host", operator: DoesNotExist}]}', {"0.0.0.0/0", "::/0"}),
+    ('{matchExpressions: [{key: "reserved:kube-apiserver", operator: NotIn, values: [""]}]}', {"0.0.0.0/0", "::/0"}),
+    ('{matchLabels: {"reserved:made-up": ""}}', {"0.0.0.0/0", "::/0"}),
+    # In-cluster identities, and pods: peers, as toEntities [host] and plain selectors are.
+    ('{matchLabels: {"reserved:host": ""}}', set()),
+    ('{matchLabels: {"reserved:kube-apiserver": ""}}', set()),
+    ('{matchLabels: {"reserved:remote-node": ""}}', set()),
+    ('{matchLabels: {"k8s:io.kubernetes.pod.namespace": kube-system, world: ""}}', set()),
+    ("{}", set()),
+    ("7", set()),
+    ("{matchLabels: 7, matchExpressions: [7, {key: 5}]}", set()),
+])
+def test_a_cilium_selector_on_reserved_labels_is_the_entity_it_names(selector: str, reaches: set[str]) -> None:
+    (doc,) = chart(CILIUM.format(rule=f"toEndpoints: [{selector}]\n    toPorts: [{{ports: [{{port: '443'}}]}}]"))
+    requests = from_cilium(doc, None, Problems())
+    assert {r.destination for r in requests} == reaches
+    assert all(r.ports == (443, 443) and r.origin.path == "spec.egress[0].toEndpoints[0]" for r in requests)
+    assert all(judge_one("allow: [{hosts: [a.example.com]}]", r.destination) ==
+               "a policy can never approve every address" for r in requests)
+
+
 def test_a_cilium_policy_that_is_not_yaml_is_a_located_error() -> None:
     problems = Problems()
     (doc,) = chart("---\n" + CILIUM.format(rule="toFQDNs: ["))
