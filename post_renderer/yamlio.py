@@ -213,7 +213,8 @@ def load(yaml: YAML, text: str, where: Location, *, line_offset: int = 0) -> Any
 
 # What ``load_pruned`` keeps: a mapping of key -> what to keep of its value; KEEP_ALL keeps
 # a value whole, KEEP_LINES a mapping whole with the line of each of its keys (see
-# ``KeyLines``). A value that is not a mapping is kept whole wherever its key is kept.
+# ``KeyLines``). A mapping under a sequence's key prunes each of its items; any other
+# value is kept whole wherever its key is kept.
 KEEP_ALL = True
 
 
@@ -336,7 +337,8 @@ class _Pruner:
                 item = self.next()
                 if type(item) is SequenceEndEvent:
                     return items
-                items.append(self.node(item, KEEP_ALL, depth + 1, ()))
+                # A Keep on a sequence applies to each of its items (a pod's containers).
+                items.append(self.node(item, keep if isinstance(keep, dict) else KEEP_ALL, depth + 1, ()))
         mapping: dict[str, Any] = {}
         seen: set[str] = set()
         while True:

@@ -38,6 +38,8 @@ def scan(stream: streams.Stream, problems: Problems) -> workloads.Inventory:
 
 
 def pruned(data: Any, keep: Any) -> Any:
+    if isinstance(keep, dict) and isinstance(data, list):  # each item pruned alike (containers)
+        return [pruned(item, keep) for item in data]
     if not isinstance(keep, dict) or not isinstance(data, dict):
         return data
     return {k: pruned(v, keep[k]) for k, v in data.items() if k in keep}
