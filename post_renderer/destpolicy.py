@@ -70,9 +70,36 @@ class Request(NamedTuple):
     who: str = ""  # what the location does not say, e.g. "entry stripe"
 
 
+class Bypass(NamedTuple):
+    """A workload whose pods the policy lets send traffic past the mesh's proxy."""
+
+    label: str  # "bypass[1]", or "bypass[1] (migrations)" when named
+    kind: str
+    name: str
+    namespaces: frozenset[str] | None  # None: every namespace
+
+
 class Policy(NamedTuple):
     file: str
     rules: tuple[Rule, ...]
+    # Kinds it accepts unjudged: (kind, API group), the group None for every group.
+    kinds: frozenset[tuple[str, str | None]] = frozenset()
+    bypass: tuple[Bypass, ...] = ()
+
+    def allows_kind(self, group: str, kind: str) -> bool:
+        return (kind, None) in self.kinds or (kind, group) in self.kinds
+
+    def bypass_refusal(self, kind: str, name: str, namespace: str | None) -> str | None:
+        """Why the workload ``kind/name`` may not evade the proxy, or None when it may."""
+        named = [b for b in self.bypass if b.kind == kind and b.name == name]
+        if any(b.namespaces is None or (namespace is not None and namespace in b.namespaces) for b in named):
+            return None
+        if named:
+            limits = sorted({ns for b in named for ns in b.namespaces or ()})
+            where = f"in namespace {namespace}" if namespace else "in a namespace the stream does not name"
+            return (f"{' and '.join(b.label for b in named)} {'allows' if len(named) == 1 else 'allow'} it only in "
+                    f"namespace(s) {', '.join(limits)}, and it runs {where}")
+        return f"its bypass list does not name {kind}/{name}"
 
     @property
     def per_namespace(self) -> bool:
@@ -161,9 +188,66 @@ def load(text: str, name: str, verdicts: schema.Verdicts | None = None) -> Polic
             rule = _rule(i, item, locate, problems)
             if rule is not None:
                 rules.append(rule)
+    kinds = _kinds(data.get("kinds"), locate, problems)
+    bypass = _bypass(data.get("bypass"), locate, problems)
     problems.items.sort(key=lambda p: (p.location.line or 0, p.location.path or ""))
     problems.raise_if_any()
-    return Policy(name, tuple(rules))
+    return Policy(name, tuple(rules), kinds, bypass)
+
+
+def _kinds(value: Any, locate: Any, problems: Problems) -> frozenset[tuple[str, str | None]]:
+    from post_renderer.bypass import CILIUM_POLICIES, JUDGED, refusable
+
+    out: set[tuple[str, str | None]] = set()
+    for j, item in _strings(value, 316):
+        kind, dot, group = item.partition(".")
+        if not _strict(_KIND_ENTRY, item, locate(["kinds", j]), problems):
+            continue
+        if ((group, kind) in JUDGED) if dot else kind in CILIUM_POLICIES:
+            problems.add(locate(["kinds", j]), f"{item!r} is judged like the allow rules say, never accepted "
+                                               "as a kind: approve its destinations")
+        elif not refusable(kind, group if dot else None):
+            problems.add(locate(["kinds", j]), f"{item!r} is not a kind helm-egress refuses (EnvoyFilter, WasmPlugin, "
+                                               "the network-policy API's, Calico's, Antrea's, ...); see README")
+        else:
+            out.add((kind, group if dot else None))
+    return frozenset(out)
+
+
+def _bypass(value: Any, locate: Any, problems: Problems) -> tuple[Bypass, ...]:
+    from post_renderer.read import WORKLOAD_KINDS
+
+    out: list[Bypass] = []
+    for i, item in enumerate(value if isinstance(value, list) else []):
+        workload = item.get("workload") if isinstance(item, dict) else None
+        if not isinstance(workload, str) or not _strict(_WORKLOAD_ENTRY, workload, locate(["bypass", i, "workload"]),
+                                                           problems):
+            continue
+        kind, _, name = workload.partition("/")
+        if kind not in WORKLOAD_KINDS:
+            problems.add(locate(["bypass", i, "workload"]),
+                         f"{kind!r} is not a kind of workload ({', '.join(WORKLOAD_KINDS)})")
+            continue
+        namespaces = item.get("namespaces")
+        label = item.get("name")
+        out.append(Bypass(f"bypass[{i}]" + (f" ({label})" if isinstance(label, str) else ""), kind, name,
+                          frozenset(str(n) for n in namespaces) if isinstance(namespaces, list) else None))
+    return tuple(out)
+
+
+def _strict(pattern: re.Pattern[str], value: str, where: Location, problems: Problems) -> bool:
+    """Whether ``value`` matches all through; the schema has reported any other mismatch
+    but a trailing line break, which its ``$`` lets through."""
+    if pattern.match(value):
+        return True
+    if pattern.match(value.rstrip("\n")):
+        problems.add(where, f"{value!r} ends with a line break")
+    return False
+
+
+# The schema's patterns, matched to the end.
+_KIND_ENTRY = re.compile(r"[A-Z][A-Za-z0-9]{0,62}(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*\Z")
+_WORKLOAD_ENTRY = re.compile(r"[A-Z][A-Za-z0-9]{0,62}/[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\Z")
 
 
 def _rule(i: int, item: dict[str, Any], locate: Any, problems: Problems) -> Rule | None:

@@ -65,6 +65,14 @@ class EgressEntry(NamedTuple):
     resolution_origin: Location | None = None  # where `resolution` was written, if it was
 
 
+class Evasion(NamedTuple):
+    """A setting of a workload that lets its pods' traffic leave around the mesh's proxy."""
+
+    setting: str  # as written, e.g. 'sidecar.istio.io/inject: "false"'
+    why: str  # what it does to the proxy's capture
+    location: Location
+
+
 class Workload(NamedTuple):
     """A pod-bearing document of the stream that gets an egress policy."""
 
@@ -90,6 +98,8 @@ class Workload(NamedTuple):
     # Its pods share the node's network namespace: no proxy is injected (Istio skips them,
     # ambient never captures them) and no pod-level policy selects them.
     host_network: bool = False
+    # Settings that take its pods' traffic past the proxy (``bypass.evasions``), hostNetwork too.
+    evasions: tuple[Evasion, ...] = ()
 
 
 class Existing(NamedTuple):

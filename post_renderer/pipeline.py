@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from post_renderer import inmesh, kinds
+from post_renderer import bypass, inmesh, kinds
 from post_renderer import stream as streams
 from post_renderer.emit import emit
 from post_renderer.errors import Problem
@@ -64,6 +64,7 @@ def analyse(
     needs_mesh = kinds.needs_mesh(settings)
     # Besides workloads and the chart's egress documents: what this run's stages read.
     needs = [inmesh.NEED] if needs_mesh else []
+    needs.append(bypass.NEED)  # kinds of few documents, refused with a policy, warned of without
     if policy is not None:
         from post_renderer import asked
 
@@ -82,7 +83,13 @@ def analyse(
     if policy is not None:
         from post_renderer.approval import violations as judged
 
-        violations = judged(found, planned.served, settings, policy)
+        violations = judged(found, planned.served, settings, policy, bypass.reach(planned.ctx))
+        bypassing: list[Problem] = []
+    else:
+        # What a policy would refuse is what check warns of without one; the plan has said
+        # it of hostNetwork for the workloads it serves.
+        bypassing = bypass.warnings(found.documents, found.inventory.workloads,
+                                    {w.doc_index for w in planned.served}, bypass.reach(planned.ctx))
     workloads = found.inventory.workloads
     # A workload that is an item of a List is placed by its List.
     anchor = min((found.documents.holder(w.doc_index) for w in workloads if w.hook is None), default=None)
@@ -93,5 +100,5 @@ def analyse(
 
         reports = explained(workloads, planned.status, planned.ctx, built.generated, policy)
     return Result(chunks, [*found.notes, *planned.notes, *built.notes], built.generated,
-                  [*found.warnings, *planned.warnings, *built.warnings], reports, violations)
+                  [*found.warnings, *planned.warnings, *built.warnings, *bypassing], reports, violations)
 

@@ -46,27 +46,30 @@ POLICY_KINDS = {"ServiceEntry": "networking.istio.io", "NetworkPolicy": "network
 # Every field ``workloads`` reads from a workload, for ``yamlio.load_pruned``: pod specs
 # are most of a workload's bytes and none of its business. A field read but not listed
 # here reads as absent; test_pruned_read compares pruned with whole reads on real charts.
-# Annotations keep their keys' lines: errors about them point there.
+# Annotations keep their keys' lines: errors about them point there. Of the containers,
+# only what lets a pod run around its proxy (``bypass.evasions``).
+_CONTAINER: yamlio.Keep = {
+    "name": yamlio.KEEP_ALL,
+    "securityContext": {"runAsUser": yamlio.KEEP_ALL, "runAsGroup": yamlio.KEEP_ALL, "privileged": yamlio.KEEP_ALL,
+                        "capabilities": {"add": yamlio.KEEP_ALL}},
+}
+_POD_SPEC: yamlio.Keep = {
+    "serviceAccountName": yamlio.KEEP_ALL,
+    "serviceAccount": yamlio.KEEP_ALL,
+    "hostNetwork": yamlio.KEEP_ALL,
+    "securityContext": {"runAsUser": yamlio.KEEP_ALL, "runAsGroup": yamlio.KEEP_ALL},
+    "containers": _CONTAINER,
+    "initContainers": _CONTAINER,
+}
+_TEMPLATE: yamlio.Keep = {"metadata": {"annotations": yamlio.KEEP_LINES, "labels": yamlio.KEEP_ALL}, "spec": _POD_SPEC}
 WORKLOAD_FIELDS: yamlio.Keep = {
     "apiVersion": yamlio.KEEP_ALL,
     "kind": yamlio.KEEP_ALL,
     "metadata": {"annotations": yamlio.KEEP_LINES, "name": yamlio.KEEP_ALL, "namespace": yamlio.KEEP_ALL,
                  "labels": yamlio.KEEP_ALL},
-    "spec": {
-        "selector": yamlio.KEEP_ALL,
-        # A bare Pod's own spec; the templates' below.
-        "serviceAccountName": yamlio.KEEP_ALL,
-        "serviceAccount": yamlio.KEEP_ALL,
-        "hostNetwork": yamlio.KEEP_ALL,
-        "template": {"metadata": {"annotations": yamlio.KEEP_LINES, "labels": yamlio.KEEP_ALL},
-                     "spec": {"serviceAccountName": yamlio.KEEP_ALL, "serviceAccount": yamlio.KEEP_ALL,
-                              "hostNetwork": yamlio.KEEP_ALL}},
-        "jobTemplate": {"spec": {"template": {"metadata": {"annotations": yamlio.KEEP_LINES,
-                                                           "labels": yamlio.KEEP_ALL},
-                                              "spec": {"serviceAccountName": yamlio.KEEP_ALL,
-                                                       "serviceAccount": yamlio.KEEP_ALL,
-                                                       "hostNetwork": yamlio.KEEP_ALL}}}},
-    },
+    # A bare Pod's own spec, with the controllers' selector and templates.
+    "spec": {"selector": yamlio.KEEP_ALL, **_POD_SPEC, "template": _TEMPLATE,
+             "jobTemplate": {"spec": {"template": _TEMPLATE}}},
 }
 
 Wants = Callable[[Document], bool]

@@ -8,7 +8,7 @@ import re
 from collections import Counter
 from typing import Any
 
-from post_renderer import shape
+from post_renderer import bypass, shape
 from post_renderer.errors import Location, Problems
 from post_renderer.model import Existing, Workload, per_release
 from post_renderer.names import dns_label_problem, label_key_problem, label_value_problem
@@ -150,6 +150,13 @@ def _classify(parsed: Parsed, data: dict[str, Any], inventory: Inventory, proble
         if wrong:
             return
     pod_spec = _mapping(data.get("spec")) if template is None else _mapping(template.get("spec"))
+    # The pod's own annotations: Istio reads those, never the controller's.
+    pod_meta = "metadata" if template is None else f"{template_path}.metadata"
+    own_keys = (*pod_meta.split("."), "annotations")
+    own = annotations if template is None else pod_annotations
+    evasions = bypass.evasions(where, pod_spec, "spec" if template is None else f"{template_path}.spec", pod_labels,
+                               labels_path, {str(k): (v, lines.get((*own_keys, k))) for k, v in own.items()},
+                               f"{pod_meta}.annotations")
     # serviceAccount is the deprecated spelling the API server still copies across.
     account = pod_spec.get("serviceAccountName") or pod_spec.get("serviceAccount") or "default"
     if not isinstance(account, str):
@@ -170,6 +177,7 @@ def _classify(parsed: Parsed, data: dict[str, Any], inventory: Inventory, proble
             service_account=account,
             stable_labels=_stable_labels(kind, spec, pod_labels),
             host_network=pod_spec.get("hostNetwork") is True,
+            evasions=evasions,
         )
     )
 

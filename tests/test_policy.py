@@ -818,3 +818,238 @@ spec:
         ("203.0.113.5", (22, 22), "*"), ("203.0.113.5", (8080, 8080), "*"),  # its map wins for http
         ("vm-b.example.net", (22, 22), "*"), ("vm-b.example.net", (8000, 8000), "*"),
     ]
+
+
+# ------------------------------------------- what opens egress where nothing can be judged
+
+WEB = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: prod
+  labels: {{app.kubernetes.io/instance: demo}}
+spec:
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata:
+      labels: {{app: web{labels}}}
+      annotations:
+        helm-egress.io/hosts: api.stripe.com
+        helm-egress.io/ports: 443/TLS{annotations}
+    spec:
+{spec}      containers:
+      - name: web
+        image: web:1
+"""
+STRIPE = "allow: [{hosts: [api.stripe.com], ports: [443]}]\n"
+
+
+def web(labels: str = "", annotations: str = "", spec: str = "") -> str:
+    return WEB.format(labels=labels, annotations="".join(f"\n        {a}" for a in annotations.splitlines()),
+                      spec="".join(f"      {line}\n" for line in spec.splitlines()))
+
+
+@pytest.mark.parametrize(("labels", "annotations", "spec", "path"), [
+    ("", 'sidecar.istio.io/inject: "false"', "", 'spec.template.metadata.annotations["sidecar.istio.io/inject"]'),
+    ("", 'sidecar.istio.io/inject: "disabled"', "", 'spec.template.metadata.annotations["sidecar.istio.io/inject"]'),
+    (', sidecar.istio.io/inject: "false"', 'sidecar.istio.io/inject: "true"', "",
+     'spec.template.metadata.labels["sidecar.istio.io/inject"]'),  # the label wins
+    (", istio.io/dataplane-mode: none", "", "", 'spec.template.metadata.labels["istio.io/dataplane-mode"]'),
+    ("", "traffic.sidecar.istio.io/excludeOutboundIPRanges: 0.0.0.0/0", "",
+     'spec.template.metadata.annotations["traffic.sidecar.istio.io/excludeOutboundIPRanges"]'),
+    ("", 'traffic.sidecar.istio.io/excludeOutboundPorts: "443"', "",
+     'spec.template.metadata.annotations["traffic.sidecar.istio.io/excludeOutboundPorts"]'),
+    ("", 'traffic.sidecar.istio.io/includeOutboundIPRanges: "10.0.0.0/8"', "",
+     'spec.template.metadata.annotations["traffic.sidecar.istio.io/includeOutboundIPRanges"]'),
+    ("", "sidecar.istio.io/interceptionMode: NONE", "",
+     'spec.template.metadata.annotations["sidecar.istio.io/interceptionMode"]'),
+    ("", "", "securityContext: {runAsUser: 1337}", "spec.template.spec.securityContext.runAsUser"),
+    ("", "", "securityContext: {runAsGroup: 1337}", "spec.template.spec.securityContext.runAsGroup"),
+    ("", "", "hostNetwork: true", "spec.template.spec.hostNetwork"),
+    ("", "", "initContainers:\n- name: setup\n  securityContext: {capabilities: {add: [NET_ADMIN]}}",
+     "spec.template.spec.initContainers[0].securityContext.capabilities.add[0]"),
+    ("", "", "initContainers:\n- name: setup\n  securityContext: {runAsUser: 1337}",
+     "spec.template.spec.initContainers[0].securityContext.runAsUser"),
+    ("", "", "containers:\n- name: side\n  securityContext: {capabilities: {add: [CHOWN, cap_net_raw]}}",
+     "spec.template.spec.containers[0].securityContext.capabilities.add[1]"),
+    ("", "", "containers:\n- name: side\n  securityContext: {privileged: true}",
+     "spec.template.spec.containers[0].securityContext.privileged"),
+])
+def test_a_workload_that_evades_the_proxy_is_refused_unless_the_policy_names_it(
+        labels: str, annotations: str, spec: str, path: str, policy_file: Path) -> None:
+    stream = web(labels, annotations, spec).replace("      containers:\n      - name: web", "      - name: web", 1) \
+        if spec.startswith("containers:") else web(labels, annotations, spec)
+    plain = invoke(["render"], stream)
+    assert plain.exit_code == 0, plain.stderr
+    policy_file.write_text(STRIPE)
+    refused = invoke(["render", "--policy", str(policy_file)], stream)
+    assert refused.exit_code == 1 and refused.stdout == ""
+    (line,) = refused.stderr.splitlines()
+    assert line.startswith(f"error: stdin:") and f"(Deployment/web): {path}: " in line, line
+    assert line.endswith(f"not allowed by the policy {policy_file}: its bypass list does not name Deployment/web")
+    policy_file.write_text(STRIPE + "bypass: [{workload: Deployment/web, name: a reason}]\n")
+    allowed = invoke(["render", "--policy", str(policy_file)], stream)
+    assert allowed.exit_code == 0 and allowed.stdout == plain.stdout
+    # Without a policy, check warns where the policy would refuse; render says nothing more.
+    checked = invoke(["check"], stream)
+    assert checked.exit_code == 0
+    if path.endswith("hostNetwork"):  # said once, by the plan, of a workload it serves
+        assert checked.stdout.count("hostNetwork: true") == 1, checked.stdout
+    else:
+        assert [w for w in checked.stdout.splitlines() if f"{path}: " in w and "bypass list" in w], checked.stdout
+    assert plain.stderr == ""
+
+
+@pytest.mark.parametrize(("labels", "annotations", "spec"), [
+    ("", 'sidecar.istio.io/inject: "true"', ""),
+    ("", 'sidecar.istio.io/inject: "Yes"', ""),
+    (', sidecar.istio.io/inject: "true"', 'sidecar.istio.io/inject: "false"', ""),  # the label wins
+    ("", 'traffic.sidecar.istio.io/excludeOutboundPorts: ""', ""),
+    ("", 'traffic.sidecar.istio.io/includeOutboundIPRanges: "*"', ""),
+    ("", "traffic.sidecar.istio.io/includeOutboundPorts: '9000'", ""),
+    ("", "", "securityContext: {runAsUser: 1000, runAsGroup: '1337'}"),
+    ("", "", "hostNetwork: 'true'"),
+    ("", "", "securityContext: {runAsUser: true}\ninitContainers: [7, {securityContext: {capabilities: {add: NET_ADMIN,"
+             " drop: [NET_RAW]}, privileged: 'true'}}]"),
+    ("", "", "initContainers: {a: 1}"),
+])
+def test_settings_that_keep_the_proxy_in_place_pass(labels: str, annotations: str, spec: str, policy_file: Path) -> None:
+    policy_file.write_text(STRIPE)
+    result = invoke(["render", "--policy", str(policy_file)], web(labels, annotations, spec))
+    assert result.exit_code == 0, result.stderr
+
+
+def test_the_controllers_own_annotations_are_not_the_pods() -> None:
+    stream = web().replace("  labels: {app.kubernetes.io/instance: demo}\n",
+                           "  labels: {app.kubernetes.io/instance: demo}\n"
+                           "  annotations: {sidecar.istio.io/inject: 'false'}\n", 1)
+    assert "inject" not in invoke(["check"], stream).stdout
+
+
+def test_every_workload_is_judged_hooks_and_the_undeclared_too(policy_file: Path) -> None:
+    job = """\
+---
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: migrate
+  namespace: prod
+  annotations: {helm.sh/hook: pre-upgrade}
+spec:
+  template:
+    metadata:
+      labels: {app: migrate, sidecar.istio.io/inject: "false"}
+    spec:
+      containers: [{name: migrate, image: m}]
+"""
+    policy_file.write_text(STRIPE)
+    result = invoke(["render", "--policy", str(policy_file)], web() + job)
+    assert result.exit_code == 1
+    assert result.stderr.count("error: ") == 1 and "(Job/migrate)" in result.stderr
+    # What reaches the network layer is said only of a workload that gets a policy.
+    assert "NetworkPolicy opens" not in result.stderr
+    for allowed in ("[{workload: Job/migrate}]", "[{workload: Job/migrate, namespaces: [prod, staging]}]"):
+        policy_file.write_text(STRIPE + f"bypass: {allowed}\n")
+        assert invoke(["render", "--policy", str(policy_file)], web() + job).exit_code == 0
+    # Without a policy check warns of it, hostNetwork included: the plan warns only of those it serves.
+    warned = invoke(["check"], web() + job.replace("containers:", "hostNetwork: true\n      containers:")).stdout
+    assert '(Job/migrate): spec.template.metadata.labels["sidecar.istio.io/inject"]: ' in warned
+    assert "(Job/migrate): spec.template.spec.hostNetwork: hostNetwork: true: " in warned
+    policy_file.write_text(STRIPE + "bypass: [{workload: Job/migrate, namespaces: [staging], name: jobs}]\n")
+    result = invoke(["render", "--policy", str(policy_file)], web() + job)
+    assert result.stderr.rstrip().endswith(
+        "bypass[0] (jobs) allows it only in namespace(s) staging, and it runs in namespace prod"), result.stderr
+
+
+def test_an_evading_pod_under_the_kubernetes_flavour_reaches_any_host_on_the_hostnames_ports(
+        policy_file: Path) -> None:
+    stream = web(annotations='sidecar.istio.io/inject: "false"')
+    policy_file.write_text(STRIPE)
+    result = invoke(["render", "--policy", str(policy_file)], stream)
+    assert "its NetworkPolicy opens 0.0.0.0/0, ::/0 on port(s) 443 for api.stripe.com, which only the proxy narrows " \
+           "to the name: any host on port(s) 443;" in result.stderr
+    for other in (["--network-policy", "cilium"], ["--network-policy", "none"]):
+        result = invoke(["render", "--policy", str(policy_file), *other], stream)
+        assert result.exit_code == 1 and "NetworkPolicy opens" not in result.stderr
+
+
+CHART_KINDS = [
+    ("networking.istio.io/v1alpha3", "EnvoyFilter", True),
+    ("networking.istio.io/v1", "WorkloadGroup", True),
+    ("extensions.istio.io/v1alpha1", "WasmPlugin", True),
+    ("policy.networking.k8s.io/v1alpha1", "AdminNetworkPolicy", True),
+    ("policy.networking.k8s.io/v1alpha1", "BaselineAdminNetworkPolicy", True),
+    ("policy.networking.k8s.io/v1alpha2", "ClusterNetworkPolicy", True),
+    ("projectcalico.org/v3", "NetworkPolicy", True),
+    ("crd.projectcalico.org/v1", "GlobalNetworkPolicy", True),
+    ("projectcalico.org/v3", "GlobalNetworkSet", True),
+    ("crd.antrea.io/v1beta1", "NetworkPolicy", True),
+    ("crd.antrea.io/v1beta1", "ClusterNetworkPolicy", True),
+    ("cilium.io/v2", "CiliumEnvoyConfig", True),
+    ("cilium.io/v2alpha1", "CiliumCIDRGroup", True),
+    ("networking.gke.io/v1alpha1", "FQDNNetworkPolicy", True),
+    ("example.com/v1", "FancyNetworkPolicy", True),  # some network plugin's policy
+    ("networking.istio.io/v1", "VirtualService", False),  # routes only to the registry
+    ("networking.istio.io/v1", "DestinationRule", False),
+    ("security.istio.io/v1", "AuthorizationPolicy", False),
+    ("v1", "ConfigMap", False),
+    ("example.com/v1", "EnvoyFilter", False),  # not Istio's
+]
+
+
+@pytest.mark.parametrize(("api", "kind", "refused"), CHART_KINDS)
+def test_a_kind_that_opens_egress_no_policy_can_judge_is_refused_unless_named(
+        api: str, kind: str, refused: bool, policy_file: Path) -> None:
+    stream = web() + f"---\napiVersion: {api}\nkind: {kind}\nmetadata: {{name: x, namespace: prod}}\nspec: {{}}\n"
+    policy_file.write_text(STRIPE)
+    result = invoke(["render", "--policy", str(policy_file)], stream)
+    assert result.exit_code == (1 if refused else 0), result.stderr
+    group = api.rpartition("/")[0]
+    if refused:
+        (line,) = result.stderr.splitlines()
+        assert line.startswith(f"error: stdin:19: document 1 ({kind}/x): {kind} ({group}) can open egress no "
+                               "destination policy can judge: ")
+        assert line.endswith(f"its kinds list does not name {kind}")
+        warned = invoke(["check"], stream).stdout
+        assert f"warning: stdin:19: document 1 ({kind}/x): {kind} ({group})" in warned
+    for named in (kind, f"{kind}.{group}"):
+        policy_file.write_text(STRIPE + f"kinds: [{named}]\n" if refused else STRIPE)
+        assert invoke(["render", "--policy", str(policy_file)], stream).exit_code == 0
+
+
+def test_a_kind_named_with_its_group_allows_that_group_only(policy_file: Path) -> None:
+    stream = web() + "".join(f"---\napiVersion: {api}\nkind: NetworkPolicy\nmetadata: {{name: {name}}}\n"
+                             for api, name in (("projectcalico.org/v3", "calico"), ("crd.antrea.io/v1beta1", "antrea")))
+    policy_file.write_text(STRIPE + "kinds: [NetworkPolicy.projectcalico.org]\n")
+    result = invoke(["render", "--policy", str(policy_file)], stream)
+    assert result.exit_code == 1 and "NetworkPolicy/antrea" in result.stderr and "calico" not in result.stderr
+    # Naming a kind never stops the judging of Kubernetes' own NetworkPolicies.
+    policy_file.write_text(STRIPE + "kinds: [NetworkPolicy]\n")
+    own = "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: own, namespace: prod}\n" \
+          "spec: {podSelector: {}, policyTypes: [Egress], egress: [{to: [{ipBlock: {cidr: 192.0.2.0/24}}]}]}\n"
+    result = invoke(["render", "--policy", str(policy_file)], stream + own)
+    assert result.exit_code == 1 and result.stderr.count("error: ") == 1 and "192.0.2.0/24" in result.stderr
+
+
+@pytest.mark.parametrize(("text", "path", "message"), [
+    ("kinds: [EnvoyFiltr]", "kinds[0]", "'EnvoyFiltr' is not a kind helm-egress refuses"),
+    ("kinds: [VirtualService.networking.istio.io]", "kinds[0]", "is not a kind helm-egress refuses"),
+    ("kinds: [CiliumNetworkPolicy]", "kinds[0]", "is judged like the allow rules say"),
+    ("kinds: [NetworkPolicy.networking.k8s.io]", "kinds[0]", "is judged like the allow rules say"),
+    ("kinds: [envoyfilter]", "kinds[0]", "is not a kind, or a kind and its API group"),
+    ('kinds: ["EnvoyFilter\\n"]', "kinds[0]", "ends with a line break"),
+    ("kinds: EnvoyFilter", "kinds", "is not of type 'array'"),
+    ("bypass: [{workload: Deploymnet/web}]", "bypass[0].workload", "'Deploymnet' is not a kind of workload"),
+    ("bypass: [{workload: web}]", "bypass[0].workload", "is not Kind/name of a workload"),
+    ('bypass: [{workload: "Deployment/web\\n"}]', "bypass[0].workload", "ends with a line break"),
+    ("bypass: [{namespaces: [prod]}]", "bypass[0]", "'workload' is a required property"),
+    ("bypass: [{workload: Job/a, namespace: [prod]}]", "bypass[0].namespace", "unknown key 'namespace'"),
+    ("bypass: [{workload: Job/a, namespaces: [Prod]}]", "bypass[0].namespaces[0]", "is not a namespace name"),
+])
+def test_bad_kinds_and_bypass_entries_are_located_errors(text: str, path: str, message: str) -> None:
+    with pytest.raises(EgressError) as caught:
+        load(f"allow: []\n{text}\n", "platform.yaml")
+    (problem,) = caught.value.problems
+    assert (problem.location.file, problem.location.line, problem.location.path) == ("platform.yaml", 2, path)
+    assert message in problem.message, problem.message
