@@ -19,6 +19,7 @@ from post_renderer.addresses import covering_wildcards, destination_key
 from post_renderer.errors import Problem
 from post_renderer.inmesh import InMesh
 from post_renderer.model import SidecarHost, Workload, per_release
+from post_renderer.reach import Reach
 from post_renderer.serving import Serving
 from post_renderer.settings import Settings
 from post_renderer.synth import Claim, Claims, Planned
@@ -32,6 +33,9 @@ class Access(NamedTuple):
     sources: tuple[str, ...]  # values:<file>, annotations:<Kind/name>
     sidecar: bool = False  # gets a Sidecar: --sidecar, and not opted out
     sidecar_hosts: tuple[SidecarHost, ...] = ()
+    # What it reaches in the cluster besides its entries (``reach``: its release's Services,
+    # declared in-cluster destinations, the mesh's Services, the API server).
+    reach: tuple[Reach, ...] = ()
 
     @property
     def hostnames(self) -> list[str]:

@@ -164,6 +164,17 @@ IPV4_LINK_LOCAL_IN_IPV6: tuple[IPNetwork, ...] = (
     ipaddress.ip_network("2002:a9fe::/32"),  # 6to4 (RFC 3056)
 )
 FORBIDDEN: tuple[IPNetwork, ...] = METADATA_ENDPOINTS + LINK_LOCAL + IPV4_LINK_LOCAL_IN_IPV6
+# Where a cluster's pods, Services, nodes and private networks live (RFC 1918, RFC 6598's
+# shared space that EKS, GKE and Tailscale use for pods, RFC 4193's unique local IPv6): a
+# hostname stands for a public service, so the CIDRs standing in for hostnames leave these
+# out unless the user says otherwise (--hostname-private-ranges).
+PRIVATE_RANGES: tuple[IPNetwork, ...] = (
+    ipaddress.ip_network("10.0.0.0/8"),
+    ipaddress.ip_network("172.16.0.0/12"),
+    ipaddress.ip_network("192.168.0.0/16"),
+    ipaddress.ip_network("100.64.0.0/10"),
+    ipaddress.ip_network("fc00::/7"),
+)
 EVERY_ADDRESS: tuple[IPNetwork, ...] = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 
 

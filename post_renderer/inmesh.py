@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 from post_renderer import yamlio
 from post_renderer.errors import Location, Problems
 from post_renderer.read import Documents, Need
+from post_renderer.settings import PortSpec
 from post_renderer.stream import Document
 
 SERVICE = ("Service", "")
@@ -28,6 +29,13 @@ _KIND_NAMES = frozenset(k for k, _ in _KINDS)
 class Service(NamedTuple):
     name: str
     namespace: str | None
+    # Its pods' labels; None without a selector (its endpoints are managed by hand, or it
+    # is an ExternalName): no pod of the stream can be named for it.
+    selector: dict[str, str] | None = None
+    # What a caller's packets reach after the Service's DNAT, as a NetworkPolicy sees them:
+    # (protocol, targetPort or port), each once.
+    target_ports: tuple[PortSpec, ...] = ()
+    location: Location = Location()
 
 
 class Selecting(NamedTuple):
@@ -78,7 +86,8 @@ NEED = Need(wants, {
     "apiVersion": yamlio.KEEP_ALL,
     "kind": yamlio.KEEP_ALL,
     "metadata": {"name": yamlio.KEEP_ALL, "namespace": yamlio.KEEP_ALL},
-    "spec": {"workloadSelector": yamlio.KEEP_ALL, "endpointSelector": yamlio.KEEP_ALL,
+    "spec": {"selector": yamlio.KEEP_ALL, "ports": yamlio.KEEP_ALL, "type": yamlio.KEEP_ALL,
+             "workloadSelector": yamlio.KEEP_ALL, "endpointSelector": yamlio.KEEP_ALL,
              "targetRef": yamlio.KEEP_ALL, "targetRefs": yamlio.KEEP_ALL, "action": yamlio.KEEP_ALL,
              "egress": yamlio.KEEP_ALL},
 })
@@ -102,10 +111,10 @@ def scan(documents: Documents, problems: Problems) -> InMesh:
         if not isinstance(name, str):
             continue
         ns = namespace if isinstance(namespace, str) and namespace else None
-        if (kind, group) == SERVICE:
-            found.services.append(Service(name, ns))
-            continue
         spec = _mapping(data.get("spec"))
+        if (kind, group) == SERVICE:
+            found.services.append(_service(name, ns, spec, where))
+            continue
         if (kind, group) == AUTHORIZATION:
             many = spec.get("targetRefs")
             refs = [spec.get("targetRef"), *(many if isinstance(many, list) else [])]
@@ -135,6 +144,40 @@ def scan(documents: Documents, problems: Problems) -> InMesh:
                                       _strip_source(_strings(_mapping(selector.get("matchLabels")))),
                                       expressions, where))
     return found
+
+
+_PROTOCOLS = ("TCP", "UDP", "SCTP")
+
+
+def _service(name: str, namespace: str | None, spec: dict[str, Any], where: Location) -> Service:
+    selector = spec.get("selector")
+    # Label values are strings, or the API server refuses the Service.
+    pods = dict(selector) if isinstance(selector, dict) and selector and spec.get("type") != "ExternalName" and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in selector.items()) else None
+    ports: dict[PortSpec, None] = {}
+    raw = spec.get("ports")
+    for item in raw if isinstance(raw, list) else []:
+        item = _mapping(item)
+        protocol = item.get("protocol", "TCP")
+        target = item.get("targetPort")
+        if target is None or target == 0 or target == "":
+            target = item.get("port")  # unset targetPort means the port (API defaulting)
+        # Anything else the API server refuses, and the Service is never created.
+        if protocol not in _PROTOCOLS or not isinstance(target, (int, str)) or not _pod_port(target):
+            continue
+        ports[(str(protocol), target)] = None
+    return Service(name, namespace, pods, tuple(ports), where)
+
+
+def _pod_port(value: Any) -> bool:
+    """A number 1-65535, or a container port's name (an IANA service name)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return 1 <= value <= 65535
+    return isinstance(value, str) and 0 < len(value) <= 15 and value.isascii() and not value.isdigit() \
+        and value.replace("-", "").isalnum() and value == value.lower() and "--" not in value \
+        and not value.startswith("-") and not value.endswith("-")
 
 
 def _mapping(value: Any) -> dict[str, Any]:

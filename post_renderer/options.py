@@ -18,15 +18,17 @@ from typing import Annotated, Any, NamedTuple, Optional
 
 import typer
 
-from post_renderer.addresses import IPNetwork, collapse, inside, network, overlaps_forbidden, strictly_inside
+from post_renderer.addresses import PRIVATE_RANGES, IPNetwork, collapse, inside, network, overlaps_forbidden, strictly_inside
 from post_renderer.names import dns_label_problem, dns_subdomain_problem, label_key_problem, label_value_problem
 from post_renderer.settings import (
     ISTIO_API_VERSIONS,
     MESHES,
     NETWORK_POLICY_FLAVOURS,
     Mesh,
+    MeshService,
     NetworkPolicyFlavour,
     PeerSelector,
+    PortSpec,
     Settings,
     Waypoint,
 )
@@ -194,8 +196,29 @@ _IstiodPort = Annotated[int, typer.Option(help="istiod xDS and CA port (TCP).", 
                                             parser=_ascii_int, metavar="<port>")]
 
 _SameNamespace = Annotated[
-    bool, typer.Option("--same-namespace/--no-same-namespace", help="Allow egress to every pod of the workload's own namespace.",
-                       envvar=ENV + "SAME_NAMESPACE"),
+    bool, typer.Option("--same-namespace/--no-same-namespace",
+                       help="Allow egress to every pod of the workload's own namespace, on every port (before 0.9: "
+                            "the default); without it, only the release's Services and declared in-cluster "
+                            "destinations.", envvar=ENV + "SAME_NAMESPACE"),
+]
+
+_DnsService = Annotated[
+    str, typer.Option(help="The cluster DNS Service every Sidecar imports (DNS over TCP goes through the proxy), "
+                           "NAMESPACE/NAME; '' for none.", envvar=ENV + "DNS_SERVICE"),
+]
+
+_MeshService = Annotated[
+    Optional[list[str]],
+    typer.Option(help="A mesh Service every workload calls (telemetry, a CA): every Sidecar imports it and every "
+                      "policy reaches its pods, NAMESPACE/NAME:PORT[/UDP][,PORT...][:k=v[,k=v]] (pod ports; the "
+                      "labels narrow to its pods); repeatable.", envvar=ENV + "MESH_SERVICE"),
+]
+
+_ExcludePrivate = Annotated[
+    bool, typer.Option("--exclude-private/--include-private",
+                       help="Leave private ranges (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7) out of the "
+                            "hostname CIDRs: pods, Services and nodes are never a public hostname.",
+                       envvar=ENV + "EXCLUDE_PRIVATE"),
 ]
 
 _HostnameCidr = Annotated[
@@ -281,9 +304,12 @@ def _shared_options(
     istiod_namespace: _IstiodNamespace = "istio-system",
     istiod_selector: _IstiodSelector = "app=istiod",
     istiod_port: _IstiodPort = 15012,
-    same_namespace: _SameNamespace = True,
+    same_namespace: _SameNamespace = False,
+    dns_service: _DnsService = "kube-system/kube-dns",
+    mesh_service: _MeshService = None,
     hostname_cidr: _HostnameCidr = None,
     hostname_except: _HostnameExcept = None,
+    exclude_private: _ExcludePrivate = True,
     allow_broad_cidrs: _AllowBroadCidrs = False,
     istio_api_version: _IstioApiVersion = ISTIO_API_VERSIONS[0],
     istio_version: _IstioVersion = None,
@@ -315,6 +341,8 @@ def _shared_options(
         raise typer.BadParameter(f"{istio_api_version!r} is not one of {', '.join(ISTIO_API_VERSIONS)}",
                                  param_hint="--istio-api-version")
     cidrs, excepts = _hostname_ranges(hostname_cidr, hostname_except)
+    if exclude_private:
+        excepts = tuple(dict.fromkeys((*PRIVATE_RANGES, *excepts)))
     chosen_mesh, chosen_waypoint = _mesh(mesh, waypoint, sidecar)
     if dns_subdomain_problem(trust_domain) is not None:
         raise typer.BadParameter(f"{trust_domain!r} is not a trust domain (a DNS name, e.g. cluster.local)",
@@ -352,6 +380,8 @@ def _shared_options(
         sidecar=sidecar,
         sidecar_hosts=tuple(dict.fromkeys(sidecar_hosts)),
         cluster_domain=cluster_domain,
+        dns_service=_dns_service(dns_service),
+        mesh_services=tuple(_mesh_service(text) for text in mesh_service or ()),
         mesh=chosen_mesh,
         waypoint=chosen_waypoint,
         trust_domain=trust_domain,
@@ -381,6 +411,44 @@ def _mesh(mesh: str, waypoint: str | None, sidecar: bool) -> tuple[Mesh, Waypoin
         if why:
             raise typer.BadParameter(f"{waypoint!r}: {why}", param_hint="--waypoint")
     return chosen, Waypoint(namespace or None, name)
+
+
+def _dns_service(text: str) -> tuple[str, str] | None:
+    if not text.strip():
+        return None
+    namespace, sep, name = text.strip().partition("/")
+    if not sep:
+        raise typer.BadParameter(f"{text!r}: expected NAMESPACE/NAME", param_hint="--dns-service")
+    for part, what in ((namespace, "namespace"), (name, "Service name")):
+        why = dns_label_problem(part, what)
+        if why:
+            raise typer.BadParameter(f"{text!r}: {why}", param_hint="--dns-service")
+    return namespace, name
+
+
+def _mesh_service(text: str) -> MeshService:
+    """NAMESPACE/NAME:PORT[/UDP][,PORT...][:k=v[,k=v]]."""
+    namespace, sep, rest = text.strip().partition("/")
+    name, _, rest = rest.partition(":")
+    ports_text, _, labels_text = rest.partition(":")
+    if not sep or not ports_text:
+        raise typer.BadParameter(f"{text!r}: expected NAMESPACE/NAME:PORT[,PORT...][:k=v[,k=v]]",
+                                 param_hint="--mesh-service")
+    for part, what in ((namespace, "namespace"), (name, "Service name")):
+        why = dns_label_problem(part, what)
+        if why:
+            raise typer.BadParameter(f"{text!r}: {why}", param_hint="--mesh-service")
+    ports: list[PortSpec] = []
+    for item in ports_text.split(","):
+        number, slash, protocol = item.strip().partition("/")
+        protocol = protocol.upper() if slash else "TCP"
+        if protocol not in ("TCP", "UDP") or not (number.isascii() and number.isdigit()) \
+                or not 1 <= int(number) <= 65535:
+            raise typer.BadParameter(f"{text!r}: {item!r} is not a port (1-65535, optionally /UDP)",
+                                     param_hint="--mesh-service")
+        ports.append((protocol, int(number)))
+    labels = _labels(labels_text, "--mesh-service") if labels_text else {}
+    return MeshService(namespace, name, tuple(dict.fromkeys(ports)), labels)
 
 
 def _hostname_ranges(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from post_renderer import bypass, inmesh, kinds
+from post_renderer import bypass, inmesh, kinds, reach
 from post_renderer import stream as streams
 from post_renderer.emit import emit
 from post_renderer.errors import Problem
@@ -63,7 +63,7 @@ def analyse(
     stream = streams.split(text) if isinstance(text, str) else streams.split_bytes(text)
     needs_mesh = kinds.needs_mesh(settings)
     # Besides workloads and the chart's egress documents: what this run's stages read.
-    needs = [inmesh.NEED] if needs_mesh else []
+    needs = [inmesh.NEED, *reach.needs(settings)] if needs_mesh else []
     needs.append(bypass.NEED)  # kinds of few documents, refused with a policy, warned of without
     if policy is not None:
         from post_renderer import asked

@@ -16,6 +16,7 @@ from post_renderer.errors import EgressError, Location, Problem, Problems
 from post_renderer.find import Found
 from post_renderer.model import Workload
 from post_renderer.names import dns_label, label_value_problem
+from post_renderer.reach import gather
 from post_renderer.serving import serve
 from post_renderer.settings import Settings
 from post_renderer.synth import Wanted, hostnames_by_name, policy_names, registry_only_message
@@ -60,6 +61,9 @@ def plan(found: Found, settings: Settings, label_selected: Callable[[Access], bo
         )
         for w in served
     ]
+    access, reached_warnings, reached_notes = gather(found, access, settings)
+    warnings += reached_warnings
+    notes += reached_notes
     problems = Problems()
     for a in access:
         if not a.workload.stable_labels and label_selected(a):

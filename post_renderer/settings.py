@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
-from post_renderer.addresses import EVERY_ADDRESS, IPNetwork
+from post_renderer.addresses import EVERY_ADDRESS, PRIVATE_RANGES, IPNetwork
 
 ISTIO_API_VERSIONS = ("networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3")
 NetworkPolicyFlavour = Literal["kubernetes", "cilium", "none"]
@@ -23,12 +23,26 @@ class Waypoint(NamedTuple):
     name: str
 
 
+# A port as a NetworkPolicy (and Cilium) names it: (protocol, number or the pod's port name).
+PortSpec = tuple[str, "int | str"]
+
+
 class PeerSelector(NamedTuple):
     """Pods selected by labels in one namespace: one NetworkPolicy peer."""
 
+    namespace: str  # "": the policy's own
+    labels: dict[str, str]  # {}: every pod of the namespace
+    ports: tuple[PortSpec, ...]  # empty: every port
+
+
+class MeshService(NamedTuple):
+    """A Service of the mesh's own (telemetry, a CA) every workload calls: every Sidecar
+    imports it and every policy reaches its pods on ``ports`` (their target ports)."""
+
     namespace: str
-    labels: dict[str, str]
-    ports: tuple[tuple[str, int], ...]  # (protocol, port)
+    name: str
+    ports: tuple[PortSpec, ...]
+    labels: dict[str, str]  # its pods' labels; {}: any pod of its namespace on those ports
 
 
 KUBE_DNS = PeerSelector("kube-system", {"k8s-app": "kube-dns"}, (("UDP", 53), ("TCP", 53)))
@@ -43,9 +57,11 @@ class Settings(NamedTuple):
     # More DNS pods, reached like ``dns`` (NodeLocal DNSCache answers beside kube-dns).
     dns_peers: tuple[PeerSelector, ...] = ()
     istiod: PeerSelector = ISTIOD
-    allow_same_namespace: bool = True
+    # Every pod of a workload's namespace on every port: wider than what it needs (its
+    # release's Services, declared in-cluster destinations), so only when asked for.
+    allow_same_namespace: bool = False
     hostname_cidrs: tuple[IPNetwork, ...] = EVERY_ADDRESS
-    hostname_excepts: tuple[IPNetwork, ...] = ()
+    hostname_excepts: tuple[IPNetwork, ...] = PRIVATE_RANGES
     allow_broad_cidrs: bool = False
     istio_api_version: str = "networking.istio.io/v1"
     annotation_prefix: str = "helm-egress.io"
@@ -57,6 +73,10 @@ class Settings(NamedTuple):
     sidecar: bool = False
     sidecar_hosts: tuple[str, ...] = ()  # in-mesh hosts every Sidecar imports, `namespace/dnsName`
     cluster_domain: str = "cluster.local"
+    # The cluster DNS Service every Sidecar imports (DNS over TCP goes through the proxy):
+    # (namespace, name), or None to import none.
+    dns_service: tuple[str, str] | None = ("kube-system", "kube-dns")
+    mesh_services: tuple[MeshService, ...] = ()
     mesh: Mesh = "sidecar"
     waypoint: Waypoint | None = None  # with mesh "ambient"
     trust_domain: str = "cluster.local"  # of the SPIFFE principals ambient policies admit

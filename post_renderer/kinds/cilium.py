@@ -16,7 +16,7 @@ from post_renderer.access import Access, Context
 from post_renderer.addresses import IPNetwork, excepts_for
 from post_renderer.errors import Problem
 from post_renderer.model import Workload, per_release
-from post_renderer.settings import PeerSelector, Settings
+from post_renderer.settings import PeerSelector, PortSpec, Settings
 from post_renderer.synth import (
     Generated,
     Planned,
@@ -43,7 +43,7 @@ MAX_PORTS = 40  # per toPorts item (CRD maxItems)
 # Narrowing it does not narrow egress — `toFQDNs` does that — and Cilium answers a refused
 # query with REFUSED, which stops musl's search-path walk (see README).
 DNS_QUERIES = [{"matchPattern": "*"}]
-SETTINGS = frozenset({"network_policy", "namespace", "dns", "dns_peers", "istiod", "allow_same_namespace",
+SETTINGS = frozenset({"network_policy", "namespace", "dns", "dns_peers", "istiod",
                       "cilium_wildcard_depth", "mesh", "waypoint"})
 LAYER: Final = "network"
 REPORT: Final = "policy"
@@ -86,11 +86,15 @@ def _policy(access: Access, ctx: Context) -> Generated:
             rules.append(_to_pods(waypoint_peer(settings, waypoint_namespace(settings, ctx.scope(access)))))
     else:
         rules.append(_to_pods(settings.istiod))
-    if settings.allow_same_namespace:
-        namespace = ctx.scope(access)
-        # A namespaced policy's endpoint selectors stay in its namespace; the label says so
-        # explicitly where the namespace is known.
-        rules.append({"toEndpoints": [{"matchLabels": {NAMESPACE_LABEL: namespace}} if namespace else {}]})
+    for r in access.reach:
+        if r.peer is not None:
+            rules.append(_to_pods(r.peer._replace(namespace=r.peer.namespace or ctx.scope(access) or "")))
+        if r.entity is not None:
+            # The API server's identity is an entity: CIDR rules never select it
+            # (cilium/cilium#14724, #20550), whatever its address.
+            rules.append(_ported({"toEntities": [r.entity]}, r.ports))
+        elif r.cidrs:
+            rules.append(_ported({"toCIDRSet": _cidr_set(r.cidrs)}, r.ports))
 
     # toFQDNs may not share a rule with other L3 selectors: names and CIDRs get their own
     # rules. Destinations with the same ports share one, different ports never do.
@@ -110,14 +114,7 @@ def _policy(access: Access, ctx: Context) -> Generated:
     for fqdn_ports, selectors in by_ports.items():
         rules.append({"toFQDNs": selectors, "toPorts": _to_ports(fqdn_ports)})
     for nets, cidr_ports in cidrs.items():
-        blocks = []
-        for net in nets:
-            block: dict[str, Any] = {"cidr": str(net)}
-            excepts = excepts_for(net)
-            if excepts:
-                block["except"] = [str(e) for e in excepts]
-            blocks.append(block)
-        rules.append({"toCIDRSet": blocks, "toPorts": _to_ports(tuple(sorted(cidr_ports)))})
+        rules.append({"toCIDRSet": _cidr_set(nets), "toPorts": _to_ports(tuple(sorted(cidr_ports)))})
 
     annotations = {
         WORKLOAD_ANNOTATION: f"{workload.kind}/{workload.name}",
@@ -192,12 +189,33 @@ def _to_pods(peer: PeerSelector, *, dns: bool = False) -> dict[str, Any]:
     # namespaced policy's endpoint selectors stay in its own.
     labels = {NAMESPACE_LABEL: peer.namespace} if peer.namespace else {}
     labels.update({f"k8s:{k}": v for k, v in peer.labels.items()})
+    rule: dict[str, Any] = {"toEndpoints": [{"matchLabels": labels}]}
+    if not peer.ports:  # every port
+        return rule
     to_ports: dict[str, Any] = {"ports": [{"port": str(port), "protocol": proto} for proto, port in peer.ports]}
     if dns:
         # Without an L7 DNS rule the proxy never sees a query, never learns an IP, and
         # every toFQDNs rule allows nothing.
         to_ports["rules"] = {"dns": list(DNS_QUERIES)}
-    return {"toEndpoints": [{"matchLabels": labels}], "toPorts": [to_ports]}
+    rule["toPorts"] = [to_ports]
+    return rule
+
+
+def _ported(rule: dict[str, Any], ports: tuple[PortSpec, ...]) -> dict[str, Any]:
+    if ports:  # none: every port
+        rule["toPorts"] = [{"ports": [{"port": str(port), "protocol": proto} for proto, port in ports]}]
+    return rule
+
+
+def _cidr_set(nets: tuple[IPNetwork, ...]) -> list[dict[str, Any]]:
+    blocks = []
+    for net in nets:
+        block: dict[str, Any] = {"cidr": str(net)}
+        excepts = excepts_for(net)
+        if excepts:
+            block["except"] = [str(e) for e in excepts]
+        blocks.append(block)
+    return blocks
 
 
 def _to_ports(ports: tuple[tuple[int, str], ...]) -> list[dict[str, Any]]:

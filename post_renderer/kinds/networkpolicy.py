@@ -15,7 +15,8 @@ from post_renderer.addresses import IPNetwork, excepts_for
 from post_renderer.errors import Problem
 from post_renderer.inmesh import selector_matcher
 from post_renderer.model import Workload
-from post_renderer.settings import PeerSelector, Settings
+from post_renderer.reach import Reach
+from post_renderer.settings import PeerSelector, PortSpec, Settings
 from post_renderer.synth import (
     Generated,
     Planned,
@@ -35,12 +36,12 @@ from post_renderer.validate import networkpolicy_problems
 
 KIND = "NetworkPolicy"
 TEMPLATE = "templates/helm-egress-networkpolicies.yaml"
-SETTINGS = frozenset({"network_policy", "namespace", "dns", "dns_peers", "istiod", "allow_same_namespace",
+SETTINGS = frozenset({"network_policy", "namespace", "dns", "dns_peers", "istiod",
                       "hostname_cidrs", "hostname_excepts", "mesh", "waypoint"})
 LAYER: Final = "network"
 REPORT: Final = "policy"
 LABEL_SELECTOR = False  # its own pod selector, narrowed where it takes in other pods
-NEEDS_MESH = False
+NEEDS_MESH = True  # the release's Services: their pods are reached on their target ports
 check = networkpolicy_problems
 
 
@@ -60,7 +61,7 @@ def notes(ctx: Context) -> list[str]:
     return []
 
 
-Shared = dict[tuple[tuple[Planned, ...], str | None], list[dict[str, Any]]]
+Shared = dict[tuple[tuple[Planned, ...], str | None, tuple[object, ...]], list[dict[str, Any]]]
 
 
 def build(ctx: Context) -> list[Generated]:
@@ -74,10 +75,10 @@ def network_policy(access: Access, ctx: Context, shared: Shared) -> Generated:
     list, written once (``emit``)."""
     settings = ctx.settings
     workload = access.workload
-    key = (access.planned, waypoint_namespace(settings, ctx.scope(access)))
+    key = (access.planned, waypoint_namespace(settings, ctx.scope(access)), tuple(r.key() for r in access.reach))
     rules = shared.get(key)
     if rules is None:
-        rules = shared[key] = _egress_rules(access.planned, settings, key[1])
+        rules = shared[key] = _egress_rules(access.planned, settings, key[1], access.reach)
     annotations = {
         WORKLOAD_ANNOTATION: f"{workload.kind}/{workload.name}",
         SOURCE_ANNOTATION: ",".join(access.sources) if access.sources else "defaults",
@@ -95,7 +96,8 @@ def network_policy(access: Access, ctx: Context, shared: Shared) -> Generated:
     return Generated(KIND, access.policy_name, access.namespace, body, workload.location)
 
 
-def _egress_rules(planned: tuple[Planned, ...], settings: Settings, waypoint_ns: str | None) -> list[dict[str, Any]]:
+def _egress_rules(planned: tuple[Planned, ...], settings: Settings, waypoint_ns: str | None,
+                  reach: tuple[Reach, ...]) -> list[dict[str, Any]]:
     rules: list[dict[str, Any]] = [_peer_rule(peer) for peer in (settings.dns, *settings.dns_peers)]
     if settings.mesh == "ambient":
         # ztunnel, not the pod, talks to istiod; the pod's names go to the waypoint.
@@ -103,9 +105,11 @@ def _egress_rules(planned: tuple[Planned, ...], settings: Settings, waypoint_ns:
             rules.append(_peer_rule(waypoint_peer(settings, waypoint_ns)))
     else:
         rules.append(_peer_rule(settings.istiod))
-    if settings.allow_same_namespace:
-        # Any pod of the workload's own namespace, on any port: in-mesh calls stay open.
-        rules.append({"to": [{"podSelector": {}}]})
+    for r in reach:
+        if r.peer is not None:
+            rules.append(_peer_rule(r.peer))
+        if r.cidrs:
+            rules.append(_block_rule(r.cidrs, r.ports))
     rules.extend(_destination_rules(planned, settings))
     return rules
 
@@ -188,10 +192,24 @@ def _peer_rule(peer: PeerSelector) -> dict[str, Any]:
     selected: dict[str, Any] = {"podSelector": {"matchLabels": dict(peer.labels)}}
     if peer.namespace:
         selected = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": peer.namespace}}, **selected}
-    return {
-        "to": [selected],
-        "ports": [{"protocol": proto, "port": port} for proto, port in peer.ports],
-    }
+    rule: dict[str, Any] = {"to": [selected]}
+    if peer.ports:  # none: every port
+        rule["ports"] = [{"protocol": proto, "port": port} for proto, port in peer.ports]
+    return rule
+
+
+def _block_rule(cidrs: tuple[IPNetwork, ...], ports: tuple[PortSpec, ...]) -> dict[str, Any]:
+    peers = []
+    for net in cidrs:
+        block: dict[str, Any] = {"cidr": _text(net)}
+        excepts = excepts_for(net)
+        if excepts:
+            block["except"] = [_text(e) for e in excepts]
+        peers.append({"ipBlock": block})
+    rule: dict[str, Any] = {"to": peers}
+    if ports:
+        rule["ports"] = [{"protocol": proto, "port": port} for proto, port in ports]
+    return rule
 
 
 @functools.lru_cache(maxsize=1024)  # every workload's policy writes the same few ranges

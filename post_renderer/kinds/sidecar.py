@@ -66,17 +66,10 @@ def build(ctx: Context) -> list[Generated]:
 
 
 def egress_hosts(access: Access, ctx: Context) -> list[str]:
-    """Its declared destinations, the release's Services, then the hosts a user added."""
+    """Its declared destinations, what it reaches in the cluster (the release's Services,
+    in-cluster destinations, the mesh's Services, cluster DNS), then the hosts a user added."""
     hosts = [host for host, _ in ctx.imports(access)]
-    domain = ctx.settings.cluster_domain
-    for service in sorted(ctx.inmesh.services, key=lambda s: (s.namespace or ctx.home or "", s.name)):
-        namespace = service.namespace or ctx.home
-        if namespace:
-            hosts.append(f"{namespace}/{service.name}.{namespace}.svc.{domain}")
-        else:
-            # Helm's namespace is not in the stream, so the Service's name cannot be written
-            # in full: every Service of the Sidecar's own namespace, and nothing external.
-            hosts.append(f"./*.svc.{domain}")
+    hosts += [host for r in access.reach for host in r.imports]
     hosts += [*ctx.settings.sidecar_hosts, *(h.host for h in access.sidecar_hosts)]
     return list(dict.fromkeys(hosts))
 

@@ -1,0 +1,93 @@
+"""What a workload must reach inside the cluster besides its external destinations.
+
+Its external hosts and addresses are entries (``Planned``), served by ServiceEntries.
+Everything else a real workload calls is a ``Reach``: the release's own Services, the
+in-cluster destinations it declares, the mesh's own Services, the Kubernetes API server
+when its RBAC says it talks to it. Each source of reach is one module of ``SOURCES``; it
+says per workload what to open and why, and every per-workload output kind translates a
+``Reach`` into its own terms (a NetworkPolicy peer or ipBlock, a Cilium endpoint, entity
+or CIDR, a Sidecar import). Cluster DNS and istiod stay the kinds' own: every policy
+reaches them, whatever the workload declares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+
+from post_renderer.addresses import IPNetwork
+from post_renderer.errors import Problem
+from post_renderer.read import Need
+from post_renderer.settings import HBONE_PORT, PeerSelector, PortSpec, Settings
+
+if TYPE_CHECKING:
+    from post_renderer.access import Access
+    from post_renderer.find import Found
+
+
+class Reach(NamedTuple):
+    """One thing in the cluster a workload's policies let it reach."""
+
+    why: str  # what it is and who asked, for explain: "Service web (the release's)"
+    peer: PeerSelector | None = None  # pods: a NetworkPolicy peer, Cilium toEndpoints
+    imports: tuple[str, ...] = ()  # Istio Sidecar hosts, `namespace/dnsName`
+    entity: str | None = None  # a Cilium entity (kube-apiserver): CIDRs never select its identity
+    cidrs: tuple[IPNetwork, ...] = ()  # NetworkPolicy ipBlocks (Cilium: toCIDRSet, unless an entity)
+    ports: tuple[PortSpec, ...] = ()  # of the entity and CIDRs; empty: every port
+
+    def key(self) -> tuple[object, ...]:
+        """What the reach opens, hashable (the peer's labels are a dict)."""
+        peer = self.peer
+        opened = (peer.namespace, tuple(sorted(peer.labels.items())), peer.ports) if peer else None
+        return opened, self.imports, self.entity, self.cidrs, self.ports
+
+
+class Reached(NamedTuple):
+    """What one source adds: per workload (by document index), and what to say about it."""
+
+    reach: dict[int, list[Reach]]
+    warnings: list[Problem]
+    notes: list[str]
+
+
+class Source(Protocol):
+    @property
+    def NEED(self) -> Need | None: ...  # the documents it reads besides workloads, if any
+
+    def reach(self, found: Found, access: Sequence[Access], settings: Settings) -> Reached: ...
+
+
+def pods(namespace: str, labels: dict[str, str], ports: tuple[PortSpec, ...], settings: Settings) -> PeerSelector:
+    """Pods of ``namespace`` ("": the policy's own) with ``labels`` ({}: every one) on
+    ``ports`` (empty: every port). In ambient mode the workload's ztunnel reaches an
+    in-mesh pod through HBONE on its port 15008, so that port is opened with the others."""
+    if settings.mesh == "ambient" and ports and ("TCP", HBONE_PORT) not in ports:
+        ports = (*ports, ("TCP", HBONE_PORT))
+    return PeerSelector(namespace, labels, ports)
+
+
+def sources() -> tuple[Source, ...]:
+    # Imported here: the sources read the find stage's record, which imports this module's
+    # users; the order is the order their rules are written in.
+    from post_renderer import incluster, meshinfra, ownservices
+
+    return (ownservices, incluster, meshinfra)
+
+
+def needs(settings: Settings) -> list[Need]:
+    return [s.NEED for s in sources() if s.NEED is not None]
+
+
+def gather(found: Found, access: Sequence[Access], settings: Settings) -> tuple[list[Access], list[Problem], list[str]]:
+    """Each workload's access with its reach, in source order, each reach once."""
+    by_workload: dict[int, dict[tuple[object, ...], Reach]] = {a.workload.doc_index: {} for a in access}
+    warnings: list[Problem] = []
+    notes: list[str] = []
+    for source in sources():
+        reached = source.reach(found, access, settings)
+        for index, items in reached.reach.items():
+            for r in items:
+                by_workload[index].setdefault(r.key(), r)
+        warnings += reached.warnings
+        notes += reached.notes
+    return ([a._replace(reach=tuple(by_workload[a.workload.doc_index].values())) for a in access], warnings, notes)
