@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 from post_renderer import yamlio
 from post_renderer.errors import Location, Problems
 from post_renderer.read import Documents, Need
+from post_renderer.names import label_key_problem, label_value_problem
 from post_renderer.settings import PortSpec
 from post_renderer.stream import Document
 
@@ -153,7 +154,8 @@ def _service(name: str, namespace: str | None, spec: dict[str, Any], where: Loca
     selector = spec.get("selector")
     # Label values are strings, or the API server refuses the Service.
     pods = dict(selector) if isinstance(selector, dict) and selector and spec.get("type") != "ExternalName" and all(
-        isinstance(k, str) and isinstance(v, str) for k, v in selector.items()) else None
+        isinstance(k, str) and isinstance(v, str) and not label_key_problem(k) and not label_value_problem(v)
+        for k, v in selector.items()) else None
     ports: dict[PortSpec, None] = {}
     raw = spec.get("ports")
     for item in raw if isinstance(raw, list) else []:

@@ -308,6 +308,10 @@ _CILIUM_PATTERN = re.compile(r"[-a-zA-Z0-9_*]+(?:\.[-a-zA-Z0-9_*]+)*\.?\Z")
 _L3 = ("toEndpoints", "toCIDR", "toCIDRSet", "toEntities", "toServices", "toGroups", "toNodes", "toRequires")
 
 
+# The CRD's pattern for a named port (cilium/cilium#11092).
+_CILIUM_PORT_NAME = re.compile(r"([a-zA-Z0-9]-?)*[a-zA-Z](-?[a-zA-Z0-9])*")
+
+
 def ciliumnetworkpolicy_problems(spec: Any) -> list[str]:
     """The CiliumNetworkPolicy rules the CRD schema and Cilium's own ``Sanitize`` enforce on
     what helm-egress writes, and the ones it promises: no world, no bare `*` name."""
@@ -346,9 +350,10 @@ def ciliumnetworkpolicy_problems(spec: Any) -> list[str]:
                 out.append(f"{base}.toPorts[{t}].ports: 1 to 40 ports")
             for port in ports:
                 number = port.get("port")
-                if not isinstance(number, str) or not (number.isascii() and number.isdigit()) \
-                        or not 1 <= int(number) <= 65535:
-                    out.append(f"{base}.toPorts[{t}].ports: {number!r} is not a port number string")
+                # A pod's port name (a Service's named targetPort) is allowed since Cilium 1.8.
+                if not isinstance(number, str) or not ((number.isascii() and number.isdigit() and 1 <= int(number) <= 65535)
+                                                       or _CILIUM_PORT_NAME.fullmatch(number)):
+                    out.append(f"{base}.toPorts[{t}].ports: {number!r} is not a port number or name string")
                 if port.get("protocol") not in ("TCP", "UDP", "SCTP", "ANY"):
                     out.append(f"{base}.toPorts[{t}].ports: protocol {port.get('protocol')!r}")
     return out

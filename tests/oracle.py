@@ -1040,8 +1040,10 @@ def ciliumnetworkpolicy_problems(doc: Doc) -> list[str]:
         for t, to_ports in enumerate(_as_list(rule.get("toPorts"))):
             for p, port in enumerate(_as_list(to_ports.get("ports") if isinstance(to_ports, Mapping) else None)):
                 number = port.get("port") if isinstance(port, Mapping) else None
-                if not (isinstance(number, str) and number.isdigit() and 1 <= int(number) <= 65535):
-                    problems.append(f"{where}.toPorts[{t}].ports[{p}].port: {number!r} is not 1..65535")
+                # A number, or a pod's port name (the CRD's pattern; cilium/cilium#11092).
+                if not (isinstance(number, str) and (number.isdigit() and 1 <= int(number) <= 65535
+                                                     or _CILIUM_PORT_NAME.fullmatch(number))):
+                    problems.append(f"{where}.toPorts[{t}].ports[{p}].port: {number!r} is not 1..65535 or a name")
     return problems
 
 
@@ -1094,14 +1096,20 @@ def _cilium_selects(selector: Any, labels: Mapping[str, str], namespace: str, po
     return _selector_matches({"matchLabels": match_labels, "matchExpressions": expressions}, labels)
 
 
-def _cilium_ports_allow(rule: Mapping[str, Any], port: int, protocol: str) -> bool:
+_CILIUM_PORT_NAME = re.compile(r"([a-zA-Z0-9]-?)*[a-zA-Z](-?[a-zA-Z0-9])*")
+
+
+def _cilium_ports_allow(rule: Mapping[str, Any], port: int, protocol: str, port_name: str | None = None) -> bool:
+    """A named port matches the destination pod's container port of that name."""
     to_ports = _as_list(rule.get("toPorts"))
     if not to_ports:
         return True
     for item in to_ports:
         for p in _as_list(item.get("ports")):
             proto = p.get("protocol") or "ANY"
-            if int(p["port"]) in (0, port) and proto in ("ANY", protocol):
+            given = str(p["port"])
+            matches = int(given) in (0, port) if given.isdigit() else given == port_name
+            if matches and proto in ("ANY", protocol):
                 return True
     return False
 
@@ -1116,6 +1124,7 @@ def cilium_allows(
     host: str | None = None,
     ip: str | None = None,
     peer: tuple[Mapping[str, str], str] | None = None,
+    port_name: str | None = None,
 ) -> bool:
     """Would Cilium let this pod open a connection to ``host`` (an external name the pod
     resolved through an allowed DNS query), ``ip`` (an external address) or ``peer``
@@ -1137,7 +1146,7 @@ def cilium_allows(
         rules = _as_list(spec.get("egress"))
         isolated = isolated or bool(rules) or "egress" in spec
         for rule in rules:
-            if not _cilium_ports_allow(rule, port, protocol):
+            if not _cilium_ports_allow(rule, port, protocol, port_name):
                 continue
             if any(e in ("world", "all") for e in _as_list(rule.get("toEntities"))) and peer is None:
                 return True

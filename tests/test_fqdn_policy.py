@@ -177,15 +177,23 @@ def test_cilium_each_workload_reaches_exactly_what_it_declared(shape: str) -> No
         for ip in PUBLIC_IPS:
             for port in (443, 5432, 80):
                 assert not oracle.cilium_allows(policies, pod.labels, NAMESPACE, ip=ip, port=port), (name, ip)
-        # What every workload needs: DNS (UDP and TCP), istiod, its own namespace.
+        # What every workload needs: DNS (UDP and TCP), istiod, the release's Services' pods
+        # on their target ports (a named one is the pod's container port of that name).
         for proto in ("UDP", "TCP"):
             assert oracle.cilium_allows(policies, pod.labels, NAMESPACE, peer=DNS_POD, port=53, protocol=proto)
         assert not oracle.cilium_allows(policies, pod.labels, NAMESPACE, peer=({"k8s-app": "other"}, "kube-system"),
                                         port=53, protocol="UDP")
         assert oracle.cilium_allows(policies, pod.labels, NAMESPACE, peer=ISTIOD_POD, port=15012)
         assert not oracle.cilium_allows(policies, pod.labels, NAMESPACE, peer=ISTIOD_POD, port=15010)
-        assert oracle.cilium_allows(policies, pod.labels, NAMESPACE, peer=({"app": "x"}, NAMESPACE), port=8080)
-        assert not oracle.cilium_allows(policies, pod.labels, NAMESPACE, peer=({"app": "x"}, "other"), port=8080)
+        for svc in (d for d in out.docs if d.get("kind") == "Service"):
+            selector = svc["spec"]["selector"]
+            for service_port in svc["spec"]["ports"]:
+                target = service_port.get("targetPort", service_port["port"])
+                by_name = {"port": 1, "port_name": target} if isinstance(target, str) else {"port": target}
+                assert oracle.cilium_allows(policies, pod.labels, NAMESPACE, peer=(selector, NAMESPACE), **by_name)
+                assert not oracle.cilium_allows(policies, pod.labels, NAMESPACE, peer=(selector, "other"), **by_name)
+        # Not every pod of its namespace (--same-namespace is opt-in).
+        assert not oracle.cilium_allows(policies, pod.labels, NAMESPACE, peer=({"app": "x"}, NAMESPACE), port=8080)
     assert checked > 20
 
 

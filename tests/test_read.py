@@ -183,13 +183,19 @@ def test_every_document_any_stage_needs_is_parsed_once(tmp_path: Path, monkeypat
     assert parses.roundtrip == 1  # the repaired ServiceEntry, and it alone
 
 
-def test_a_plain_render_parses_only_workloads_and_the_charts_egress_documents(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_render_parses_only_workloads_the_charts_egress_documents_and_what_it_reaches(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     text = MESH_AND_POLICY.replace("DB.example.com", "db.example.com").replace("protocol: tcp", "protocol: TCP, name: tcp") + workload(
         f"    {PREFIX}/hosts: api.example.com\n    {PREFIX}/ports: 443/TLS\n")
     parses = Parses(monkeypatch)
-    code, _, err = render(text, "--release", "r")
+    code, _, err = render(text, "--release", "r", "--network-policy", "none")
     assert code == 0, err
     assert (parses.whole, parses.pruned, parses.roundtrip) == (Counter({4: 1}), Counter({5: 1}), 0)
+    # A NetworkPolicy opens the release's Services: the in-mesh objects are read, pruned.
+    parses = Parses(monkeypatch)
+    code, _, err = render(text, "--release", "r")
+    assert code == 0, err
+    assert (parses.whole, parses.pruned, parses.roundtrip) == (Counter({4: 1}), Counter({0: 1, 1: 1, 2: 1, 3: 1, 5: 1}), 0)
 
 
 def test_a_document_only_a_later_stage_needs_is_reported_by_it_once(tmp_path: Path) -> None:
@@ -198,8 +204,8 @@ def test_a_document_only_a_later_stage_needs_is_reported_by_it_once(tmp_path: Pa
     code, _, err = render(broken + good, "--release", "r", "--sidecar", "--policy", _policy(tmp_path))
     assert code == 1
     assert err.count("document 0 (Service/partner): invalid YAML") == 1, err
-    # A plain render does not need the Service: it passes through unread.
-    code, out, err = render(broken + good, "--release", "r")
+    # A render that writes no policy and no Sidecar does not need the Service: it passes through unread.
+    code, out, err = render(broken + good, "--release", "r", "--network-policy", "none")
     assert code == 0, err
     assert out.startswith(broken)
     # An earlier stage's problems still stop the run before the Service is needed.

@@ -460,14 +460,39 @@ def sample_ips(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> list[s
     return list(dict.fromkeys([str(network[0]), str(network[-1])]))
 
 
-def must_reach(entries: Sequence[Entry], namespace: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+_SERVICE_KIND_LINE = re.compile(r"^kind: *Service\s*$", re.MULTILINE)
+
+
+def release_services(documents: Sequence[str]) -> list[tuple[str, str, dict[str, str], list[tuple[Any, str]]]]:
+    """(name, namespace, pod selector, [(pod port, protocol)]) of every Service with a selector:
+    a caller's packets reach the pod's port after the Service's DNAT (targetPort, else port)."""
+    out = []
+    for text in documents:
+        if not _SERVICE_KIND_LINE.search(text):
+            continue
+        doc = _load(text)
+        spec = doc.get("spec") or {}
+        if not spec.get("selector") or spec.get("type") == "ExternalName":
+            continue
+        ports = [(p.get("targetPort") or p["port"], p.get("protocol", "TCP")) for p in spec.get("ports") or []]
+        out.append((doc["metadata"]["name"], doc["metadata"].get("namespace") or NAMESPACE, spec["selector"], ports))
+    return out
+
+
+def must_reach(entries: Sequence[Entry], namespace: str,
+               services: Sequence[tuple[str, str, dict[str, str], list[tuple[Any, str]]]] = ()
+               ) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    for name, service_namespace, selector, ports in services:
+        for port, protocol in ports:
+            dest: dict[str, Any] = {"pod_labels": selector, "namespace": service_namespace, "protocol": protocol}
+            # A named target port is matched by the pod's container port name.
+            dest.update({"port": port} if isinstance(port, int) else {"port": 1, "port_name": port})
+            yield f"the release's Service {name} on {port}/{protocol}", dest
     yield "kube-dns over UDP", {"pod_labels": {"k8s-app": "kube-dns"}, "namespace": "kube-system",
                                 "port": 53, "protocol": "UDP"}
     yield "kube-dns over TCP", {"pod_labels": {"k8s-app": "kube-dns"}, "namespace": "kube-system",
                                 "port": 53, "protocol": "TCP"}
     yield "istiod xDS", {"pod_labels": {"app": "istiod"}, "namespace": "istio-system", "port": 15012}
-    yield "a pod of its own namespace", {"pod_labels": {"app": "anything"}, "namespace": namespace,
-                                         "port": 8443}
     for entry in entries:
         for number, protocol in entry.ports:
             for network in entry.networks:
@@ -503,6 +528,12 @@ def must_not_reach(entries: Sequence[Entry], namespace: str) -> Iterator[tuple[s
                     address = sample_ips(network)[0]
                     yield f"{entry.name} {address}:{number}/{other}", {"ip": address, "port": number,
                                                                        "protocol": other}
+    # Least privilege: not every pod of its namespace (--same-namespace), and no private
+    # address for a hostname (a Service's VIP, a pod, a node).
+    yield "a pod of its own namespace", {"pod_labels": {"app": "anything"}, "namespace": namespace, "port": 8443}
+    for number, proto in sorted(to_hosts):
+        for ip in ("10.96.0.10", "172.20.1.1", "192.168.1.1", "100.64.0.1", "fd00::1"):
+            yield f"private {ip}:{number}/{proto} for a hostname", {"ip": ip, "port": number, "protocol": proto}
     yield "another pod in istiod's namespace", {"pod_labels": {"app": "kiali"}, "namespace": "istio-system",
                                                 "port": 15012}
     yield "istiod on another port", {"pod_labels": {"app": "istiod"}, "namespace": "istio-system", "port": 15010}
@@ -634,7 +665,8 @@ def test_workload_pods_reach_what_they_need_and_nothing_more(lab: Lab, stream_id
     run = lab.run(stream_id, "plain", values)
     policies = run.generated_of("NetworkPolicy")
     for workload in run.release_workloads:
-        blocked = [what for what, dest in must_reach(run.entries, workload.namespace)
+        blocked = [what for what, dest in must_reach(run.entries, workload.namespace,
+                                                     release_services(run.input_documents))
                    if not allows(policies, workload, dest)]
         assert blocked == [], f"{workload.kind}/{workload.name} cannot reach what it needs"
         opened = [what for what, dest in must_not_reach(run.entries, workload.namespace)
@@ -664,15 +696,22 @@ def test_workloads_in_two_namespaces_get_serviceentries_and_policies_in_their_ow
     policies = run.generated_of("NetworkPolicy")
     for workload in run.release_workloads:
         assert [p["metadata"]["name"] for p in policies if selects(p, workload)] == [f"{workload.name}-egress"]
-        assert [what for what, dest in must_reach(run.entries, workload.namespace)
+        assert [what for what, dest in must_reach(run.entries, workload.namespace,
+                                                  release_services(run.input_documents))
                 if not allows(policies, workload, dest)] == []
         assert [what for what, dest in must_not_reach(run.entries, workload.namespace)
                 if allows(policies, workload, dest)] == []
     agent = next(w for w in run.release_workloads if w.name == "demo-shop-agent")
     web = next(w for w in run.release_workloads if w.name == "demo-shop-web")
     a_prod_pod = {"pod_labels": {"app": "anything"}, "namespace": "prod", "port": 8443}
-    assert not allows(policies, agent, a_prod_pod), "the agent's own namespace is monitoring"
-    assert allows(policies, web, a_prod_pod)
+    assert not allows(policies, agent, a_prod_pod) and not allows(policies, web, a_prod_pod)
+    # The release's Services stay in prod: the moved agent reaches them across namespaces.
+    for name, namespace, selector, ports in release_services(run.input_documents):
+        assert namespace == "prod"
+        for port, protocol in ports:
+            if isinstance(port, int):
+                dest = {"pod_labels": selector, "namespace": namespace, "port": port, "protocol": protocol}
+                assert allows(policies, agent, dest), f"{name} {port}"
 
 
 def test_helm4_hooks_are_present_and_get_no_policy(lab: Lab) -> None:
@@ -818,7 +857,7 @@ def nothing_declared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path
 
 
 @every_stream
-def test_an_empty_egress_list_locks_workloads_to_dns_istiod_and_their_namespace(
+def test_an_empty_egress_list_locks_workloads_to_dns_istiod_and_the_releases_services(
     lab: Lab, nothing_declared: dict[str, Path], stream_id: str
 ) -> None:
     stream = lab.stream(stream_id, "plain")
@@ -830,7 +869,7 @@ def test_an_empty_egress_list_locks_workloads_to_dns_istiod_and_their_namespace(
     assert len(policies) == len(run.release_workloads) == len(run.generated)
     for workload in run.release_workloads:
         assert [p["metadata"]["name"] for p in policies if selects(p, workload)] == [f"{workload.name}-egress"]
-        assert [what for what, dest in must_reach((), workload.namespace)
+        assert [what for what, dest in must_reach((), workload.namespace, release_services(run.input_documents))
                 if not allows(policies, workload, dest)] == []
         https_anywhere = ("https anywhere", {"ip": PUBLIC_IPS[0], "port": 443})
         assert [what for what, dest in [*must_not_reach((), workload.namespace), https_anywhere]
