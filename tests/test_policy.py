@@ -967,7 +967,7 @@ def test_an_evading_pod_under_the_kubernetes_flavour_reaches_any_host_on_the_hos
     stream = web(annotations='sidecar.istio.io/inject: "false"')
     policy_file.write_text(STRIPE)
     result = invoke(["render", "--policy", str(policy_file)], stream)
-    assert "its NetworkPolicy opens 0.0.0.0/0, ::/0 on port(s) 443 for api.stripe.com, which only the proxy narrows " \
+    assert "its NetworkPolicy opens 0.0.0.0/0, ::/0 except 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10, fc00::/7 on port(s) 443 for api.stripe.com, which only the proxy narrows " \
            "to the name: any host on port(s) 443;" in result.stderr
     for other in (["--network-policy", "cilium"], ["--network-policy", "none"]):
         result = invoke(["render", "--policy", str(policy_file), *other], stream)
