@@ -197,7 +197,7 @@ _IstiodPort = Annotated[int, typer.Option(help="istiod xDS and CA port (TCP).", 
 
 _SameNamespace = Annotated[
     bool, typer.Option("--same-namespace/--no-same-namespace",
-                       help="Allow egress to every pod of the workload's own namespace, on every port (before 0.9: "
+                       help="Allow egress to every pod of the workload's own namespace, on every port (earlier versions: "
                             "the default); without it, only the release's Services and declared in-cluster "
                             "destinations.", envvar=ENV + "SAME_NAMESPACE"),
 ]

@@ -3,7 +3,7 @@
 Each Service with a pod selector is reached on its target ports (a NetworkPolicy sees the
 packet after the Service's DNAT: the pod's port, not the Service's) in its namespace, and
 imported by every Sidecar. With ``--same-namespace``, every pod of the workload's own
-namespace on every port instead, as before 0.9; the Services of other namespaces are still
+namespace on every port instead, as earlier versions did; the Services of other namespaces are still
 named one by one.
 """
 
