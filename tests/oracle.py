@@ -995,7 +995,7 @@ def _selector_matches(selector: Any, labels: Mapping[str, str]) -> bool:
 # cilium/cilium `pkg/policy/api` (EgressRule.sanitize: toFQDNs may not share a rule with
 # other L3 selectors), `pkg/fqdn/matchpattern` (ToAnchoredRegexp) and the `DNS based`
 # section of the policy-language docs. Stricter than upstream where we promise never to
-# emit something: toEntities, a bare `*` name, ports outside 1..65535.
+# emit something: an entity other than kube-apiserver, a bare `*` name, ports outside 1..65535.
 
 _CILIUM_L3 = ("toEndpoints", "toCIDR", "toCIDRSet", "toEntities", "toServices", "toGroups", "toNodes", "toRequires")
 _CILIUM_NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
@@ -1032,7 +1032,8 @@ def ciliumnetworkpolicy_problems(doc: Doc) -> list[str]:
         if rule.get("toFQDNs") and any(rule.get(k) for k in _CILIUM_L3):
             problems.append(f"{where}: toFQDNs cannot be combined with other L3 selectors in one rule")
         for entity in _as_list(rule.get("toEntities")):
-            problems.append(f"{where}.toEntities: {entity!r} (never written by helm-egress)")
+            if entity != "kube-apiserver":
+                problems.append(f"{where}.toEntities: {entity!r} (never written by helm-egress)")
         for i, sel in enumerate(_as_list(rule.get("toFQDNs"))):
             pattern = sel.get("matchPattern") if isinstance(sel, Mapping) else None
             if isinstance(pattern, str) and pattern.strip(".*") == "":
@@ -1125,10 +1126,16 @@ def cilium_allows(
     ip: str | None = None,
     peer: tuple[Mapping[str, str], str] | None = None,
     port_name: str | None = None,
+    entity: str | None = None,
 ) -> bool:
     """Would Cilium let this pod open a connection to ``host`` (an external name the pod
-    resolved through an allowed DNS query), ``ip`` (an external address) or ``peer``
-    (a pod: labels, namespace) on ``port``/``protocol``?
+    resolved through an allowed DNS query), ``ip`` (an external address), ``peer`` (a
+    pod: labels, namespace) or ``entity`` (a reserved identity such as kube-apiserver) on
+    ``port``/``protocol``?
+
+    An entity is selected by ``toEntities`` naming it (or ``all``) only: CIDR rules never
+    select a reserved identity such as the API server's, whatever its address
+    (cilium/cilium#14724, #20550), and ``world`` is outside the cluster.
 
     A pod no egress policy selects is not isolated. Otherwise the union of the egress
     rules of every CiliumNetworkPolicy in its namespace whose endpointSelector selects it.
@@ -1148,7 +1155,12 @@ def cilium_allows(
         for rule in rules:
             if not _cilium_ports_allow(rule, port, protocol, port_name):
                 continue
-            if any(e in ("world", "all") for e in _as_list(rule.get("toEntities"))) and peer is None:
+            entities = _as_list(rule.get("toEntities"))
+            if entity is not None:
+                if entity in entities or "all" in entities:
+                    return True
+                continue
+            if any(e in ("world", "all") for e in entities) and peer is None:
                 return True
             if host is not None and any(cilium_name_matches(s, host) for s in _as_list(rule.get("toFQDNs"))):
                 return True
@@ -1311,14 +1323,25 @@ def sidecar_for(documents: Iterable[Doc], pod_labels: Mapping[str, str], namespa
     return selecting[0] if selecting else default
 
 
+# What every cluster has and no chart renders: the API server's Service, `kubernetes` in
+# `default` (port 443, named https; created by the API server itself), which Istio's
+# registry knows like any other Service.
+EVERY_CLUSTER: tuple[Doc, ...] = (
+    {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kubernetes", "namespace": "default"},
+     "spec": {"ports": [{"name": "https", "port": 443, "protocol": "TCP"}]}},
+)
+
+
 def mesh_allows(documents: Sequence[Doc], pod_labels: Mapping[str, str], namespace: str, *, host: str | None = None,
-                ip: str | None = None, port: int, home: str | None = None) -> bool:
+                ip: str | None = None, port: int, home: str | None = None,
+                cluster: Sequence[Doc] = EVERY_CLUSTER) -> bool:
     """Would the pod's proxy route a request to ``host`` (or ``ip``) on ``port``, under
     REGISTRY_ONLY? Only services exported to its namespace, and under a Sidecar only those
-    it imports (narrowed to the import when the import is more specific)."""
+    it imports (narrowed to the import when the import is more specific). ``cluster``: the
+    Services the cluster has besides the stream's (by default the API server's)."""
     home = home or namespace
     sidecar = sidecar_for(documents, pod_labels, namespace, home)
-    visible = [s for s in mesh_services(documents, home) if s["doc"].get("kind") == "Service"
+    visible = [s for s in mesh_services([*documents, *cluster], home) if s["doc"].get("kind") == "Service"
                or _exported_to(s["doc"], namespace, home)]
     if sidecar is not None:
         if ((sidecar.get("spec") or {}).get("outboundTrafficPolicy") or {}).get("mode") == "ALLOW_ANY":

@@ -826,6 +826,9 @@ def test_cilium_policy_samples() -> None:
     mixed = {**fqdn, "toEndpoints": [{}]}
     assert any("toFQDNs cannot be combined" in p for p in ciliumnetworkpolicy_problems(_cnp([mixed])))
     assert any("toEntities" in p for p in ciliumnetworkpolicy_problems(_cnp([{"toEntities": ["world"]}])))
+    assert any("toEntities" in p for p in ciliumnetworkpolicy_problems(_cnp([{"toEntities": ["kube-apiserver", "host"]}])))
+    apiserver = {"toEntities": ["kube-apiserver"], "toPorts": [{"ports": [{"port": "6443", "protocol": "TCP"}]}]}
+    assert ciliumnetworkpolicy_problems(_cnp([apiserver])) == []
     assert any("schema" in p for p in ciliumnetworkpolicy_problems(_cnp([{**fqdn, "toPorts": [{"ports": [{"port": 443}]}]}])))
     assert any("every name" in p for p in ciliumnetworkpolicy_problems(_cnp([{"toFQDNs": [{"matchPattern": "*"}]}])))
 
@@ -847,6 +850,20 @@ def test_cilium_allows_semantics() -> None:
     same_ns = _cnp([{"toEndpoints": [{}]}])
     assert cilium_allows([same_ns], web, "prod", peer=({"x": "y"}, "prod"), port=1)
     assert not cilium_allows([same_ns], web, "prod", peer=({"x": "y"}, "other"), port=1)
+
+
+def test_cilium_allows_the_api_server_by_entity_only() -> None:
+    web = {"app": "web"}
+    entity = _cnp([{"toEntities": ["kube-apiserver"], "toPorts": [{"ports": [{"port": "6443", "protocol": "TCP"}]}]}])
+    assert cilium_allows([entity], web, "prod", entity="kube-apiserver", port=6443)
+    assert not cilium_allows([entity], web, "prod", entity="kube-apiserver", port=443)
+    assert not cilium_allows([entity], web, "prod", ip="203.0.113.7", port=6443)  # not a way out to addresses
+    assert not cilium_allows([entity], web, "prod", peer=({"x": "y"}, "prod"), port=6443)
+    # Whatever its address, a CIDR rule never selects the API server's identity; world is outside the cluster.
+    for other in ({"toCIDRSet": [{"cidr": "0.0.0.0/0"}]}, {"toEntities": ["world"]}, {"toEndpoints": [{}]}):
+        assert not cilium_allows([_cnp([other])], web, "prod", entity="kube-apiserver", port=6443), other
+    assert cilium_allows([_cnp([{"toEntities": ["all"]}])], web, "prod", entity="kube-apiserver", port=6443)
+    assert cilium_allows([entity], {"app": "other"}, "prod", entity="kube-apiserver", port=1)  # not isolated
 
 
 def _sidecar(hosts: list[str], labels: dict[str, str] | None = None) -> dict[str, Any]:
@@ -889,6 +906,17 @@ def test_mesh_allows_semantics() -> None:
     with pytest.raises(ValueError):
         mesh_allows([se, _sidecar(["prod/a.example.com"]), _sidecar(["prod/b.example.com"])], web, "prod",
                     host="a.example.com", port=443)
+
+
+def test_mesh_allows_knows_the_api_servers_service() -> None:
+    api = "kubernetes.default.svc.cluster.local"
+    web = {"app": "web"}
+    assert mesh_allows([], web, "prod", host=api, port=443)  # no Sidecar: every Service
+    assert not mesh_allows([], web, "prod", host=api, port=6443)  # the Service's port, not its endpoints'
+    assert mesh_allows([_sidecar([f"default/{api}"])], web, "prod", host=api, port=443)
+    assert not mesh_allows([_sidecar(["prod/a.example.com"])], web, "prod", host=api, port=443)
+    assert not mesh_allows([_sidecar([f"prod/{api}"])], web, "prod", host=api, port=443)  # not in prod
+    assert not mesh_allows([_sidecar([f"default/{api}"])], web, "prod", host=api, port=443, cluster=())
 
 
 # ------------------------------------------------- AuthorizationPolicy: rules and admission
