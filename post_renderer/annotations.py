@@ -9,7 +9,9 @@ pod template's (``podAnnotations`` in most charts), merged:
 - ``<prefix>/egress``: a YAML or JSON list of entries in the ``istio.egress`` schema;
 - ``<prefix>/ignore``: ``"true"`` gives the workload no policy at all;
 - ``<prefix>/sidecar``: ``"false"`` gives it no Istio Sidecar under ``--sidecar``;
-- ``<prefix>/sidecar-hosts``: in-mesh hosts its Sidecar imports, ``namespace/dnsName``.
+- ``<prefix>/sidecar-hosts``: in-mesh hosts its Sidecar imports, ``namespace/dnsName``;
+- ``<prefix>/apiserver``: ``"true"`` or ``"false"``: it reaches the Kubernetes API server,
+  or not, whatever its RBAC and ``--apiserver-access`` say.
 
 Any other key under the prefix is an error: a typo must never silently open or close
 egress. Entries pass the same schema and guardrails as values.
@@ -31,7 +33,7 @@ from post_renderer.settings import Settings
 from post_renderer.validate import canonical_sidecar_host, sidecar_host_problem
 
 COMPACT = ("hosts", "addresses", "ports")
-KEYS = (*COMPACT, "egress", "ignore", "sidecar", "sidecar-hosts")
+KEYS = (*COMPACT, "egress", "ignore", "sidecar", "sidecar-hosts", "apiserver")
 DEFAULT_PROTOCOL = "TCP"
 MAX_ANNOTATION_BYTES = 256 * 1024
 # ASCII only: a Unicode space inside a value is part of a (then refused) host, never a
@@ -47,6 +49,7 @@ class Intent(NamedTuple):
     declared: bool  # any egress key present (an empty declaration still asks for a policy)
     sidecar: bool = True  # false: no Istio Sidecar for this workload
     sidecar_hosts: tuple[SidecarHost, ...] = ()
+    apiserver: bool | None = None  # reaches the API server (or not), whatever its RBAC; None: not said
 
 
 def read(workload: Workload, settings: Settings, problems: Problems, verdicts: Verdicts | None = None) -> Intent:
@@ -78,15 +81,15 @@ def read(workload: Workload, settings: Settings, problems: Problems, verdicts: V
         else:
             text[key] = value
 
-    flags: dict[str, bool] = {}
-    for key, default in (("ignore", False), ("sidecar", True)):
+    flags: dict[str, bool | None] = {}
+    for key, default in (("ignore", False), ("sidecar", True), ("apiserver", None)):
         flags[key] = default
         if key in text:
             flag = text[key].strip().lower()
             if flag not in ("true", "false"):
                 problems.add(where(key), f"{text[key]!r} is not \"true\" or \"false\"")
             flags[key] = flag == "true" if flag in ("true", "false") else default
-    ignore, sidecar = flags["ignore"], flags["sidecar"]
+    ignore, sidecar, apiserver = flags["ignore"] is True, flags["sidecar"] is not False, flags["apiserver"]
     sidecar_hosts: list[SidecarHost] = []
     for given in _SPLIT.split(text.get("sidecar-hosts", "").strip()) if "sidecar-hosts" in text else ():
         host = canonical_sidecar_host(given)
@@ -115,7 +118,7 @@ def read(workload: Workload, settings: Settings, problems: Problems, verdicts: V
             raw.extend(full)
     if not raw:
         return Intent(ignore=ignore, entries=(), declared=any(k in ours for k in (*COMPACT, "egress")),
-                      sidecar=sidecar, sidecar_hosts=tuple(sidecar_hosts))
+                      sidecar=sidecar, sidecar_hosts=tuple(sidecar_hosts), apiserver=apiserver)
 
     def locate(path: Sequence[str | int]) -> Location:
         index = path[0] if path and isinstance(path[0], int) else None
@@ -132,7 +135,7 @@ def read(workload: Workload, settings: Settings, problems: Problems, verdicts: V
     source = f"annotations:{workload.kind}/{workload.name}"
     entries = checked_entries(raw, locate, source=source, settings=settings, problems=problems, verdicts=verdicts)
     return Intent(ignore=ignore, entries=tuple(entries), declared=True, sidecar=sidecar,
-                  sidecar_hosts=tuple(sidecar_hosts))
+                  sidecar_hosts=tuple(sidecar_hosts), apiserver=apiserver)
 
 
 def _compact_entry(workload: Workload, text: dict[str, str], where: Any, problems: Problems) -> dict[str, Any] | None:

@@ -100,6 +100,10 @@ class Workload(NamedTuple):
     host_network: bool = False
     # Settings that take its pods' traffic past the proxy (``bypass.evasions``), hostNetwork too.
     evasions: tuple[Evasion, ...] = ()
+    # Whether its pods get a token for the API server: True when the pod spec mounts one
+    # (automountServiceAccountToken: true, or a projected serviceAccountToken without an
+    # audience of its own), False when it turns the mount off, None when its ServiceAccount decides.
+    token: bool | None = None
 
 
 class Existing(NamedTuple):

@@ -21,7 +21,9 @@ import typer
 from post_renderer.addresses import PRIVATE_RANGES, IPNetwork, collapse, inside, network, overlaps_forbidden, strictly_inside
 from post_renderer.names import dns_label_problem, dns_subdomain_problem, label_key_problem, label_value_problem
 from post_renderer.settings import (
+    APISERVER_ACCESS,
     ISTIO_API_VERSIONS,
+    ApiserverAccess,
     MESHES,
     NETWORK_POLICY_FLAVOURS,
     Mesh,
@@ -234,6 +236,29 @@ _HostnameExcept = Annotated[
                  envvar=ENV + "HOSTNAME_EXCEPT"),
 ]
 
+_ApiserverAccess = Annotated[
+    str,
+    typer.Option(help="Which workloads reach the Kubernetes API server: rbac (those whose ServiceAccount a "
+                      "RoleBinding or ClusterRoleBinding of the stream binds, and whose pods get a token), all, "
+                      "or none; the <prefix>/apiserver annotation overrides it per workload.",
+                 envvar=ENV + "APISERVER_ACCESS"),
+]
+
+_ApiserverCidr = Annotated[
+    Optional[list[str]],
+    typer.Option(help="kubernetes flavour: the API server's endpoint addresses (kubectl get endpointslices -n "
+                      "default -l kubernetes.io/service-name=kubernetes), opened on --apiserver-port to the "
+                      "workloads that reach it; repeatable [default: none, and check warns].",
+                 envvar=ENV + "APISERVER_CIDR"),
+]
+
+_ApiserverPort = Annotated[
+    Optional[list[int]],
+    typer.Option(help="The API server's endpoint port (TCP), as policies see it after the kubernetes Service's "
+                      "DNAT; repeatable [default: 443 and 6443; minikube: 8443].",
+                 envvar=ENV + "APISERVER_PORT", parser=_ascii_int, metavar="<port>"),
+]
+
 _AllowBroadCidrs = Annotated[
     bool, typer.Option(help="Allow addresses such as 0.0.0.0/0 (the metadata endpoints stay excepted).",
                        envvar=ENV + "ALLOW_BROAD_CIDRS"),
@@ -311,6 +336,9 @@ def _shared_options(
     hostname_except: _HostnameExcept = None,
     exclude_private: _ExcludePrivate = True,
     allow_broad_cidrs: _AllowBroadCidrs = False,
+    apiserver_access: _ApiserverAccess = "rbac",
+    apiserver_cidr: _ApiserverCidr = None,
+    apiserver_port: _ApiserverPort = None,
     istio_api_version: _IstioApiVersion = ISTIO_API_VERSIONS[0],
     istio_version: _IstioVersion = None,
     annotation_prefix: _AnnotationPrefix = "helm-egress.io",
@@ -359,6 +387,9 @@ def _shared_options(
         raise typer.BadParameter(f"{annotation_prefix!r} is not a DNS subdomain (e.g. egress.example.com)",
                                  param_hint="--annotation-prefix")
     flavour: NetworkPolicyFlavour = next(f for f in NETWORK_POLICY_FLAVOURS if f == network_policy)
+    access: ApiserverAccess | None = next((a for a in APISERVER_ACCESS if a == apiserver_access), None)
+    if access is None:
+        raise typer.BadParameter(f"{apiserver_access!r} is not rbac, all or none", param_hint="--apiserver-access")
     settings = Settings(
         release=release,
         namespace=namespace,
@@ -385,6 +416,9 @@ def _shared_options(
         mesh=chosen_mesh,
         waypoint=chosen_waypoint,
         trust_domain=trust_domain,
+        apiserver_access=access,
+        apiserver_cidrs=_apiserver_cidrs(apiserver_cidr, allow_broad_cidrs),
+        apiserver_ports=_apiserver_ports(apiserver_port),
     )
     return Shared(settings, list(values or ()), global_allowlist, quiet, error_file, policy)
 
@@ -476,6 +510,32 @@ def _hostname_ranges(
                 f"{', '.join(map(str, covered))} together cover the whole hostname CIDR {cidr}; drop that "
                 "--hostname-cidr instead", param_hint="--hostname-except")
     return cidrs, excepts
+
+
+def _apiserver_cidrs(given: list[str] | None, allow_broad: bool) -> tuple[IPNetwork, ...]:
+    """``--apiserver-cidr``: ranges an ipBlock opens on the API server's ports, held to the
+    guardrails of declared addresses."""
+    out: list[IPNetwork] = []
+    for text in given or ():
+        net = _cidr(text, "--apiserver-cidr")
+        inside_one, contains = overlaps_forbidden(net)
+        if inside_one:
+            raise typer.BadParameter(f"{net} is link-local or a cloud metadata endpoint", param_hint="--apiserver-cidr")
+        if (contains or net.prefixlen == 0) and not allow_broad:
+            raise typer.BadParameter(
+                f"{net} is too broad: it covers the cloud metadata endpoint or the whole address space; name the API "
+                "server's addresses, or pass --allow-broad-cidrs (the metadata endpoints stay excepted)",
+                param_hint="--apiserver-cidr")
+        if net not in out:
+            out.append(net)
+    return tuple(out)
+
+
+def _apiserver_ports(given: list[int] | None) -> tuple[PortSpec, ...]:
+    for number in given or ():
+        if not 1 <= number <= 65535:
+            raise typer.BadParameter(f"{number} is not a port number 1..65535", param_hint="--apiserver-port")
+    return tuple(dict.fromkeys(("TCP", n) for n in given)) if given else Settings().apiserver_ports
 
 
 def error_file_argument(args: list[str]) -> Path | None:

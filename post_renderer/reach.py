@@ -69,9 +69,9 @@ def pods(namespace: str, labels: dict[str, str], ports: tuple[PortSpec, ...], se
 def sources() -> tuple[Source, ...]:
     # Imported here: the sources read the find stage's record, which imports this module's
     # users; the order is the order their rules are written in.
-    from post_renderer import incluster, meshinfra, ownservices
+    from post_renderer import apiserver, incluster, meshinfra, ownservices
 
-    return (ownservices, incluster, meshinfra)
+    return (ownservices, incluster, meshinfra, apiserver)
 
 
 def needs(settings: Settings) -> list[Need]:

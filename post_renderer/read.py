@@ -60,6 +60,9 @@ _POD_SPEC: yamlio.Keep = {
     "securityContext": {"runAsUser": yamlio.KEEP_ALL, "runAsGroup": yamlio.KEEP_ALL},
     "containers": _CONTAINER,
     "initContainers": _CONTAINER,
+    # Whether its pods get a token for the API server: mounted for them, or projected by hand.
+    "automountServiceAccountToken": yamlio.KEEP_ALL,
+    "volumes": {"projected": {"sources": {"serviceAccountToken": {"audience": yamlio.KEEP_ALL}}}},
 }
 _TEMPLATE: yamlio.Keep = {"metadata": {"annotations": yamlio.KEEP_LINES, "labels": yamlio.KEEP_ALL}, "spec": _POD_SPEC}
 WORKLOAD_FIELDS: yamlio.Keep = {

@@ -10,6 +10,10 @@ ISTIO_API_VERSIONS = ("networking.istio.io/v1", "networking.istio.io/v1beta1", "
 NetworkPolicyFlavour = Literal["kubernetes", "cilium", "none"]
 NETWORK_POLICY_FLAVOURS: tuple[NetworkPolicyFlavour, ...] = ("kubernetes", "cilium", "none")
 Mesh = Literal["sidecar", "ambient"]
+# Which workloads reach the Kubernetes API server: those the chart's RBAC binds (and whose
+# pods get a token), every one, or none; a workload's annotation overrides it.
+ApiserverAccess = Literal["rbac", "all", "none"]
+APISERVER_ACCESS: tuple[ApiserverAccess, ...] = ("rbac", "all", "none")
 MESHES: tuple[Mesh, ...] = ("sidecar", "ambient")
 # What ambient waypoints listen on for the HBONE tunnel from ztunnel (istio.io ambient docs).
 HBONE_PORT = 15008
@@ -81,4 +85,11 @@ class Settings(NamedTuple):
     waypoint: Waypoint | None = None  # with mesh "ambient"
     trust_domain: str = "cluster.local"  # of the SPIFFE principals ambient policies admit
     istio_minor: int | None = None  # --istio-version 1.N; None: hold to what every supported Istio accepts
+    apiserver_access: ApiserverAccess = "rbac"
+    # Where the API server's endpoints are, for NetworkPolicy (which names no entity): the
+    # addresses behind the `kubernetes` Service. Empty: no ipBlock, and a warning.
+    apiserver_cidrs: tuple[IPNetwork, ...] = ()
+    # What a policy sees after the `kubernetes` Service's DNAT: the endpoints' port, 6443
+    # on kubeadm and k3s, 443 on most managed clusters.
+    apiserver_ports: tuple[PortSpec, ...] = (("TCP", 443), ("TCP", 6443))
 

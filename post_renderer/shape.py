@@ -67,6 +67,13 @@ class _IntOrStr(Shape):
         return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
 
 
+class _Bool(Shape):
+    expected = "true or false"
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, bool)
+
+
 class _Any(Shape):
     pass
 
@@ -74,6 +81,7 @@ class _Any(Shape):
 Str: Shape = _Str()
 Int: Shape = _Int()
 IntOrStr: Shape = _IntOrStr()
+Bool: Shape = _Bool()
 AnyValue: Shape = _Any()
 
 

@@ -325,8 +325,11 @@ def ciliumnetworkpolicy_problems(spec: Any) -> list[str]:
         base = f"spec.egress[{r}]"
         if rule.get("toFQDNs") and any(rule.get(k) for k in _L3):
             out.append(f"{base}: toFQDNs cannot share a rule with other L3 selectors")
-        if rule.get("toEntities"):
-            out.append(f"{base}.toEntities: helm-egress never opens entities")
+        for entity in rule.get("toEntities") or []:
+            # The API server's identity is reached by entity only; world, cluster, all and
+            # the rest would open far more than anything declared.
+            if entity != "kube-apiserver":
+                out.append(f"{base}.toEntities: helm-egress opens no entity but kube-apiserver, not {entity!r}")
         for i, selector in enumerate(rule.get("toFQDNs") or []):
             name, pattern = selector.get("matchName"), selector.get("matchPattern")
             if (name is None) == (pattern is None):

@@ -163,6 +163,13 @@ def _classify(parsed: Parsed, data: dict[str, Any], inventory: Inventory, proble
         spec_path = "spec" if template is None else f"{template_path}.spec"
         problems.add(where.at(f"{spec_path}.serviceAccountName"), f"{account!r} is not a service account name")
         return
+    automount = pod_spec.get("automountServiceAccountToken")
+    wrong = shape.check(shape.Bool, automount, f"{'spec' if template is None else template_path + '.spec'}"
+                                               ".automountServiceAccountToken")
+    for path, why in wrong:
+        problems.add(where.at(path), why)
+    if wrong:
+        return
     inventory.workloads.append(
         Workload(
             doc_index=doc.index,
@@ -178,8 +185,24 @@ def _classify(parsed: Parsed, data: dict[str, Any], inventory: Inventory, proble
             stable_labels=_stable_labels(kind, spec, pod_labels),
             host_network=pod_spec.get("hostNetwork") is True,
             evasions=evasions,
+            token=True if _projects_token(pod_spec.get("volumes")) else automount,
         )
     )
+
+
+def _projects_token(volumes: Any) -> bool:
+    """Whether a volume projects a service account token for the API server: one without an
+    audience, which then carries the API server's own (charts that turn the automatic mount
+    off and mount the token themselves). One for another audience (istio-ca, vault, a
+    cloud's STS) is not a way to call the API server."""
+    for volume in volumes if isinstance(volumes, list) else ():
+        projected = volume.get("projected") if isinstance(volume, dict) else None
+        sources = projected.get("sources") if isinstance(projected, dict) else None
+        for source in sources if isinstance(sources, list) else ():
+            token = source.get("serviceAccountToken") if isinstance(source, dict) else None
+            if isinstance(token, dict) and not token.get("audience"):
+                return True
+    return False
 
 
 def _stable_labels(kind: str, spec: dict[str, Any], pod_labels: dict[str, str]) -> dict[str, str]:

@@ -211,6 +211,13 @@ def test_a_closed_stdout_is_one_line_and_exit_1(values: str, command: str) -> No
         (["--hostname-except", "0.0.0.0/0"], "not strictly inside any hostname CIDR"),
         (["--hostname-cidr", "10.0.0.0/8", "--hostname-except", "10.0.0.0/8"], "not strictly inside"),
         (["--hostname-cidr", "10.0.0.0/8", "--hostname-except", "11.0.0.0/8"], "not strictly inside"),
+        (["--apiserver-cidr", "169.254.169.254/32"], "metadata endpoint"),
+        (["--apiserver-cidr", "0.0.0.0/0"], "too broad"),
+        (["--apiserver-cidr", "10.0.0.1/8"], "not a canonical CIDR"),
+        (["--apiserver-cidr", "kubernetes"], "not a canonical CIDR"),
+        (["--apiserver-access", "maybe"], "is not rbac, all or none"),
+        (["--apiserver-port", "0"], "Invalid value for --apiserver-port"),
+        (["--apiserver-port", "65536"], "Invalid value for --apiserver-port"),
     ],
 )
 def test_options_are_checked_like_the_fields_they_fill(args: list[str], message: str, values: str) -> None:
