@@ -535,7 +535,12 @@ def _apiserver_ports(given: list[int] | None) -> tuple[PortSpec, ...]:
     for number in given or ():
         if not 1 <= number <= 65535:
             raise typer.BadParameter(f"{number} is not a port number 1..65535", param_hint="--apiserver-port")
-    return tuple(dict.fromkeys(("TCP", n) for n in given)) if given else Settings().apiserver_ports
+    ports: tuple[PortSpec, ...] = tuple(dict.fromkeys(("TCP", n) for n in given)) if given else ()
+    if len(ports) > 40:
+        # They share one Cilium toPorts item, which takes at most 40 (the CRD's maxItems).
+        raise typer.BadParameter(f"{len(ports)} ports; the API server listens on one or two, name at most 40",
+                                 param_hint="--apiserver-port")
+    return ports or Settings().apiserver_ports
 
 
 def error_file_argument(args: list[str]) -> Path | None:
