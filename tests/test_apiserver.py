@@ -246,3 +246,21 @@ def test_a_broad_apiserver_cidr_needs_allow_broad_cidrs_and_keeps_metadata_out(t
     docs = generated(parse(result.stdout))
     assert network_reaches(docs, "ctrl", ip="203.0.113.9")
     assert not network_reaches(docs, "ctrl", ip="169.254.169.254", port=443)
+
+
+def test_the_token_is_read_from_every_kind_of_pod_spec(tmp_path: Any) -> None:
+    # The pod spec sits in three places (a template, a CronJob's job template, a bare Pod);
+    # a field the pruned read left out would read as unset, and the binding would decide.
+    job = deployment("nightly", "ctrl", {"automountServiceAccountToken": False})
+    cron = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "nightly", "namespace": NAMESPACE},
+            "spec": {"schedule": "0 1 * * *", "jobTemplate": {"spec": {"template": {
+                **job["spec"]["template"], "spec": {**job["spec"]["template"]["spec"], "restartPolicy": "Never"}}}}}}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe", "namespace": NAMESPACE,
+                                                          "labels": labels("probe")},
+           "spec": {"serviceAccountName": "quiet", **projected(), "containers": [{"name": "probe", "image": "x"}]}}
+    docs = [account("quiet", automount=False), binding("ClusterRoleBinding", "ctrl", [sa("ctrl"), sa("quiet")]),
+            cron, pod, deployment("ctrl", "ctrl")]
+    result = run(["render", "--apiserver-cidr", f"{APISERVER_IP}/32"], docs, tmp_path)
+    assert result.exit_code == 0, result.stderr
+    out = generated(parse(result.stdout))
+    assert not network_reaches(out, "nightly") and network_reaches(out, "probe") and network_reaches(out, "ctrl")
