@@ -34,10 +34,10 @@ from typing import Any
 
 from post_renderer.addresses import is_address
 from post_renderer.destpolicy import EVERY_NAMESPACE, PortRange, Request
+from post_renderer.dialled import port_number, upstream_port
 from post_renderer.errors import Location, Problems
 from post_renderer.model import EgressEntry, Existing
 from post_renderer.names import dns_label
-from post_renderer.numbers import go_uint
 from post_renderer.read import Documents, Need, Parsed
 from post_renderer.stream import Document
 
@@ -122,12 +122,9 @@ def from_serviceentry(se: Existing, home: str | None) -> list[Request]:
 
 
 def _dialled(ports: Sequence[dict[str, Any]], port_map: Any) -> list[PortRange | None]:
-    """The ports the proxy dials on an endpoint of a ServiceEntry with ``ports``: the
-    endpoint's own map wins, then each port's targetPort, then its number."""
-    mapped = _mapping(port_map)
-    dialled = {_single(mapped.get(str(p.get("name")))) or _single(p.get("targetPort")) or _single(p.get("number"))
-               for p in ports}
-    return [*sorted(r for r in dialled if r is not None)] or [None]
+    """The ports the proxy dials on an endpoint of a ServiceEntry with ``ports``."""
+    dialled = {upstream_port(p, port_map) for p in ports}
+    return [*sorted((n, n) for n in dialled if n is not None)] or [None]
 
 
 def from_networkpolicy(np: Existing, home: str | None) -> list[Request]:
@@ -451,13 +448,9 @@ def _np_ports(ports: Any) -> list[PortRange | None]:
 
 
 def _single(value: Any) -> PortRange | None:
-    if isinstance(value, str):
-        # As Cilium reads a port string (``strconv.ParseUint(p, 0, 16)``): "0443" is 291,
-        # "0x1bb" is 443; what does not parse ('٤٤٣', 'https') is a port name.
-        value = go_uint(value, 16)
-    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535:
-        return value, value
-    return None
+    # What does not parse ('٤٤٣', 'https') is a port name.
+    number = port_number(value)
+    return None if number is None else (number, number)
 
 
 def _mapping(value: Any) -> dict[str, Any]:

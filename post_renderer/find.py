@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 from post_renderer.annotations import Intent
 from post_renderer.annotations import read as read_intent
+from post_renderer.dialled import forbidden_endpoints, passthrough_target_port
 from post_renderer.errors import Problem, Problems
 from post_renderer import inmesh
 from post_renderer.inmesh import InMesh
@@ -72,7 +73,7 @@ def find(documents: Documents, values: Sequence[ValuesFile], allowlist: ValuesFi
     else:
         serviceentries, replacements = [e for e in inventory.existing if e.kind == "ServiceEntry"], {}
     home = settings.namespace or _most_common_namespace(inventory.workloads)
-    claims = chart_claims(serviceentries, allowed, home, problems)
+    claims = chart_claims(serviceentries, allowed, home, problems, passthrough_target_port(settings))
     warnings.extend(p for se in serviceentries for p in _existing_warnings(se))
     intents = {
         w.doc_index: read_intent(w, settings, problems, verdicts)
@@ -99,6 +100,10 @@ def _existing_warnings(se: Existing) -> list[Problem]:
     if not export_to or "*" in export_to:
         out.append(Problem(se.location.at("spec.exportTo"), "exported to every namespace (exportTo absent or '*'); "
                                                            "consider exportTo: [\".\"]"))
+    for k, address in forbidden_endpoints(spec):
+        out.append(Problem(se.location.at(f"spec.endpoints[{k}].address"), (
+            f"{address} is link-local or a cloud metadata endpoint: no policy helm-egress writes opens it, so the "
+            "proxy's connections to this endpoint are blocked")))
     for number, protocol in tcp_without_addresses(spec):
         port, why = every_address_message(number, protocol)
         out.append(Problem(se.location.at("spec.ports"), f"{port} without addresses matches all traffic on that "

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from post_renderer.addresses import destination_key
+from post_renderer.addresses import destination_key, is_address
+from post_renderer.dialled import dials
 from post_renderer.errors import Problems
 from post_renderer.model import EgressEntry, Existing
 from post_renderer.names import dns_label, sha256_hex
@@ -41,8 +42,9 @@ class Serving(NamedTuple):
     doubled: tuple[tuple[Wanted, Claim], ...]
 
 
-def existing_claims(se: Existing, home: str | None) -> list[Claim]:
-    """What a ServiceEntry of the stream serves, in the namespaces it is exported to."""
+def existing_claims(se: Existing, home: str | None, passthrough: bool | None) -> list[Claim]:
+    """What a ServiceEntry of the stream serves, in the namespaces it is exported to, and
+    where its proxy connects for each (``passthrough``: see ``dialled.dials``)."""
     metadata = se.data.get("metadata") or {}
     spec = se.data.get("spec") or {}
     namespace = metadata.get("namespace") or home
@@ -63,7 +65,7 @@ def existing_claims(se: Existing, home: str | None) -> list[Claim]:
     bound = isinstance(labels, dict) and "istio.io/use-waypoint" in labels
     return [
         Claim(d, int(p["number"]), str(p.get("protocol") or "").upper(), scope, source, str(metadata.get("name")),
-              metadata.get("namespace") or home, hosts, bound)
+              metadata.get("namespace") or home, hosts, bound, dials(spec, p, is_address(d), passthrough))
         for d in dests
         for p in spec.get("ports") or []
         if isinstance(p, dict) and isinstance(p.get("number"), int)
@@ -78,12 +80,12 @@ def allowlist_claims(entry: EgressEntry) -> list[Claim]:
 
 
 def chart_claims(existing: Sequence[Existing], allowed: Sequence[EgressEntry], home: str | None,
-                 problems: Problems) -> Claims:
+                 problems: Problems, passthrough: bool | None) -> Claims:
     """What the chart's ServiceEntries and the allowlist serve; a protocol conflict between
     them (IST0177) is a problem."""
     claims = Claims()
     for se in existing:
-        claims.register(existing_claims(se, home), se.location, problems)
+        claims.register(existing_claims(se, home, passthrough), se.location, problems)
     for entry in allowed:
         claims.register(allowlist_claims(entry), entry.origin, problems)
     return claims

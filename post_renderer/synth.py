@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 from post_renderer.addresses import IPNetwork, covering_wildcards, network
+from post_renderer.dialled import Upstream
 from post_renderer.errors import Location, Problems
 from post_renderer.model import HTTP_FAMILY, TLS_FAMILY, EgressEntry, Workload
 from post_renderer.names import dns_label
@@ -144,6 +145,9 @@ class Claim(NamedTuple):
     namespace: str | None = None
     hosts: tuple[str, ...] = ()  # its ServiceEntry's hosts: how a Sidecar imports an address
     bound: bool = False  # its ServiceEntry carries istio.io/use-waypoint (ambient)
+    # Where the proxy connects instead of the destination on its port (``dialled.dials``:
+    # a chart ServiceEntry's targetPort or endpoints); None: the destination itself.
+    dials: tuple[Upstream, ...] | None = None
 
     def reaches(self, namespace: str | None) -> bool:
         return self.scope is None or namespace in self.scope

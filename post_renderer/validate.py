@@ -49,7 +49,7 @@ def non_ascii_host_problem(host: str) -> str | None:
     return f"hosts must be ASCII DNS names; the IDNA (punycode) form of this one is {suggestion!r}"
 
 
-def _is_fqdn(host: str) -> bool:
+def is_fqdn(host: str) -> bool:
     return "*" not in host and wildcard_domain_problem(host) is None
 
 
@@ -93,7 +93,7 @@ def serviceentry_problems(spec: Any) -> list[str]:
         out.append("spec.endpoints: DNS_ROUND_ROBIN allows at most one endpoint")
     if resolution in ("DNS", "DNS_ROUND_ROBIN") and not endpoints:
         for i, host in enumerate(hosts):
-            if not _is_fqdn(str(host)):
+            if not is_fqdn(str(host)):
                 out.append(
                     f"spec.hosts[{i}]: {host!r}: hosts must be FQDN if no endpoints are provided "
                     f"for resolution mode {resolution}"
