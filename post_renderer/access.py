@@ -11,18 +11,19 @@ writes). It is built once by the plan stage and never changed after; output kind
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 from typing import NamedTuple
 
-from post_renderer.addresses import covering_wildcards, destination_key
+from post_renderer.addresses import covering_wildcards, destination_key, is_address
+from post_renderer.dialled import Target
 from post_renderer.errors import Problem
 from post_renderer.inmesh import InMesh
-from post_renderer.model import SidecarHost, Workload, per_release
+from post_renderer.model import Port, SidecarHost, Workload, per_release
 from post_renderer.reach import Reach
 from post_renderer.serving import Serving
 from post_renderer.settings import Settings
-from post_renderer.synth import Claim, Claims, Planned
+from post_renderer.synth import Claim, Claims, Planned, by_name, network_reach
 
 
 class Access(NamedTuple):
@@ -189,6 +190,63 @@ class Context:
         # one; a Sidecar can import only a ServiceEntry with an FQDN host; one whose
         # namespace is known names the narrowest import.
         return min(found, key=lambda c: (c.dest != key, c.short_named, c.namespace == "*"), default=None)
+
+    @cached_property
+    def dialling(self) -> bool:
+        """Whether a ServiceEntry of the stream sends the proxy somewhere other than the
+        destination on its port (a targetPort, endpoints): without one, no lookup is needed."""
+        return any(c.dials is not None for c in self.service_entries.claims)
+
+    def dialled(self, access: Access, dest: str, address: bool, port: Port) -> tuple[Target, ...]:
+        """Where the workload's traffic to ``dest:port`` leaves the pod for: the destination
+        itself, or what the ServiceEntry serving it dials instead (nothing: it has no
+        upstream)."""
+        claim = self.serving(access, dest, port.number) if self.dialling else None
+        if claim is None or claim.dials is None:
+            return (Target(dest, address, port.number, port.transport),)
+        return tuple(Target(u.dest, is_address(u.dest), u.port, port.transport, claim.source) if u.dest else
+                     Target(dest, address, u.port, port.transport, claim.source) for u in claim.dials)
+
+    def targets(self, access: Access) -> tuple[tuple[Target, ...], ...]:
+        """What a network-layer policy opens for each entry of the workload: each destination
+        the pod reaches it by (its hostnames, when the proxy dials them by name and no
+        ambient waypoint does; its addresses), on each port, as the serving ServiceEntry
+        dials it."""
+        found = self._targets.get(access.workload.doc_index)
+        if found is None:  # read by the kinds' rules, their warnings and shared-rule keys
+            ambient = self.settings.mesh == "ambient"
+            per_entry = []
+            for p in access.planned:
+                names = p.entry.hosts if by_name(p) and not ambient else ()
+                dests = [*((h, False) for h in names), *((a, True) for a in p.entry.addresses)]
+                per_entry.append(tuple(t for dest, address in dests for port in p.entry.ports
+                                       for t in self.dialled(access, dest, address, port)))
+            found = self._targets[access.workload.doc_index] = tuple(per_entry)
+        return found
+
+    @cached_property
+    def _targets(self) -> dict[int, tuple[tuple[Target, ...], ...]]:
+        return {}
+
+    def dialled_key(self, access: Access) -> tuple[tuple[Target, ...], ...] | None:
+        """What the workload's entries dial, when a ServiceEntry sends some elsewhere: two
+        workloads with the same entries may then still differ (exportTo)."""
+        return self.targets(access) if self.dialling else None
+
+    def network_reach(self, access: Access, p: Planned, dest: str, port: int, name: Callable[[str, int], str]) -> str:
+        """What a network-layer kind opens for one destination of an entry (explain);
+        ``name``: how the kind opens a host name on a port."""
+        opens = network_reach(self.settings, self.scope(access), p, dest, port)
+        reached = opens is None or dest in p.entry.addresses
+        claim = self.serving(access, dest, port) if self.dialling and reached else None
+        if claim is None or claim.dials is None:
+            return name(dest, port) if opens is None else opens
+        declared = next(q for q in p.entry.ports if q.number == port)
+        targets = self.dialled(access, dest, dest in p.entry.addresses, declared)
+        if not targets:
+            return f"nothing: {claim.source} has no endpoint to send it to"
+        where = "; ".join(f"{t.dest} on port {t.port}" if t.address else name(t.dest, t.port) for t in targets)
+        return f"where {claim.source} sends it: {where}"
 
     def imports(self, access: Access) -> list[tuple[str, Planned]]:
         """`namespace/host` Sidecar imports for every destination the workload declared.

@@ -263,16 +263,6 @@ def addresses(p: Planned) -> list[IPNetwork]:
     return [network(a) for a in p.entry.addresses]
 
 
-def destinations(p: Planned, settings: Settings) -> list[IPNetwork]:
-    """The IP ranges a Kubernetes NetworkPolicy must open for an entry: its addresses,
-    and for a name, which a NetworkPolicy cannot express, the hostname CIDRs (in ambient
-    mode names go through the waypoint instead)."""
-    nets = addresses(p)
-    if by_name(p) and settings.mesh != "ambient":
-        nets = list(settings.hostname_cidrs) + [n for n in nets if n not in settings.hostname_cidrs]
-    return nets
-
-
 def waypoint_namespace(settings: Settings, scope: str | None) -> str | None:
     """Ambient: the namespace of the waypoint a workload in ``scope`` reaches, when known."""
     return settings.waypoint.namespace or scope if settings.waypoint is not None else None

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from post_renderer.access import Access, Context
-from post_renderer.addresses import IPNetwork, excepts_for
+from post_renderer.addresses import IPNetwork, excepts_for, network
 from post_renderer.errors import Problem
 from post_renderer.model import Workload, per_release
 from post_renderer.settings import PeerSelector, PortSpec, Settings
@@ -22,11 +22,9 @@ from post_renderer.synth import (
     Planned,
     SOURCE_ANNOTATION,
     WORKLOAD_ANNOTATION,
-    addresses,
     by_name,
     metadata,
     needs_waypoint,
-    network_reach,
     waypoint_namespace,
     waypoint_peer,
 )
@@ -100,17 +98,21 @@ def _policy(access: Access, ctx: Context) -> Generated:
     # rules. Destinations with the same ports share one, different ports never do.
     by_ports: dict[tuple[tuple[int, str], ...], list[dict[str, str]]] = {}
     cidrs: dict[tuple[IPNetwork, ...], set[tuple[int, str]]] = {}
-    for p in access.planned:
-        ports = tuple(sorted({(port.number, port.transport) for port in p.entry.ports}))
-        if by_name(p) and not ambient:
-            selectors = by_ports.setdefault(ports, [])
-            for host in p.entry.hosts:
-                for selector in fqdn_selectors(host, settings.cilium_wildcard_depth or 0):
-                    if selector not in selectors:
-                        selectors.append(selector)
-        nets = tuple(addresses(p))
-        if nets:
-            cidrs.setdefault(nets, set()).update(ports)
+    for entry in ctx.targets(access):
+        names: dict[str, set[tuple[int, str]]] = {}
+        by_port: dict[tuple[int, str], dict[IPNetwork, None]] = {}
+        for t in entry:
+            if t.address:
+                by_port.setdefault((t.port, t.transport), {})[network(t.dest)] = None
+            else:
+                names.setdefault(t.dest, set()).add((t.port, t.transport))
+        for host, ports in names.items():
+            selectors = by_ports.setdefault(tuple(sorted(ports)), [])
+            for selector in fqdn_selectors(host, settings.cilium_wildcard_depth or 0):
+                if selector not in selectors:
+                    selectors.append(selector)
+        for port, ranges in by_port.items():
+            cidrs.setdefault(tuple(ranges), set()).add(port)
     for fqdn_ports, selectors in by_ports.items():
         rules.append({"toFQDNs": selectors, "toPorts": _to_ports(fqdn_ports)})
     for nets, cidr_ports in cidrs.items():
@@ -280,8 +282,10 @@ def _double_star_warnings(ctx: Context) -> list[Problem]:
 
 
 def explain(ctx: Context, access: Access, planned: Planned, dest: str, port: int) -> str:
-    opens = network_reach(ctx.settings, ctx.scope(access), planned, dest, port)
-    if opens is None:
-        selectors = fqdn_selectors(dest, ctx.settings.cilium_wildcard_depth or 0)
-        opens = "toFQDNs " + ", ".join(next(iter(sel.values())) for sel in selectors) + f" on port {port}"
-    return f"{KIND} {access.policy_name}: {opens}"
+    depth = ctx.settings.cilium_wildcard_depth or 0
+
+    def opens_name(host: str, number: int) -> str:
+        selectors = fqdn_selectors(host, depth)
+        return "toFQDNs " + ", ".join(next(iter(sel.values())) for sel in selectors) + f" on port {number}"
+
+    return f"{KIND} {access.policy_name}: {ctx.network_reach(access, planned, dest, port, opens_name)}"

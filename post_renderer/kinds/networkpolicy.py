@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from post_renderer.access import Access, Context, selected_too
-from post_renderer.addresses import IPNetwork, excepts_for
+from post_renderer.addresses import IPNetwork, excepts_for, network
+from post_renderer.dialled import Target
 from post_renderer.errors import Problem
 from post_renderer.inmesh import selector_matcher
 from post_renderer.model import Workload
@@ -22,12 +23,9 @@ from post_renderer.synth import (
     Planned,
     SOURCE_ANNOTATION,
     WORKLOAD_ANNOTATION,
-    by_name,
-    destinations,
     hostnames_by_name,
     metadata,
     needs_waypoint,
-    network_reach,
     registry_only_message,
     waypoint_namespace,
     waypoint_peer,
@@ -61,7 +59,7 @@ def notes(ctx: Context) -> list[str]:
     return []
 
 
-Shared = dict[tuple[tuple[Planned, ...], str | None, tuple[object, ...]], list[dict[str, Any]]]
+Shared = dict[tuple[object, ...], list[dict[str, Any]]]
 
 
 def build(ctx: Context) -> list[Generated]:
@@ -71,14 +69,15 @@ def build(ctx: Context) -> list[Generated]:
 
 def network_policy(access: Access, ctx: Context, shared: Shared) -> Generated:
     """``shared``: egress rules already built, by the entries they open (and the waypoint's
-    namespace); workloads with the same entries (every one, with only values) share one
-    list, written once (``emit``)."""
+    namespace, and what they dial); workloads with the same entries (every one, with only
+    values) share one list, written once (``emit``)."""
     settings = ctx.settings
     workload = access.workload
-    key = (access.planned, waypoint_namespace(settings, ctx.scope(access)), tuple(r.key() for r in access.reach))
+    waypoint_ns = waypoint_namespace(settings, ctx.scope(access))
+    key = (access.planned, waypoint_ns, tuple(r.key() for r in access.reach), ctx.dialled_key(access))
     rules = shared.get(key)
     if rules is None:
-        rules = shared[key] = _egress_rules(access.planned, settings, key[1], access.reach)
+        rules = shared[key] = _egress_rules(access.planned, ctx.targets(access), settings, waypoint_ns, access.reach)
     annotations = {
         WORKLOAD_ANNOTATION: f"{workload.kind}/{workload.name}",
         SOURCE_ANNOTATION: ",".join(access.sources) if access.sources else "defaults",
@@ -96,8 +95,8 @@ def network_policy(access: Access, ctx: Context, shared: Shared) -> Generated:
     return Generated(KIND, access.policy_name, access.namespace, body, workload.location)
 
 
-def _egress_rules(planned: tuple[Planned, ...], settings: Settings, waypoint_ns: str | None,
-                  reach: tuple[Reach, ...]) -> list[dict[str, Any]]:
+def _egress_rules(planned: tuple[Planned, ...], targets: Sequence[Sequence[Target]], settings: Settings,
+                  waypoint_ns: str | None, reach: tuple[Reach, ...]) -> list[dict[str, Any]]:
     rules: list[dict[str, Any]] = [_peer_rule(peer) for peer in (settings.dns, *settings.dns_peers)]
     if settings.mesh == "ambient":
         # ztunnel, not the pod, talks to istiod; the pod's names go to the waypoint.
@@ -110,7 +109,7 @@ def _egress_rules(planned: tuple[Planned, ...], settings: Settings, waypoint_ns:
             rules.append(_peer_rule(r.peer))
         if r.cidrs:
             rules.append(_block_rule(r.cidrs, r.ports))
-    rules.extend(_destination_rules(planned, settings))
+    rules.extend(_destination_rules(targets, settings))
     return rules
 
 
@@ -170,19 +169,22 @@ def warnings(ctx: Context) -> list[Problem]:
         return out
     for a in ctx.access:
         hosts = hostnames_by_name(a.planned)
-        if hosts:
-            ports = sorted({port.number for p in a.planned if by_name(p) for port in p.entry.ports})
+        # The ports opened to the hostname CIDRs: where the proxy dials a name (a serving
+        # ServiceEntry may send it to another port, or to addresses only).
+        ports = sorted({t.port for entry in ctx.targets(a) for t in entry if not t.address})
+        if hosts and ports:
             out.append(Problem(a.workload.location, registry_only_message(
                 hosts, f"its NetworkPolicy opens port(s) {', '.join(map(str, ports))} to any host")))
     return out
 
 
 def explain(ctx: Context, access: Access, planned: Planned, dest: str, port: int) -> str:
-    opens = network_reach(ctx.settings, ctx.scope(access), planned, dest, port)
-    if opens is None:
-        cidrs = ", ".join(str(c) for c in ctx.settings.hostname_cidrs)
-        opens = f"any host on port {port} ({cidrs}; hostnames cannot be named in a NetworkPolicy)"
-    return f"{KIND} {access.policy_name}: {opens}"
+    cidrs = ", ".join(str(c) for c in ctx.settings.hostname_cidrs)
+
+    def opens_name(host: str, number: int) -> str:
+        return f"any host on port {number} ({cidrs}; hostnames cannot be named in a NetworkPolicy)"
+
+    return f"{KIND} {access.policy_name}: {ctx.network_reach(access, planned, dest, port, opens_name)}"
 
 
 def _peer_rule(peer: PeerSelector) -> dict[str, Any]:
@@ -217,16 +219,19 @@ def _text(net: IPNetwork) -> str:
     return str(net)
 
 
-def _destination_rules(planned: Sequence[Planned], settings: Settings) -> list[dict[str, Any]]:
-    # Entries that reach the same ranges share one rule; different ranges never do, or
-    # one entry's ports would open on another's addresses.
+def _destination_rules(targets: Sequence[Sequence[Target]], settings: Settings) -> list[dict[str, Any]]:
+    # Ports that reach the same ranges share one rule; different ranges never do, or one
+    # entry's ports (or one endpoint's) would open on another's addresses.
     grouped: dict[tuple[IPNetwork, ...], set[tuple[int, str]]] = {}
-    for p in planned:
-        nets = tuple(destinations(p, settings))
-        if not nets:
-            continue
-        ports = grouped.setdefault(nets, set())
-        ports.update((port.number, port.transport) for port in p.entry.ports)
+    for entry in targets:
+        by_port: dict[tuple[int, str], dict[IPNetwork, None]] = {}
+        for t in entry:
+            ranges = by_port.setdefault((t.port, t.transport), {})
+            # A name cannot be written in a NetworkPolicy: the hostname CIDRs stand for it.
+            ranges.update(dict.fromkeys((network(t.dest),) if t.address else settings.hostname_cidrs))
+        for port, ranges in by_port.items():
+            if ranges:  # an empty `to` would open every destination
+                grouped.setdefault(tuple(ranges), set()).add(port)
     rules = []
     for nets, ports in grouped.items():
         peers = []
