@@ -64,9 +64,12 @@ def port_number(value: Any) -> int | None:
 def upstream_port(port: Mapping[str, Any], port_map: Any) -> int | None:
     """The port the proxy dials on an endpoint for a ServiceEntry ``port``: the endpoint's
     own map wins (by the port's name), then ``targetPort``, then ``number``."""
-    mapped = port_map if isinstance(port_map, Mapping) else {}
-    return port_number(mapped.get(str(port.get("name")))) or port_number(port.get("targetPort")) \
+    return _mapped(port_map, str(port.get("name"))) or port_number(port.get("targetPort")) \
         or port_number(port.get("number"))
+
+
+def _mapped(port_map: Any, name: str) -> int | None:
+    return port_number(port_map.get(name)) if isinstance(port_map, Mapping) else None
 
 
 def passthrough_target_port(settings: Settings) -> bool | None:
@@ -102,10 +105,28 @@ def forbidden_endpoints(spec: Mapping[str, Any]) -> list[tuple[int, str]]:
     return out
 
 
-def dials(spec: Mapping[str, Any], port: Mapping[str, Any], dest_is_address: bool,
+class Endpoint(NamedTuple):
+    address: str  # as ``endpoint_address`` reads it
+    ports: Any  # its port map, as written
+
+
+def endpoints(spec: Mapping[str, Any]) -> tuple[Endpoint, ...]:
+    """The endpoints of a ServiceEntry ``spec`` the proxy may connect to, each read once
+    for all its ports (a ServiceEntry may hold 4,096 endpoints and 256 ports)."""
+    forbidden = {k for k, _ in forbidden_endpoints(spec)}
+    out = []
+    for k, endpoint in enumerate(_list(spec.get("endpoints"))):
+        address = endpoint_address(endpoint)
+        if address is not None and k not in forbidden:
+            out.append(Endpoint(address, endpoint.get("ports")))
+    return tuple(out)
+
+
+def dials(spec: Mapping[str, Any], listed: Sequence[Endpoint], port: Mapping[str, Any], dest_is_address: bool,
           passthrough: bool | None) -> tuple[Upstream, ...] | None:
     """What the proxy connects to for one destination of a ServiceEntry ``spec`` on
-    ``port`` (an item of its ports); None: the destination itself on the port's number.
+    ``port`` (an item of its ports); ``listed``: its ``endpoints(spec)``. None: the
+    destination itself on the port's number.
 
     ``passthrough``: whether a NONE entry goes to its targetPort (``passthrough_target_port``);
     None (unknown): to both it and the number, so neither is cut off."""
@@ -114,20 +135,13 @@ def dials(spec: Mapping[str, Any], port: Mapping[str, Any], dest_is_address: boo
         return None
     target = port_number(port.get("targetPort")) or number
     resolution = spec.get("resolution") or "NONE"
-    endpoints = _list(spec.get("endpoints"))
     if resolution == "NONE":
         if target == number or passthrough is False:
             return None
         return (Upstream(None, target),) if passthrough else (Upstream(None, number), Upstream(None, target))
-    if resolution in ("STATIC", "DNS", "DNS_ROUND_ROBIN") and (endpoints or resolution == "STATIC"):
-        out: dict[Upstream, None] = {}
-        forbidden = {k for k, _ in forbidden_endpoints(spec)}
-        for k, endpoint in enumerate(endpoints):
-            address = endpoint_address(endpoint)
-            dialled = upstream_port(port, endpoint.get("ports")) if isinstance(endpoint, Mapping) else None
-            if address is not None and dialled is not None and k not in forbidden:
-                out[Upstream(address, dialled)] = None
-        return tuple(out)
+    if resolution == "STATIC" or (resolution in ("DNS", "DNS_ROUND_ROBIN") and _list(spec.get("endpoints"))):
+        name = str(port.get("name"))  # as upstream_port, with the port's own fields read once
+        return tuple(dict.fromkeys(Upstream(e.address, _mapped(e.ports, name) or target) for e in listed))
     if resolution in ("DNS", "DNS_ROUND_ROBIN"):
         if dest_is_address:
             # The application connected to an address of the entry; the proxy resolves the hosts.
@@ -135,6 +149,15 @@ def dials(spec: Mapping[str, Any], port: Mapping[str, Any], dest_is_address: boo
             return tuple(dict.fromkeys(Upstream(h, target) for h in hosts if is_fqdn(h)))
         return None if target == number else (Upstream(None, target),)
     return None
+
+
+def port_dials(spec: Mapping[str, Any], listed: Sequence[Endpoint], port: Mapping[str, Any],
+               passthrough: bool | None) -> tuple[tuple[Upstream, ...] | None, tuple[Upstream, ...] | None]:
+    """``dials`` for a host of the entry and for an address of it, which differ only where
+    the proxy resolves the hosts (DNS without endpoints)."""
+    for_host = dials(spec, listed, port, False, passthrough)
+    resolves_hosts = spec.get("resolution") in ("DNS", "DNS_ROUND_ROBIN") and not _list(spec.get("endpoints"))
+    return for_host, dials(spec, listed, port, True, passthrough) if resolves_hosts else for_host
 
 
 def _list(value: Any) -> Sequence[Any]:

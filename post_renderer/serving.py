@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from post_renderer.addresses import destination_key, is_address
-from post_renderer.dialled import dials
+from post_renderer.dialled import endpoints, port_dials
 from post_renderer.errors import Problems
 from post_renderer.model import EgressEntry, Existing
 from post_renderer.names import dns_label, sha256_hex
@@ -63,12 +63,14 @@ def existing_claims(se: Existing, home: str | None, passthrough: bool | None) ->
     hosts = tuple(str(h) for h in spec.get("hosts") or [])
     labels = metadata.get("labels")
     bound = isinstance(labels, dict) and "istio.io/use-waypoint" in labels
+    ports = [p for p in spec.get("ports") or [] if isinstance(p, dict) and isinstance(p.get("number"), int)]
+    listed = endpoints(spec)
+    dialled = [port_dials(spec, listed, p, passthrough) for p in ports]  # for a host, for an address
     return [
         Claim(d, int(p["number"]), str(p.get("protocol") or "").upper(), scope, source, str(metadata.get("name")),
-              metadata.get("namespace") or home, hosts, bound, dials(spec, p, is_address(d), passthrough))
-        for d in dests
-        for p in spec.get("ports") or []
-        if isinstance(p, dict) and isinstance(p.get("number"), int)
+              metadata.get("namespace") or home, hosts, bound, dialled[i][address])
+        for d, address in ((d, is_address(d)) for d in dests)
+        for i, p in enumerate(ports)
     ]
 
 

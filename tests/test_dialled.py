@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 import oracle
 from helmstream import split_documents
 from post_renderer.cli import app
-from post_renderer.dialled import Upstream, dials, passthrough_target_port
+from post_renderer.dialled import Upstream, endpoints, passthrough_target_port, port_dials
+from post_renderer.dialled import dials as dials_of
 from post_renderer.settings import Settings
 
 CASES = Path(__file__).parent / "cases"
@@ -139,6 +140,11 @@ def test_only_the_namespaces_the_serving_serviceentry_reaches_are_redirected(tmp
 PORT = {"number": 80, "name": "http", "protocol": "HTTP", "targetPort": 443}
 
 
+def dials(spec: dict[str, Any], port: dict[str, Any], dest_is_address: bool,
+          passthrough: bool | None) -> tuple[Upstream, ...] | None:
+    return dials_of(spec, endpoints(spec), port, dest_is_address, passthrough)
+
+
 def test_a_port_map_that_is_no_port_falls_back_to_the_target_port() -> None:
     for bad in ("x", True, 0, 70000, None, [443]):
         spec = {"resolution": "STATIC", "endpoints": [{"address": "198.51.100.7", "ports": {"http": bad}}]}
@@ -171,6 +177,14 @@ def test_what_istio_sends_elsewhere_and_what_it_does_not() -> None:
     spec = {"resolution": "DNS", "hosts": ["db.example", "*.bad", 7], "addresses": ["192.0.2.5"]}
     assert dials(spec, plain, True, True) == (Upstream("db.example", 443),)
     assert dials(spec, plain, False, True) is None
+
+
+def test_a_host_and_an_address_of_one_entry_differ_only_where_the_proxy_resolves_the_hosts() -> None:
+    resolved = {"resolution": "DNS", "hosts": ["db.example"], "addresses": ["192.0.2.5"]}
+    assert port_dials(resolved, (), PORT, True) == ((Upstream(None, 443),), (Upstream("db.example", 443),))
+    static = {"resolution": "STATIC", "hosts": ["db.example"], "endpoints": [{"address": "198.51.100.7"}]}
+    both = (Upstream("198.51.100.7", 443),)
+    assert port_dials(static, endpoints(static), PORT, True) == (both, both)
 
 
 @pytest.mark.parametrize(("passthrough", "expected"), [
