@@ -12,6 +12,8 @@ pod template's (``podAnnotations`` in most charts), merged:
 - ``<prefix>/sidecar-hosts``: in-mesh hosts its Sidecar imports, ``namespace/dnsName``;
 - ``<prefix>/apiserver``: ``"true"`` or ``"false"``: it reaches the Kubernetes API server,
   or not, whatever its RBAC and ``--apiserver-access`` say.
+- ``<prefix>/in-cluster``: Services of the cluster it calls, ``NAMESPACE/SERVICE[:PORT,...]``
+  (``incluster``).
 
 Any other key under the prefix is an error: a typo must never silently open or close
 egress. Entries pass the same schema and guardrails as values.
@@ -26,14 +28,16 @@ from typing import Any, NamedTuple
 from post_renderer import yamlio
 from post_renderer.entries import checked_entries
 from post_renderer.errors import EgressError, Location, Problems
-from post_renderer.model import EgressEntry, SidecarHost, Workload
+from post_renderer.incluster import from_annotation
+from post_renderer.model import EgressEntry, InCluster, SidecarHost, Workload
 from post_renderer.names import dns_label
 from post_renderer.schema import Verdicts
 from post_renderer.settings import Settings
 from post_renderer.validate import canonical_sidecar_host, sidecar_host_problem
 
 COMPACT = ("hosts", "addresses", "ports")
-KEYS = (*COMPACT, "egress", "ignore", "sidecar", "sidecar-hosts", "apiserver")
+KEYS = (*COMPACT, "egress", "ignore", "sidecar", "sidecar-hosts", "apiserver", "in-cluster")
+DECLARING = (*COMPACT, "egress", "in-cluster")  # any of these asks for a policy
 DEFAULT_PROTOCOL = "TCP"
 MAX_ANNOTATION_BYTES = 256 * 1024
 # ASCII only: a Unicode space inside a value is part of a (then refused) host, never a
@@ -50,6 +54,7 @@ class Intent(NamedTuple):
     sidecar: bool = True  # false: no Istio Sidecar for this workload
     sidecar_hosts: tuple[SidecarHost, ...] = ()
     apiserver: bool | None = None  # reaches the API server (or not), whatever its RBAC; None: not said
+    in_cluster: tuple[InCluster, ...] = ()
 
 
 def read(workload: Workload, settings: Settings, problems: Problems, verdicts: Verdicts | None = None) -> Intent:
@@ -98,6 +103,7 @@ def read(workload: Workload, settings: Settings, problems: Problems, verdicts: V
             problems.add(where("sidecar-hosts"), f"{given}: {why}")
         elif host not in (h.host for h in sidecar_hosts):
             sidecar_hosts.append(SidecarHost(host, where("sidecar-hosts")))
+    in_cluster = tuple(from_annotation(text["in-cluster"], where("in-cluster"), problems)) if "in-cluster" in text else ()
 
     raw: list[Any] = []
     origins: list[tuple[str, str]] = []  # per raw entry: (annotation key, path prefix)
@@ -117,8 +123,8 @@ def read(workload: Workload, settings: Settings, problems: Problems, verdicts: V
                 origins.append(("egress", f"[{i}]"))
             raw.extend(full)
     if not raw:
-        return Intent(ignore=ignore, entries=(), declared=any(k in ours for k in (*COMPACT, "egress")),
-                      sidecar=sidecar, sidecar_hosts=tuple(sidecar_hosts), apiserver=apiserver)
+        return Intent(ignore=ignore, entries=(), declared=any(k in ours for k in DECLARING),
+                      sidecar=sidecar, sidecar_hosts=tuple(sidecar_hosts), apiserver=apiserver, in_cluster=in_cluster)
 
     def locate(path: Sequence[str | int]) -> Location:
         index = path[0] if path and isinstance(path[0], int) else None
@@ -135,7 +141,7 @@ def read(workload: Workload, settings: Settings, problems: Problems, verdicts: V
     source = f"annotations:{workload.kind}/{workload.name}"
     entries = checked_entries(raw, locate, source=source, settings=settings, problems=problems, verdicts=verdicts)
     return Intent(ignore=ignore, entries=tuple(entries), declared=True, sidecar=sidecar,
-                  sidecar_hosts=tuple(sidecar_hosts), apiserver=apiserver)
+                  sidecar_hosts=tuple(sidecar_hosts), apiserver=apiserver, in_cluster=in_cluster)
 
 
 def _compact_entry(workload: Workload, text: dict[str, str], where: Any, problems: Problems) -> dict[str, Any] | None:

@@ -19,14 +19,15 @@ from post_renderer.dialled import forbidden_endpoints, passthrough_target_port
 from post_renderer.errors import Problem, Problems
 from post_renderer import inmesh
 from post_renderer.inmesh import InMesh
-from post_renderer.model import EgressEntry, Existing, Workload
+from post_renderer.incluster import from_entries
+from post_renderer.model import EgressEntry, Existing, InCluster, Workload
 from post_renderer.normalize import normalize
 from post_renderer.read import Documents
 from post_renderer.schema import Verdicts
 from post_renderer.serving import chart_claims
 from post_renderer.settings import Settings
 from post_renderer.synth import Claims, Planned, every_address_message, plan, tcp_without_addresses
-from post_renderer.values import EgressValues, ValuesFile, load_egress
+from post_renderer.values import EgressValues, ValuesFile, load_egress, load_in_cluster
 from post_renderer.workloads import Inventory, scan
 
 
@@ -49,6 +50,9 @@ class Found(NamedTuple):
     inmesh: InMesh
     notes: list[str]
     warnings: list[Problem]
+    # The values' in-cluster destinations (istio.inCluster, and istio.egress entries that
+    # name cluster Services), for every workload the values apply to.
+    in_cluster: tuple[InCluster, ...] = ()
 
 
 def find(documents: Documents, values: Sequence[ValuesFile], allowlist: ValuesFile | None, settings: Settings, *,
@@ -58,6 +62,9 @@ def find(documents: Documents, values: Sequence[ValuesFile], allowlist: ValuesFi
     stream = documents.stream
     problems = Problems()
     egress = load_egress(values, settings, problems, verdicts=verdicts)
+    external, in_cluster = from_entries(egress.entries, settings, problems)
+    egress = egress._replace(entries=tuple(external))
+    in_cluster = [*load_in_cluster(values, problems), *in_cluster]
     allowed = load_egress([allowlist], settings, problems, verdicts=verdicts).entries if allowlist else ()
     inventory = scan(documents, problems)
     notes = list(inventory.notes)
@@ -75,17 +82,23 @@ def find(documents: Documents, values: Sequence[ValuesFile], allowlist: ValuesFi
     home = settings.namespace or _most_common_namespace(inventory.workloads)
     claims = chart_claims(serviceentries, allowed, home, problems, passthrough_target_port(settings))
     warnings.extend(p for se in serviceentries for p in _existing_warnings(se))
-    intents = {
-        w.doc_index: read_intent(w, settings, problems, verdicts)
-        for w in inventory.workloads
-    }
+    intents = {w.doc_index: _cluster_names_apart(read_intent(w, settings, problems, verdicts), settings, problems)
+               for w in inventory.workloads}
     release_wide = plan(egress.entries, problems, settings.istio_minor)
     own = {i: plan(intent.entries, problems, settings.istio_minor) for i, intent in intents.items()}
     problems.raise_if_any()
     mesh = inmesh.scan(documents, problems) if needs_mesh else InMesh()
     problems.raise_if_any()
     return Found(documents, inventory, egress, tuple(allowed), serviceentries, replacements, intents, release_wide, own,
-                 home, claims, mesh, notes, warnings)
+                 home, claims, mesh, notes, warnings, tuple(in_cluster))
+
+
+def _cluster_names_apart(intent: Intent, settings: Settings, problems: Problems) -> Intent:
+    """A workload's entries that name cluster Services are its in-cluster destinations."""
+    external, in_cluster = from_entries(intent.entries, settings, problems)
+    if not in_cluster:
+        return intent
+    return intent._replace(entries=tuple(external), in_cluster=(*intent.in_cluster, *in_cluster))
 
 
 def _most_common_namespace(workloads: Sequence[Workload]) -> str | None:

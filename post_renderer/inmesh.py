@@ -37,6 +37,8 @@ class Service(NamedTuple):
     # (protocol, targetPort or port), each once.
     target_ports: tuple[PortSpec, ...] = ()
     location: Location = Location()
+    # (protocol, port, target port): what a caller dials, and what its packet reaches.
+    port_map: tuple[tuple[str, int, int | str], ...] = ()
 
 
 class Selecting(NamedTuple):
@@ -157,6 +159,7 @@ def _service(name: str, namespace: str | None, spec: dict[str, Any], where: Loca
         isinstance(k, str) and isinstance(v, str) and not label_key_problem(k) and not label_value_problem(v)
         for k, v in selector.items()) else None
     ports: dict[PortSpec, None] = {}
+    port_map: list[tuple[str, int, int | str]] = []
     raw = spec.get("ports")
     for item in raw if isinstance(raw, list) else []:
         item = _mapping(item)
@@ -168,7 +171,10 @@ def _service(name: str, namespace: str | None, spec: dict[str, Any], where: Loca
         if protocol not in _PROTOCOLS or not isinstance(target, (int, str)) or not _pod_port(target):
             continue
         ports[(str(protocol), target)] = None
-    return Service(name, namespace, pods, tuple(ports), where)
+        number = item.get("port")
+        if isinstance(number, int) and not isinstance(number, bool) and 1 <= number <= 65535:
+            port_map.append((str(protocol), number, target))
+    return Service(name, namespace, pods, tuple(ports), where, tuple(port_map))
 
 
 def _pod_port(value: Any) -> bool:

@@ -120,3 +120,18 @@ class SidecarHost(NamedTuple):
 
     host: str
     origin: Location
+
+
+class InCluster(NamedTuple):
+    """A Service of the cluster a workload calls (declared in values or annotations, or as
+    a ``*.svc.<cluster domain>`` host): its Sidecar imports the name, its policies reach the
+    pods behind it."""
+
+    namespace: str
+    service: str  # "*": any Service of the namespace
+    # (protocol, port, target port): the Service ports the workload dials, and the pods'
+    # ports behind them (the target port, when the Service is not in the stream); empty:
+    # every port of the Service, which must then be in the stream.
+    ports: tuple[tuple[str, int, int | str], ...]
+    selector: dict[str, str]  # its pods' labels, when declared; {}: the Service's, if known
+    origin: Location

@@ -61,10 +61,12 @@ def plan(found: Found, settings: Settings, label_selected: Callable[[Access], bo
         )
         for w in served
     ]
-    access, reached_warnings, reached_notes = gather(found, access, settings)
-    warnings += reached_warnings
-    notes += reached_notes
+    gathered = gather(found, access, settings)
+    access = gathered.access
+    warnings += gathered.warnings
+    notes += gathered.notes
     problems = Problems()
+    problems.extend(gathered.errors)
     for a in access:
         if not a.workload.stable_labels and label_selected(a):
             have = f" but {', '.join(sorted(a.workload.pod_labels))}, which change with each release" \

@@ -48,6 +48,7 @@ class Reached(NamedTuple):
     reach: dict[int, list[Reach]]
     warnings: list[Problem]
     notes: list[str]
+    errors: list[Problem] = []  # what it cannot open as asked: refused before anything is written
 
 
 class Source(Protocol):
@@ -78,16 +79,23 @@ def needs(settings: Settings) -> list[Need]:
     return [s.NEED for s in sources() if s.NEED is not None]
 
 
-def gather(found: Found, access: Sequence[Access], settings: Settings) -> tuple[list[Access], list[Problem], list[str]]:
-    """Each workload's access with its reach, in source order, each reach once."""
+class Gathered(NamedTuple):
+    access: list[Access]  # each with its reach, in source order, each reach once
+    warnings: list[Problem]
+    notes: list[str]
+    errors: list[Problem]
+
+
+def gather(found: Found, access: Sequence[Access], settings: Settings) -> Gathered:
     by_workload: dict[int, dict[tuple[object, ...], Reach]] = {a.workload.doc_index: {} for a in access}
-    warnings: list[Problem] = []
-    notes: list[str] = []
+    out = Gathered([], [], [], [])
     for source in sources():
         reached = source.reach(found, access, settings)
         for index, items in reached.reach.items():
             for r in items:
                 by_workload[index].setdefault(r.key(), r)
-        warnings += reached.warnings
-        notes += reached.notes
-    return ([a._replace(reach=tuple(by_workload[a.workload.doc_index].values())) for a in access], warnings, notes)
+        out.warnings.extend(reached.warnings)
+        out.notes.extend(reached.notes)
+        out.errors.extend(reached.errors)
+    out.access.extend(a._replace(reach=tuple(by_workload[a.workload.doc_index].values())) for a in access)
+    return out

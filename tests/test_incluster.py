@@ -223,3 +223,108 @@ def test_a_service_the_api_server_would_refuse_opens_nothing(selector: str) -> N
     rules = [rule for d in of(docs, "NetworkPolicy") for rule in d["spec"]["egress"]]
     assert not any(peer.get("podSelector", {}).get("matchLabels", {}).get("app") == "api"
                    for rule in rules for peer in rule.get("to", []))
+
+
+# --------------------------------------------------------------------- declared destinations
+
+IN_CLUSTER_VALUES = """\
+istio:
+  egress:
+    - name: stripe
+      hosts: [api.stripe.com]
+      ports: [{number: 443, protocol: TLS}]
+    - name: invoices
+      hosts: [invoices.billing.svc.cluster.local]
+      ports: [{number: 8080, protocol: HTTP}]
+  inCluster:
+    - namespace: payments
+      service: ledger
+      ports: [{port: 80, targetPort: 8080}, 9090]
+      selector: {app: ledger}
+    - namespace: prod
+      service: api
+      ports: [9100]
+"""
+
+
+def _values(tmp_path: Any, text: str) -> str:
+    path = tmp_path / "values.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_values_declare_in_cluster_destinations(tmp_path: Any) -> None:
+    values = _values(tmp_path, IN_CLUSTER_VALUES)
+    docs = rendered("-f", values, "--sidecar")
+    # A cluster name is never a ServiceEntry: it would take the Service over as MESH_EXTERNAL.
+    assert {h for se in of(docs, "ServiceEntry") for h in se["spec"]["hosts"]} == {"api.stripe.com"}
+    for labels, source in CALLERS:
+        reach = lambda **d: np_allows(docs, labels, source, **d)  # noqa: E731
+        # Declared with its selector and a target port: those pods on the pods' ports.
+        assert reach(pod_labels={"app": "ledger"}, namespace="payments", port=8080)
+        assert reach(pod_labels={"app": "ledger"}, namespace="payments", port=9090)
+        assert not reach(pod_labels={"app": "ledger"}, namespace="payments", port=80)
+        assert not reach(pod_labels={"app": "other"}, namespace="payments", port=8080)
+        # Not in the stream, no selector: its namespace, on the port dialled.
+        assert reach(pod_labels={"app": "any"}, namespace="billing", port=8080)
+        assert not reach(pod_labels={"app": "any"}, namespace="billing", port=8081)
+    for sidecar in of(docs, "Sidecar"):
+        hosts = sidecar["spec"]["egress"][0]["hosts"]
+        assert {"payments/ledger.payments.svc.cluster.local", "billing/invoices.billing.svc.cluster.local",
+                "prod/api.prod.svc.cluster.local"} <= set(hosts)
+
+
+def test_a_declared_port_of_a_service_in_the_stream_opens_its_target_port_only(tmp_path: Any) -> None:
+    values = _values(tmp_path, "istio:\n  egress: []\n  inCluster:\n    - {namespace: prod, service: api, ports: [9100]}\n")
+    docs = rendered("-f", values, "--network-policy", "cilium")
+    cnp = next(d for d in of(docs, "CiliumNetworkPolicy") if d["metadata"]["name"] == "worker-egress")
+    opened = [r for r in cnp["spec"]["egress"] if r.get("toEndpoints", [{}])[0].get("matchLabels", {}).get("k8s:app") == "api"]
+    # The release's Service rule (every target port) and the declared one (9100 -> 9090).
+    assert {tuple(p["port"] for p in r["toPorts"][0]["ports"]) for r in opened} == {("http", "9090", "5353"), ("9090",)}
+
+
+def test_the_in_cluster_annotation_declares_them_for_one_workload() -> None:
+    stream = STREAM.replace('example/worker"', 'example/worker"').replace(
+        'helm-egress.io/hosts: api.stripe.com, helm-egress.io/ports: "443/TLS"}\n    spec:\n      containers:\n        - name: main\n          image: example/worker',
+        'helm-egress.io/in-cluster: "billing/invoices:8080 prod/api:80"}\n    spec:\n      containers:\n        - name: main\n          image: example/worker')
+    assert "in-cluster" in stream
+    docs = rendered("--sidecar", stream=stream)
+    assert np_allows(docs, WORKER, "jobs", pod_labels={"app": "x"}, namespace="billing", port=8080)
+    assert np_allows(docs, WORKER, "jobs", pod_labels=API, namespace="prod", port=1, port_name="http")
+    # Only the worker declared it; and the worker declared no hostname: no hostname CIDR.
+    assert not np_allows(docs, WEB, "prod", pod_labels={"app": "x"}, namespace="billing", port=8080)
+    assert not np_allows(docs, WORKER, "jobs", ip="203.0.113.7", port=443)
+    (worker,) = [s for s in of(docs, "Sidecar") if s["metadata"]["name"] == "worker-egress"]
+    assert "billing/invoices.billing.svc.cluster.local" in worker["spec"]["egress"][0]["hosts"]
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ("  inCluster:\n    - {namespace: billing, service: invoices}\n",
+     "billing/invoices: the Service is not in the stream, so its ports are not known"),
+    ("  inCluster:\n    - {namespace: prod, service: api, ports: [8080]}\n",
+     "prod/api: the Service has no port 8080/TCP (it has 80/TCP, 9100/TCP, 5353/UDP)"),
+    ("  inCluster:\n    - {namespace: prod, service: api, ports: ['80']}\n", "'80' is not a port"),
+    ("  inCluster:\n    - {namespace: prod, service: api, selector: {app: [x]}}\n", "label values must be strings"),
+    ("  inCluster: {namespace: prod}\n", "must be a list"),
+    ("  egress:\n    - {name: a, hosts: [api.stripe.com, x.billing.svc.cluster.local], ports: [{number: 1, protocol: TCP}]}\n",
+     "x.billing.svc.cluster.local is a cluster name"),
+    ("  egress:\n    - {name: a, hosts: [billing.svc.cluster.local], ports: [{number: 1, protocol: TCP}]}\n",
+     "names no Service"),
+])
+def test_bad_in_cluster_declarations_are_located_errors(tmp_path: Any, values: str, message: str) -> None:
+    text = "istio:\n" + values
+    if "egress" not in values:
+        text += "  egress: []\n"
+    result = run(["-f", _values(tmp_path, text)])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert message in result.stderr and "values.yaml:" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("value", ["billing", "billing/Invoices", "billing/invoices:0", "billing/invoices:80/HTTP",
+                                   "/invoices", "billing/invoices:x"])
+def test_a_bad_in_cluster_annotation_is_a_located_error(value: str) -> None:
+    stream = STREAM.replace('helm-egress.io/hosts: api.stripe.com, helm-egress.io/ports: "443/TLS"}',
+                            f'helm-egress.io/in-cluster: "{value}"}}', 1)
+    result = run([], stream)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert 'annotations["helm-egress.io/in-cluster"]' in result.stderr, result.stderr
