@@ -80,7 +80,8 @@ def needs(settings: Settings) -> list[Need]:
 
 
 class Gathered(NamedTuple):
-    access: list[Access]  # each with its reach, in source order, each reach once
+    # Each with its reach, in source order, each reach once; equal reaches are one object.
+    access: list[Access]
     warnings: list[Problem]
     notes: list[str]
     errors: list[Problem]
@@ -88,12 +89,21 @@ class Gathered(NamedTuple):
 
 def gather(found: Found, access: Sequence[Access], settings: Settings) -> Gathered:
     by_workload: dict[int, dict[tuple[object, ...], Reach]] = {a.workload.doc_index: {} for a in access}
+    keys: dict[int, tuple[object, ...]] = {}  # by id: sources share one Reach among workloads
+    # One object for equal reaches, whichever source made them: the kinds build the rules
+    # of equal reach lists once, and tell them by the objects' identity.
+    canonical: dict[tuple[object, ...], Reach] = {}
     out = Gathered([], [], [], [])
+    alive = []  # every source's records, until the end: ``keys`` is by id
     for source in sources():
         reached = source.reach(found, access, settings)
+        alive.append(reached)
         for index, items in reached.reach.items():
             for r in items:
-                by_workload[index].setdefault(r.key(), r)
+                key = keys.get(id(r))
+                if key is None:
+                    key = keys[id(r)] = r.key()
+                by_workload[index].setdefault(key, canonical.setdefault(key, r))
         out.warnings.extend(reached.warnings)
         out.notes.extend(reached.notes)
         out.errors.extend(reached.errors)

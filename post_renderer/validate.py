@@ -169,7 +169,25 @@ def networkpolicy_problems(spec: Any) -> list[str]:
     if types is not None:
         if not isinstance(types, list) or len(types) > 2 or any(t not in ("Ingress", "Egress") for t in types):
             out.append("spec.policyTypes: at most Ingress and Egress")
-    for r, rule in enumerate(spec.get("egress") or []):
+    egress = spec.get("egress") or []
+    if not isinstance(egress, list):
+        return [*out, "spec.egress: must be a list"]
+    # Workloads with the same reach share one rule list (networkpolicy.build): judged once.
+    # The list is held, so its id cannot be another's while it is remembered.
+    seen = _EGRESS_JUDGED.get(id(egress))
+    if seen is None or seen[0] is not egress:
+        if len(_EGRESS_JUDGED) >= 256:
+            _EGRESS_JUDGED.clear()
+        seen = _EGRESS_JUDGED[id(egress)] = (egress, _egress_problems(egress))
+    return [*out, *seen[1]]
+
+
+_EGRESS_JUDGED: dict[int, tuple[list[Any], list[str]]] = {}
+
+
+def _egress_problems(egress: list[Any]) -> list[str]:
+    out: list[str] = []
+    for r, rule in enumerate(egress):
         base = f"spec.egress[{r}]"
         if not isinstance(rule, dict):
             out.append(f"{base}: must be a mapping")

@@ -74,7 +74,8 @@ def network_policy(access: Access, ctx: Context, shared: Shared) -> Generated:
     settings = ctx.settings
     workload = access.workload
     waypoint_ns = waypoint_namespace(settings, ctx.scope(access))
-    key = (access.planned, waypoint_ns, tuple(r.key() for r in access.reach), ctx.dialled_key(access))
+    # Sources share one Reach among workloads: the same objects give the same rules.
+    key = (access.planned, waypoint_ns, tuple(map(id, access.reach)), ctx.dialled_key(access))
     rules = shared.get(key)
     if rules is None:
         rules = shared[key] = _egress_rules(access.planned, ctx.targets(access), settings, waypoint_ns, access.reach)
