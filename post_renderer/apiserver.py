@@ -185,9 +185,9 @@ def reach(found: Found, access: Sequence[Access], settings: Settings) -> Reached
                              f'is not opened for it; annotate {prefix}/apiserver: "true" if it calls it')
         if why is None:
             continue
-        out[w.doc_index] = [Reach(f"Kubernetes API server ({why})", imports=(
+        out[w.doc_index] = [Reach("Kubernetes API server", imports=(
             f"default/kubernetes.default.svc.{settings.cluster_domain}",), entity=ENTITY,
-            cidrs=settings.apiserver_cidrs, ports=settings.apiserver_ports)]
+            cidrs=settings.apiserver_cidrs, ports=settings.apiserver_ports, by=why)]
         if settings.network_policy == "kubernetes" and not settings.apiserver_cidrs:
             unopened.append(f"{w.kind}/{w.name}")
             warnings.append(Problem(w.location, (

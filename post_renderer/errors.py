@@ -39,6 +39,15 @@ class Location(NamedTuple):
             parts.append(self.path)
         return ": ".join(parts)
 
+    def brief(self) -> str:
+        """Where a declaration was written, short enough for a table: file:line and path,
+        or the annotation on the workload."""
+        m = re.search(r'annotations\["([^"]+)"\](?:: (.*))?', self.path or "")
+        if m:
+            rest = m.group(2) or ""
+            return f"annotation {m.group(1)}{rest if rest.startswith('[') else ''} ({self.file}:{self.line})"
+        return f"{self.file}:{self.line} {self.path}"
+
     def at(self, path: str | None = None, line: int | None = None) -> Location:
         """The same place, narrowed to a sub-path (and its line, when known)."""
         return Location(

@@ -4,13 +4,12 @@ so a new kind shows up here without a change to this module."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from post_renderer.access import Access, Context
 from post_renderer.kinds import KINDS, Kind
-from post_renderer.model import EgressEntry, Workload
+from post_renderer.model import Workload
 from post_renderer.synth import Generated
 
 if TYPE_CHECKING:
@@ -76,19 +75,9 @@ def _report(w: Workload, status: str, access: Access | None, ctx: Context, writt
 
                     approved = approval.approves(Request(dest, dest in entry.addresses, (port.number, port.number),
                                                          ctx.scope(access), entry.origin))
-                rows.append(Destination(dest, port.number, port.protocol, _declared(entry),
+                rows.append(Destination(dest, port.number, port.protocol, entry.origin.brief(),
                                         claim.source if claim else None, None if w.host_network else objects.get("policy"),
                                         approved, layers))
     return WorkloadReport(f"{w.kind}/{w.name}", w.namespace or ctx.settings.namespace, objects.get("policy"), status,
                           tuple(rows), objects.get("sidecar"))
 
-
-def _declared(entry: EgressEntry) -> str:
-    """Where an entry was written, short enough for a table: file:line and path, or the
-    annotation on the workload."""
-    where = entry.origin
-    m = re.search(r'annotations\["([^"]+)"\](?:: (.*))?', where.path or "")
-    if m:
-        rest = m.group(2) or ""
-        return f"annotation {m.group(1)}{rest if rest.startswith('[') else ''} ({where.file}:{where.line})"
-    return f"{where.file}:{where.line} {where.path}"

@@ -229,7 +229,7 @@ def _target_ports(d: InCluster, known: Service | None, problems: Problems) -> tu
     return tuple(dict.fromkeys((p, t) for p, _, t in d.ports))
 
 
-def destination_reach(d: InCluster, why: str, services: dict[tuple[str, str], Service], settings: Settings,
+def destination_reach(d: InCluster, services: dict[tuple[str, str], Service], settings: Settings,
                       problems: Problems) -> Reach | None:
     known = services.get((d.namespace, d.service))
     ports = _target_ports(d, known, problems)
@@ -237,17 +237,19 @@ def destination_reach(d: InCluster, why: str, services: dict[tuple[str, str], Se
         return None
     labels = d.selector or (known.selector if known is not None and known.selector else {})
     host = f"{d.service}.{d.namespace}.svc.{settings.cluster_domain}"
-    return Reach(why, pods(d.namespace, labels, ports, settings), (f"{d.namespace}/{host}",))
+    return Reach(f"Service {d.namespace}/{d.service}", pods(d.namespace, labels, ports, settings),
+                 (f"{d.namespace}/{host}",), by=d.origin.brief())
 
 
-def peer_reach(why: str, namespace: str, service: str, services: dict[tuple[str, str], Service],
+def peer_reach(by: str, namespace: str, service: str, services: dict[tuple[str, str], Service],
                settings: Settings) -> Reach:
     """A Sidecar import's peer: the Service's pods on its target ports when it is in the
     stream, else every pod of its namespace."""
     known = services.get((namespace, service))
+    why = f"Service {namespace}/{service}"
     if known is not None and known.selector is not None and known.target_ports:
-        return Reach(why, pods(namespace, known.selector, known.target_ports, settings))
-    return Reach(why, pods(namespace, {}, (), settings))
+        return Reach(why, pods(namespace, known.selector, known.target_ports, settings), by=by)
+    return Reach(why, pods(namespace, {}, (), settings), by=by)
 
 
 def reach(found: Found, access: Sequence[Access], settings: Settings) -> Reached:
@@ -257,9 +259,9 @@ def reach(found: Found, access: Sequence[Access], settings: Settings) -> Reached
     problems = Problems()
     declared: dict[int, Reach | None] = {}  # by id: the release-wide ones are built (and refused) once
 
-    def built(d: InCluster, by: str) -> Reach | None:
+    def built(d: InCluster) -> Reach | None:
         if id(d) not in declared:
-            declared[id(d)] = destination_reach(d, f"{d.namespace}/{d.service} ({by})", services, settings, problems)
+            declared[id(d)] = destination_reach(d, services, settings, problems)
         return declared[id(d)]
 
     out: dict[int, list[Reach]] = {}
@@ -267,7 +269,7 @@ def reach(found: Found, access: Sequence[Access], settings: Settings) -> Reached
         mine: list[Reach] = []
         release_wide = found.in_cluster if found.egress.present else ()
         for d in (*release_wide, *found.intents[a.workload.doc_index].in_cluster):
-            r = built(d, f"{d.origin.file}:{d.origin.line}" if d.origin.file else "declared")
+            r = built(d)
             if r is not None:
                 mine.append(r)
         if a.sidecar:
@@ -282,6 +284,6 @@ def reach(found: Found, access: Sequence[Access], settings: Settings) -> Reached
                 namespace = scope if namespace == "." else namespace
                 if named[0] != namespace:
                     continue  # imported from a namespace it does not live in: Istio finds nothing
-                mine.append(peer_reach(f"{imported} ({by})", namespace, named[1], services, settings))
+                mine.append(peer_reach(f"{by} {imported}", namespace, named[1], services, settings))
         out[a.workload.doc_index] = mine
     return Reached(out, [], [], list(problems.items))

@@ -28,9 +28,8 @@ def reach(found: Found, access: Sequence[Access], settings: Settings) -> Reached
     if settings.dns_service is not None:
         namespace, name = settings.dns_service
         common.append(Reach(f"cluster DNS Service {namespace}/{name}",
-                            imports=(f"{namespace}/{name}.{namespace}.svc.{domain}",)))
+                            imports=(f"{namespace}/{name}.{namespace}.svc.{domain}",), by="--dns-service"))
     for s in settings.mesh_services:
-        common.append(Reach(f"mesh Service {s.namespace}/{s.name} (--mesh-service)",
-                            pods(s.namespace, s.labels, s.ports, settings),
-                            (f"{s.namespace}/{s.name}.{s.namespace}.svc.{domain}",)))
+        common.append(Reach(f"mesh Service {s.namespace}/{s.name}", pods(s.namespace, s.labels, s.ports, settings),
+                            (f"{s.namespace}/{s.name}.{s.namespace}.svc.{domain}",), by="--mesh-service"))
     return Reached({a.workload.doc_index: list(common) for a in access}, [], [])

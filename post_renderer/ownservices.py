@@ -26,7 +26,7 @@ def reach(found: Found, access: Sequence[Access], settings: Settings) -> Reached
     home = found.home
     domain = settings.cluster_domain
     services = sorted(found.inmesh.services, key=lambda s: (s.namespace or home or "", s.name))
-    every_pod = Reach("every pod of its namespace (--same-namespace)", pods("", {}, (), settings))
+    every_pod = Reach("every pod of its namespace", pods("", {}, (), settings), by="--same-namespace")
     # Built once per Service and shared by every workload: the kinds write a rule list that
     # workloads with the same reach share once (a chart of 50 Services and 50 workloads).
     peered: list[tuple[str | None, Reach, Reach]] = []  # (namespace, with its pods, import only)
@@ -35,7 +35,8 @@ def reach(found: Found, access: Sequence[Access], settings: Settings) -> Reached
         # Helm's namespace is not in the stream: the Service's name cannot be written in
         # full, so a Sidecar imports every Service of its own namespace, nothing external.
         imported = f"{namespace}/{s.name}.{namespace}.svc.{domain}" if namespace else f"./*.svc.{domain}"
-        alone = Reach(f"Service {s.name} (the release's)", imports=(imported,))
+        what = f"Service {namespace}/{s.name}" if namespace else f"Service {s.name}"
+        alone = Reach(what, imports=(imported,), by="the release")
         full = alone if s.selector is None or not s.target_ports else alone._replace(
             peer=pods(namespace or "", s.selector, s.target_ports, settings))
         peered.append((namespace, full, alone))

@@ -28,12 +28,13 @@ if TYPE_CHECKING:
 class Reach(NamedTuple):
     """One thing in the cluster a workload's policies let it reach."""
 
-    why: str  # what it is and who asked, for explain: "Service web (the release's)"
+    why: str  # what it is, for explain: "Service web", "Kubernetes API server"
     peer: PeerSelector | None = None  # pods: a NetworkPolicy peer, Cilium toEndpoints
     imports: tuple[str, ...] = ()  # Istio Sidecar hosts, `namespace/dnsName`
     entity: str | None = None  # a Cilium entity (kube-apiserver): CIDRs never select its identity
     cidrs: tuple[IPNetwork, ...] = ()  # NetworkPolicy ipBlocks (Cilium: toCIDRSet, unless an entity)
     ports: tuple[PortSpec, ...] = ()  # of the entity and CIDRs; empty: every port
+    by: str = ""  # who asked, for explain: a flag, where it was declared, the chart's RBAC
 
     def key(self) -> tuple[object, ...]:
         """What the reach opens, hashable (the peer's labels are a dict)."""
