@@ -23,7 +23,16 @@ from post_renderer.model import Port, SidecarHost, Workload, per_release
 from post_renderer.reach import Reach
 from post_renderer.serving import Serving
 from post_renderer.settings import Settings
-from post_renderer.synth import Claim, Claims, Planned, by_name, network_reach
+from post_renderer.synth import (
+    Claim,
+    Claims,
+    Planned,
+    by_name,
+    needs_waypoint,
+    network_reach,
+    waypoint_namespace,
+    waypoint_peer,
+)
 
 
 class Access(NamedTuple):
@@ -247,6 +256,25 @@ class Context:
             return f"nothing: {claim.source} has no endpoint to send it to"
         where = "; ".join(f"{t.dest} on port {t.port}" if t.address else name(t.dest, t.port) for t in targets)
         return f"where {claim.source} sends it: {where}"
+
+    def reach(self, access: Access) -> tuple[Reach, ...]:
+        """Everything a workload's network policies open in the cluster: what every policy
+        reaches (cluster DNS; istiod, or in ambient mode the waypoint its hostnames go
+        through), then its own ``Access.reach``. The kinds write their rules from it and
+        explain lists it, so what explain says is what is written."""
+        settings = self.settings
+        out = [Reach("cluster DNS", settings.dns, by="every policy", dns=True)]
+        out += [Reach("cluster DNS", peer, by="--dns-peer", dns=True) for peer in settings.dns_peers]
+        if settings.mesh == "ambient":
+            # ztunnel, not the pod, talks to istiod; the pod's names go to the waypoint.
+            if needs_waypoint(access.planned, settings):
+                assert settings.waypoint is not None
+                namespace = waypoint_namespace(settings, self.scope(access))
+                out.append(Reach(f"waypoint {namespace or '.'}/{settings.waypoint.name}",
+                                 waypoint_peer(settings, namespace), by="--waypoint"))
+        else:
+            out.append(Reach("istiod", settings.istiod, by="every policy"))
+        return (*out, *access.reach)
 
     def imports(self, access: Access) -> list[tuple[str, Planned]]:
         """`namespace/host` Sidecar imports for every destination the workload declared.

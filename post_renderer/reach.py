@@ -6,8 +6,9 @@ in-cluster destinations it declares, the mesh's own Services, the Kubernetes API
 when its RBAC says it talks to it. Each source of reach is one module of ``SOURCES``; it
 says per workload what to open and why, and every per-workload output kind translates a
 ``Reach`` into its own terms (a NetworkPolicy peer or ipBlock, a Cilium endpoint, entity
-or CIDR, a Sidecar import). Cluster DNS and istiod stay the kinds' own: every policy
-reaches them, whatever the workload declares.
+or CIDR, a Sidecar import). Cluster DNS and istiod (the waypoint, in ambient mode) are no
+source's: every policy reaches them, whatever the workload declares; ``Context.reach`` puts
+them first.
 """
 
 from __future__ import annotations
@@ -35,12 +36,14 @@ class Reach(NamedTuple):
     cidrs: tuple[IPNetwork, ...] = ()  # NetworkPolicy ipBlocks (Cilium: toCIDRSet, unless an entity)
     ports: tuple[PortSpec, ...] = ()  # of the entity and CIDRs; empty: every port
     by: str = ""  # who asked, for explain: a flag, where it was declared, the chart's RBAC
+    # The cluster DNS: Cilium must proxy its queries, or toFQDNs never learns an address.
+    dns: bool = False
 
     def key(self) -> tuple[object, ...]:
         """What the reach opens, hashable (the peer's labels are a dict)."""
         peer = self.peer
         opened = (peer.namespace, tuple(sorted(peer.labels.items())), peer.ports) if peer else None
-        return opened, self.imports, self.entity, self.cidrs, self.ports
+        return opened, self.imports, self.entity, self.cidrs, self.ports, self.dns
 
 
 class Reached(NamedTuple):

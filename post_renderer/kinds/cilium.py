@@ -24,9 +24,6 @@ from post_renderer.synth import (
     WORKLOAD_ANNOTATION,
     by_name,
     metadata,
-    needs_waypoint,
-    waypoint_namespace,
-    waypoint_peer,
 )
 from post_renderer.validate import ciliumnetworkpolicy_problems
 
@@ -76,17 +73,12 @@ def _policy(access: Access, ctx: Context) -> Generated:
     settings = ctx.settings
     workload = access.workload
     ambient = settings.mesh == "ambient"
-    rules: list[dict[str, Any]] = [_to_pods(peer, dns=not ambient) for peer in (settings.dns, *settings.dns_peers)]
-    if ambient:
-        # ztunnel, not the pod, talks to istiod; the pod's names go to the waypoint, so
-        # no toFQDNs and no DNS proxying is needed.
-        if needs_waypoint(access.planned, settings):
-            rules.append(_to_pods(waypoint_peer(settings, waypoint_namespace(settings, ctx.scope(access)))))
-    else:
-        rules.append(_to_pods(settings.istiod))
-    for r in access.reach:
+    rules: list[dict[str, Any]] = []
+    for r in ctx.reach(access):
         if r.peer is not None:
-            rules.append(_to_pods(r.peer._replace(namespace=r.peer.namespace or ctx.scope(access) or "")))
+            # In ambient mode the pod's names go to the waypoint: no toFQDNs, so no DNS
+            # proxying is needed.
+            rules.append(_to_pods(_in_scope(r.peer, access, ctx), dns=r.dns and not ambient))
         if r.entity is not None:
             # The API server's identity is an entity: CIDR rules never select it
             # (cilium/cilium#14724, #20550), whatever its address.
@@ -132,6 +124,10 @@ def _policy(access: Access, ctx: Context) -> Generated:
         },
     }
     return Generated(KIND, access.policy_name, access.namespace, body, workload.location)
+
+
+def _in_scope(peer: PeerSelector, access: Access, ctx: Context) -> PeerSelector:
+    return peer._replace(namespace=peer.namespace or ctx.scope(access) or "")
 
 
 def _endpoint_selector(access: Access, ctx: Context) -> dict[str, Any]:

@@ -25,10 +25,8 @@ from post_renderer.synth import (
     WORKLOAD_ANNOTATION,
     hostnames_by_name,
     metadata,
-    needs_waypoint,
     registry_only_message,
     waypoint_namespace,
-    waypoint_peer,
 )
 from post_renderer.validate import networkpolicy_problems
 
@@ -69,16 +67,18 @@ def build(ctx: Context) -> list[Generated]:
 
 def network_policy(access: Access, ctx: Context, shared: Shared) -> Generated:
     """``shared``: egress rules already built, by the entries they open (and the waypoint's
-    namespace, and what they dial); workloads with the same entries (every one, with only
-    values) share one list, written once (``emit``)."""
+    namespace, what they reach in the cluster, and what they dial); workloads with the same
+    entries (every one, with only values) share one list, written once (``emit``)."""
     settings = ctx.settings
     workload = access.workload
+    # What every policy reaches follows from the settings, the entries (a waypoint) and
+    # the waypoint's namespace: the key holds those.
     waypoint_ns = waypoint_namespace(settings, ctx.scope(access))
     # Sources share one Reach among workloads: the same objects give the same rules.
     key = (access.planned, waypoint_ns, tuple(map(id, access.reach)), ctx.dialled_key(access))
     rules = shared.get(key)
     if rules is None:
-        rules = shared[key] = _egress_rules(access.planned, ctx.targets(access), settings, waypoint_ns, access.reach)
+        rules = shared[key] = _egress_rules(ctx.targets(access), settings, ctx.reach(access))
     annotations = {
         WORKLOAD_ANNOTATION: f"{workload.kind}/{workload.name}",
         SOURCE_ANNOTATION: ",".join(access.sources) if access.sources else "defaults",
@@ -96,15 +96,9 @@ def network_policy(access: Access, ctx: Context, shared: Shared) -> Generated:
     return Generated(KIND, access.policy_name, access.namespace, body, workload.location)
 
 
-def _egress_rules(planned: tuple[Planned, ...], targets: Sequence[Sequence[Target]], settings: Settings,
-                  waypoint_ns: str | None, reach: tuple[Reach, ...]) -> list[dict[str, Any]]:
-    rules: list[dict[str, Any]] = [_peer_rule(peer) for peer in (settings.dns, *settings.dns_peers)]
-    if settings.mesh == "ambient":
-        # ztunnel, not the pod, talks to istiod; the pod's names go to the waypoint.
-        if needs_waypoint(planned, settings):
-            rules.append(_peer_rule(waypoint_peer(settings, waypoint_ns)))
-    else:
-        rules.append(_peer_rule(settings.istiod))
+def _egress_rules(targets: Sequence[Sequence[Target]], settings: Settings,
+                  reach: tuple[Reach, ...]) -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = []
     for r in reach:
         if r.peer is not None:
             rules.append(_peer_rule(r.peer))
