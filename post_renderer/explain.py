@@ -1,6 +1,7 @@
 """Stage (explain only): for every workload, what it may reach, who declared it, and the
-layer each output kind adds for it. Text comes from the kinds themselves (``explain``),
-so a new kind shows up here without a change to this module."""
+layer each output kind adds for it: its external destinations, and what it reaches in the
+cluster. Text comes from the kinds themselves (``explain``, ``explain_reach``), so a new
+kind shows up here without a change to this module."""
 
 from __future__ import annotations
 
@@ -29,6 +30,14 @@ class Destination(NamedTuple):
     layers: tuple[str, ...] = ()  # every generated object that enforces it, and what each opens
 
 
+class InCluster(NamedTuple):
+    """One thing in the cluster a workload may reach (``Context.reach``), and who asked."""
+
+    what: str  # "cluster DNS", "Service web", "Kubernetes API server"
+    declared_by: str  # a flag, where it was declared, the chart's RBAC; "every policy"
+    layers: tuple[str, ...]  # every generated object that opens it, and what each opens
+
+
 class WorkloadReport(NamedTuple):
     workload: str  # Kind/name
     namespace: str | None
@@ -36,6 +45,7 @@ class WorkloadReport(NamedTuple):
     status: str  # why it has (no) policy
     destinations: tuple[Destination, ...]
     sidecar: str | None = None  # the generated Istio Sidecar's name
+    in_cluster: tuple[InCluster, ...] = ()
 
 
 def reports(workloads: Sequence[Workload], status: dict[int, str], ctx: Context, generated: Sequence[Generated],
@@ -59,16 +69,16 @@ def _report(w: Workload, status: str, access: Access | None, ctx: Context, writt
     # As traffic meets them: the proxy's configuration, then the network.
     layered.sort(key=lambda k: k.LAYER != "mesh")
     rows = []
-    if w.host_network:
-        # No proxy and no pod policy sees its pods (plan's warning): nothing enforces a row.
-        layered = []
+    # No proxy and no pod policy sees a hostNetwork workload's pods (plan's warning):
+    # nothing enforces a row.
+    enforcing = [] if w.host_network else layered
     for p in access.planned if access else ():
         entry = p.entry
         for dest in [*entry.hosts, *entry.addresses]:
             for port in entry.ports:
                 assert access is not None
                 claim = ctx.serving(access, dest, port.number)
-                layers = tuple(text for k in layered if (text := k.explain(ctx, access, p, dest, port.number)))
+                layers = tuple(text for k in enforcing if (text := k.explain(ctx, access, p, dest, port.number)))
                 approved = None
                 if approval is not None:
                     from post_renderer.destpolicy import Request
@@ -78,6 +88,13 @@ def _report(w: Workload, status: str, access: Access | None, ctx: Context, writt
                 rows.append(Destination(dest, port.number, port.protocol, entry.origin.brief(),
                                         claim.source if claim else None, None if w.host_network else objects.get("policy"),
                                         approved, layers))
+    in_cluster = []
+    if access is not None:
+        for r in ctx.reach(access):
+            opened = tuple(text for k in layered if (text := k.explain_reach(ctx, access, r)))
+            # What no object of this run opens is not listed (a Sidecar import without
+            # --sidecar); a hostNetwork workload's rows are, with nothing enforcing them.
+            if opened:
+                in_cluster.append(InCluster(r.why, r.by, () if w.host_network else opened))
     return WorkloadReport(f"{w.kind}/{w.name}", w.namespace or ctx.settings.namespace, objects.get("policy"), status,
-                          tuple(rows), objects.get("sidecar"))
-
+                          tuple(rows), objects.get("sidecar"), tuple(in_cluster))

@@ -6,9 +6,9 @@ in-cluster destinations it declares, the mesh's own Services, the Kubernetes API
 when its RBAC says it talks to it. Each source of reach is one module of ``SOURCES``; it
 says per workload what to open and why, and every per-workload output kind translates a
 ``Reach`` into its own terms (a NetworkPolicy peer or ipBlock, a Cilium endpoint, entity
-or CIDR, a Sidecar import). Cluster DNS and istiod (the waypoint, in ambient mode) are no
-source's: every policy reaches them, whatever the workload declares; ``Context.reach`` puts
-them first.
+or CIDR, a Sidecar import) and says what that opens (``explain_reach``). Cluster DNS and
+istiod (the waypoint, in ambient mode) are no source's: every policy reaches them, whatever
+the workload declares; ``Context.reach`` puts them first.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from post_renderer.addresses import IPNetwork
+from post_renderer.addresses import IPNetwork, excepts_for
 from post_renderer.errors import Problem
 from post_renderer.read import Need
 from post_renderer.settings import HBONE_PORT, PeerSelector, PortSpec, Settings
@@ -69,6 +69,30 @@ def pods(namespace: str, labels: dict[str, str], ports: tuple[PortSpec, ...], se
     if settings.mesh == "ambient" and ports and ("TCP", HBONE_PORT) not in ports:
         ports = (*ports, ("TCP", HBONE_PORT))
     return PeerSelector(namespace, labels, ports)
+
+
+def ports_text(ports: tuple[PortSpec, ...]) -> str:
+    """Ports as explain says them: "on ports UDP/53, TCP/53"; none is every port."""
+    if not ports:
+        return "on every port"
+    return f"on port{'s' if len(ports) > 1 else ''} " + ", ".join(f"{proto}/{port}" for proto, port in ports)
+
+
+def peer_text(peer: PeerSelector) -> str:
+    """A peer as explain says it: "pods app=api in namespace prod on port TCP/http"."""
+    who = "pods " + ", ".join(f"{k}={v}" for k, v in peer.labels.items()) if peer.labels else "every pod"
+    where = f"in namespace {peer.namespace}" if peer.namespace else "in its own namespace"
+    return f"{who} {where} {ports_text(peer.ports)}"
+
+
+def cidrs_text(cidrs: tuple[IPNetwork, ...]) -> str:
+    """CIDRs as explain says them, with the link-local and metadata ranges every block
+    written for a reach leaves out."""
+    out = []
+    for net in cidrs:
+        excepts = excepts_for(net)
+        out.append(f"{net} (except {', '.join(map(str, excepts))})" if excepts else str(net))
+    return ", ".join(out)
 
 
 def sources() -> tuple[Source, ...]:

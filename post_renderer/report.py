@@ -118,9 +118,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return "".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n" for r in [header, *rows])
+
+
 def explain(workloads: Sequence[WorkloadReport], fmt: str, violations: Sequence[Problem] | None = None) -> str:
     """``violations`` is None without a destination policy; with one, each destination is
-    marked approved or not, and everything the policy refuses is listed with its origin."""
+    marked approved or not, and everything the policy refuses is listed with its origin.
+    What each workload reaches in the cluster is a second table (``in_cluster``)."""
     data = [_plain(w) for w in workloads]
     judged = violations is not None
     if not judged:
@@ -146,8 +152,13 @@ def explain(workloads: Sequence[WorkloadReport], fmt: str, violations: Sequence[
             rows.append((w.workload, w.namespace or "-", w.policy or "-", d.destination, str(d.port), d.protocol,
                          d.declared_in, d.served_by or "-", "; ".join(d.layers) or "-")
                         + (("yes" if d.approved else "NO",) if judged else ()))
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    table = "".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n" for r in [header, *rows])
+    table = _table(header, rows)
+    # Its own table below: the destinations' columns (port, protocol, ServiceEntry) say
+    # nothing of a peer, and a row per reach would bury the external destinations.
+    reached = [(w.workload, w.namespace or "-", r.what, r.declared_by, "; ".join(r.layers) or "-")
+               for w in workloads for r in w.in_cluster]
+    if reached:
+        table += "\n" + _table(("WORKLOAD", "NAMESPACE", "IN CLUSTER", "DECLARED BY", "LAYERS"), reached)
     if violations:
         table += "\nnot approved by the destination policy:\n"
         table += "".join(f"  {p.render()}\n" for p in _ordered(violations))

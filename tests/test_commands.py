@@ -682,7 +682,8 @@ def test_explain_status_of_workloads_without_policy(annotated: Explained) -> Non
 
 
 def test_explain_table(annotated: Explained) -> None:
-    lines = annotated.table.splitlines()
+    destinations, in_cluster = annotated.table.split("\n\n")
+    lines = destinations.splitlines()
     assert lines[0].split()[:4] == ["WORKLOAD", "NAMESPACE", "POLICY", "DESTINATION"]
     rows = [(w["workload"], d) for w in annotated.json["workloads"] for d in w["destinations"] or [None]]
     assert len(lines) == 1 + len(rows)
@@ -692,6 +693,14 @@ def test_explain_table(annotated: Explained) -> None:
         if d is not None:
             assert d["destination"] in cells and str(d["port"]) in cells and d["protocol"] in cells
             assert d["declared_in"] in line
+    # What each workload reaches in the cluster: a table of its own, below.
+    lines = in_cluster.splitlines()
+    assert lines[0].split() == ["WORKLOAD", "NAMESPACE", "IN", "CLUSTER", "DECLARED", "BY", "LAYERS"]
+    reached = [(w["workload"], r) for w in annotated.json["workloads"] for r in w["in_cluster"]]
+    assert reached and len(lines) == 1 + len(reached)
+    for line, (workload, r) in zip(lines[1:], reached):
+        assert line.split()[0] == workload
+        assert r["what"] in line and r["declared_by"] in line and "; ".join(r["layers"]) in line
 
 
 def test_explain_without_values_names_only_annotated_policies(shape: str) -> None:

@@ -10,7 +10,9 @@ and private addresses for a hostname are not.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -73,9 +75,13 @@ STREAM = (_deployment("web", "prod", WEB, 'helm-egress.io/hosts: api.stripe.com,
           + SERVICE)
 
 
-def run(args: Sequence[str], stream: str = STREAM) -> Result:
+def invoke(args: Sequence[str], stream: str) -> Result:
     env = {k: None for k in os.environ if k.startswith("HELM_EGRESS_") or k.startswith("HELM_PLUGIN")}
-    return CliRunner().invoke(app, ["render", *args], input=stream, env=env, catch_exceptions=False)
+    return CliRunner().invoke(app, args, input=stream, env=env, catch_exceptions=False)
+
+
+def run(args: Sequence[str], stream: str = STREAM) -> Result:
+    return invoke(["render", *args], stream)
 
 
 def rendered(*args: str, stream: str = STREAM) -> list[dict[str, Any]]:
@@ -328,3 +334,149 @@ def test_a_bad_in_cluster_annotation_is_a_located_error(value: str) -> None:
     result = run([], stream)
     assert result.exit_code == 1 and result.stdout == ""
     assert 'annotations["helm-egress.io/in-cluster"]' in result.stderr, result.stderr
+
+
+# --------------------------------------------------------------------------------- explain
+
+# web calls the API server: its ServiceAccount is bound.
+CONTROLLER = STREAM.replace("    spec:\n      containers:\n        - name: main\n          image: example/web\n",
+                            "    spec:\n      serviceAccountName: web\n      containers:\n        - name: main\n"
+                            "          image: example/web\n") + """\
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: web, namespace: prod}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: web-watch, namespace: prod}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: watch}
+subjects: [{kind: ServiceAccount, name: web, namespace: prod}]
+"""
+LEDGER_VALUES = """\
+istio:
+  egress:
+    - {name: stripe, hosts: [api.stripe.com], ports: [{number: 443, protocol: TLS}]}
+  inCluster:
+    - {namespace: payments, service: ledger, ports: [{port: 80, targetPort: 8080}], selector: {app: ledger}}
+"""
+EXPLAINED = ["--apiserver-cidr", "172.18.0.2/32", "--mesh-service", MESH_SERVICE]
+OTEL = "app.kubernetes.io/name=otel"
+APISERVER = "ServiceAccount web bound by RoleBinding web-watch"
+LEDGER = ("Service payments/ledger", "values.yaml:5 istio.inCluster[0]")
+# What the NetworkPolicy, the CiliumNetworkPolicy and the Sidecar open for web, by row.
+NP = {
+    ("cluster DNS", "every policy"): "pods k8s-app=kube-dns in namespace kube-system on ports UDP/53, TCP/53",
+    ("istiod", "every policy"): "pods app=istiod in namespace istio-system on port TCP/15012",
+    ("Service prod/api", "the release"): "pods app=api in namespace prod on ports TCP/http, TCP/9090, UDP/5353",
+    LEDGER: "pods app=ledger in namespace payments on port TCP/8080",
+    ("mesh Service observability/otel-collector", "--mesh-service"):
+        f"pods {OTEL} in namespace observability on ports TCP/4317, TCP/4318, UDP/6831",
+    ("Kubernetes API server", APISERVER): "ipBlock 172.18.0.2/32 on ports TCP/443, TCP/6443",
+}
+CNP = {row: "toEndpoints " + text for row, text in NP.items() if row[0] != "Kubernetes API server"}
+CNP[("cluster DNS", "every policy")] += " with rules.dns (toFQDNs learns from the answers)"
+CNP[("Kubernetes API server", APISERVER)] = "toEntities kube-apiserver on ports TCP/443, TCP/6443"
+SIDECAR = {
+    ("Service prod/api", "the release"): "imports prod/api.prod.svc.cluster.local",
+    LEDGER: "imports payments/ledger.payments.svc.cluster.local",
+    ("cluster DNS Service kube-system/kube-dns", "--dns-service"):
+        "imports kube-system/kube-dns.kube-system.svc.cluster.local",
+    ("mesh Service observability/otel-collector", "--mesh-service"):
+        "imports observability/otel-collector.observability.svc.cluster.local",
+    ("Kubernetes API server", APISERVER): "imports default/kubernetes.default.svc.cluster.local",
+}
+
+
+def explain(tmp_path: Any, *args: str, stream: str = CONTROLLER) -> dict[str, dict[str, Any]]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path)  # the values file is named as given: values.yaml
+        (tmp_path / "values.yaml").write_text(LEDGER_VALUES)
+        result = invoke(["explain", "-o", "json", "-f", "values.yaml", *EXPLAINED, *args], stream)
+    assert result.exit_code == 0, result.stderr
+    return {w["workload"]: w for w in json.loads(result.stdout)["workloads"]}
+
+
+def in_cluster(report: dict[str, Any]) -> dict[tuple[str, str], list[str]]:
+    return {(r["what"], r["declared_by"]): r["layers"] for r in report["in_cluster"]}
+
+
+@pytest.mark.parametrize(("args", "layers"), [
+    (["--network-policy", "kubernetes"], [("NetworkPolicy", NP)]),
+    (["--network-policy", "cilium"], [("CiliumNetworkPolicy", CNP)]),
+    (["--network-policy", "kubernetes", "--sidecar"], [("Sidecar", SIDECAR), ("NetworkPolicy", NP)]),
+    (["--network-policy", "cilium", "--sidecar"], [("Sidecar", SIDECAR), ("CiliumNetworkPolicy", CNP)]),
+], ids=["kubernetes", "cilium", "kubernetes-sidecar", "cilium-sidecar"])
+def test_explain_says_what_each_layer_opens_in_the_cluster(tmp_path: Any, args: list[str],
+                                                            layers: list[tuple[str, dict[Any, str]]]) -> None:
+    reports = explain(tmp_path, *args)
+    rows = {row for _, texts in layers for row in texts}
+    # Mesh layers first, as traffic meets them; each row as the kinds say it.
+    want = {row: [f"{kind} web-egress: {texts[row]}" for kind, texts in layers if row in texts] for row in rows}
+    assert in_cluster(reports["Deployment/web"]) == want
+    # Only web's RBAC binds it: api reaches the rest, not the API server.
+    assert in_cluster(reports["Deployment/api"]) == {
+        row: [text.replace("web-egress", "api-egress") for text in texts]
+        for row, texts in want.items() if row[0] != "Kubernetes API server"}
+
+
+def test_explain_in_the_cluster_is_what_the_networkpolicy_opens(tmp_path: Any) -> None:
+    """Each NetworkPolicy row names pods the rendered policy lets web reach, on those ports."""
+    report = explain(tmp_path)["Deployment/web"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path)
+        docs = rendered("-f", "values.yaml", *EXPLAINED, stream=CONTROLLER)
+    checked = 0
+    for row in report["in_cluster"]:
+        (text,) = row["layers"]
+        m = re.fullmatch(r"NetworkPolicy web-egress: (?:pods (.+) in namespace (\S+)|ipBlock (\S+)) on ports? (.+)",
+                         text)
+        assert m, text
+        labels = dict(pair.split("=") for pair in m.group(1).split(", ")) if m.group(1) else {}
+        for port in m.group(4).split(", "):
+            protocol, _, number = port.partition("/")
+            where = {"pod_labels": labels, "namespace": m.group(2)} if m.group(1) else {"ip": m.group(3).split("/")[0]}
+            named = {"port": 1, "port_name": number} if not number.isdigit() else {"port": int(number)}
+            assert np_allows(docs, WEB, "prod", protocol=protocol, **where, **named), (text, port)
+            checked += 1
+    assert checked == 12  # every port of every row
+
+
+def test_explain_says_a_networkpolicy_opens_no_api_server_without_its_cidr(tmp_path: Any) -> None:
+    result = invoke(["explain", "-o", "json"], CONTROLLER)
+    assert result.exit_code == 0, result.stderr
+    (web,) = [w for w in json.loads(result.stdout)["workloads"] if w["workload"] == "Deployment/web"]
+    assert in_cluster(web)[("Kubernetes API server", APISERVER)] == [
+        "NetworkPolicy web-egress: nothing: no --apiserver-cidr (a NetworkPolicy names the API server only by address)"]
+
+
+def test_explain_shows_a_host_network_workloads_reach_with_no_layer(tmp_path: Any) -> None:
+    stream = CONTROLLER.replace("serviceAccountName: web\n", "serviceAccountName: web\n      hostNetwork: true\n")
+    reports = explain(tmp_path, "--network-policy", "cilium", "--sidecar")
+    host = explain(tmp_path, "--network-policy", "cilium", "--sidecar", stream=stream)
+    # The same rows, and nothing enforcing them: no proxy, no pod policy sees those pods.
+    assert set(in_cluster(host["Deployment/web"])) == set(in_cluster(reports["Deployment/web"]))
+    assert all(layers == [] for layers in in_cluster(host["Deployment/web"]).values())
+    assert all(in_cluster(host["Deployment/api"]).values())
+
+
+def test_explain_table_lists_the_cluster_below_the_destinations(tmp_path: Any) -> None:
+    result = invoke(["explain", *EXPLAINED], CONTROLLER)
+    assert result.exit_code == 0, result.stderr
+    destinations, cluster = result.stdout.split("\n\n")
+    assert "Kubernetes API server" not in destinations and "api.stripe.com" in destinations
+    assert re.search(r"^Deployment/web +prod +Kubernetes API server +ServiceAccount web bound by RoleBinding "
+                     r"web-watch +NetworkPolicy web-egress: ipBlock 172\.18\.0\.2/32 on ports TCP/443, TCP/6443$",
+                     cluster, re.M), cluster
+
+
+def test_explain_in_ambient_mode_names_the_waypoint_and_no_istiod(tmp_path: Any) -> None:
+    reports = explain(tmp_path, "--mesh", "ambient", "--waypoint", "istio-egress/egress-waypoint")
+    web = in_cluster(reports["Deployment/web"])
+    assert web[("waypoint istio-egress/egress-waypoint", "--waypoint")] == [
+        "NetworkPolicy web-egress: pods gateway.networking.k8s.io/gateway-name=egress-waypoint in namespace "
+        "istio-egress on port TCP/15008"]
+    assert ("istiod", "every policy") not in web
+    # ztunnel reaches in-mesh pods over HBONE.
+    assert web[LEDGER] == [
+        "NetworkPolicy web-egress: pods app=ledger in namespace payments on ports TCP/8080, TCP/15008"]

@@ -111,6 +111,9 @@ def test_a_kind_reads_only_the_settings_it_declares() -> None:
                     for dest in [*p.entry.hosts, *p.entry.addresses]:
                         for port in p.entry.ports:
                             kind.explain(mine, access, p, dest, port.number)
+                # What every policy reaches is read from the run's settings, not the kind's.
+                for r in ctx.reach(access):
+                    kind.explain_reach(mine, access, r)
             assert recording.read <= kind.SETTINGS, (case, settings, kind.KIND, recording.read - kind.SETTINGS)
             read[kind.KIND] |= recording.read
     # And declares none it never reads: the list says what changes its output.

@@ -19,7 +19,8 @@ module against it):
   ``build(ctx)``: its documents; ``warnings(ctx)``, ``notes(ctx)``: for ``check`` and stderr;
 - ``check(spec)``: the admission rules its documents must pass;
 - ``explain(ctx, access, planned, dest, port)``: the layer it adds for one destination of a
-  workload, or None.
+  workload, or None; ``explain_reach(ctx, access, reach)``: what it opens for one thing the
+  workload reaches in the cluster (``Context.reach``), or None.
 
 Adding a kind: write the module, add it to ``KINDS`` (its place is its documents' place
 in the output), vendor its schema and teach ``tests/oracle.py`` its admission rules; see
@@ -34,6 +35,7 @@ from typing import Any, Literal, NamedTuple, Protocol
 from post_renderer.access import Access, Context
 from post_renderer.errors import EgressError, Problem, Problems
 from post_renderer.kinds import authorizationpolicy, cilium, networkpolicy, serviceentry, sidecar
+from post_renderer.reach import Reach
 from post_renderer.settings import Settings
 from post_renderer.synth import Generated, Planned
 
@@ -64,6 +66,7 @@ class Kind(Protocol):
     def notes(self, ctx: Context) -> list[str]: ...
     def check(self, spec: Any) -> list[str]: ...
     def explain(self, ctx: Context, access: Access, planned: Planned, dest: str, port: int) -> str | None: ...
+    def explain_reach(self, ctx: Context, access: Access, reach: Reach) -> str | None: ...
 
 
 # ServiceEntries first: Helm 3 creates in stream order, and a proxy should know a

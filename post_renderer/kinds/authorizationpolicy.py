@@ -22,6 +22,7 @@ from typing import Any, Final, NamedTuple
 from post_renderer.access import Access, Context
 from post_renderer.errors import Location, Problem
 from post_renderer.names import dns_subdomain_problem
+from post_renderer.reach import Reach
 from post_renderer.settings import Settings
 from post_renderer.synth import SOURCE_ANNOTATION, Generated, Planned, metadata, through_waypoint
 from post_renderer.validate import authorizationpolicy_problems
@@ -187,3 +188,7 @@ def explain(ctx: Context, access: Access, planned: Planned, dest: str, port: int
     if claim is None or claim.namespace == "*" or who is None:
         return None
     return f"{KIND} {claim.name}: admits {who} on port {port}"
+
+
+def explain_reach(ctx: Context, access: Access, reach: Reach) -> None:
+    return None  # it admits workloads to external hosts at the waypoint, nothing in the cluster

@@ -16,6 +16,7 @@ from post_renderer.access import Access, Context
 from post_renderer.addresses import IPNetwork, excepts_for, network
 from post_renderer.errors import Problem
 from post_renderer.model import Workload, per_release
+from post_renderer.reach import Reach, cidrs_text, peer_text, ports_text
 from post_renderer.settings import PeerSelector, PortSpec, Settings
 from post_renderer.synth import (
     Generated,
@@ -128,6 +129,19 @@ def _policy(access: Access, ctx: Context) -> Generated:
 
 def _in_scope(peer: PeerSelector, access: Access, ctx: Context) -> PeerSelector:
     return peer._replace(namespace=peer.namespace or ctx.scope(access) or "")
+
+
+def explain_reach(ctx: Context, access: Access, reach: Reach) -> str | None:
+    opened = []
+    if reach.peer is not None:
+        proxied = " with rules.dns (toFQDNs learns from the answers)" \
+            if reach.dns and ctx.settings.mesh != "ambient" else ""
+        opened.append(f"toEndpoints {peer_text(_in_scope(reach.peer, access, ctx))}{proxied}")
+    if reach.entity is not None:
+        opened.append(f"toEntities {reach.entity} {ports_text(reach.ports)}")
+    elif reach.cidrs:
+        opened.append(f"toCIDRSet {cidrs_text(reach.cidrs)} {ports_text(reach.ports)}")
+    return f"{KIND} {access.policy_name}: {'; '.join(opened)}" if opened else None
 
 
 def _endpoint_selector(access: Access, ctx: Context) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from post_renderer.dialled import Target
 from post_renderer.errors import Problem
 from post_renderer.inmesh import selector_matcher
 from post_renderer.model import Workload
-from post_renderer.reach import Reach
+from post_renderer.reach import Reach, cidrs_text, peer_text, ports_text
 from post_renderer.settings import PeerSelector, PortSpec, Settings
 from post_renderer.synth import (
     Generated,
@@ -180,6 +180,19 @@ def explain(ctx: Context, access: Access, planned: Planned, dest: str, port: int
         return f"any host on port {number} ({cidrs}; hostnames cannot be named in a NetworkPolicy)"
 
     return f"{KIND} {access.policy_name}: {ctx.network_reach(access, planned, dest, port, opens_name)}"
+
+
+def explain_reach(ctx: Context, access: Access, reach: Reach) -> str | None:
+    opened = []
+    if reach.peer is not None:
+        opened.append(peer_text(reach.peer))
+    if reach.cidrs:
+        opened.append(f"ipBlock {cidrs_text(reach.cidrs)} {ports_text(reach.ports)}")
+    elif reach.entity is not None:
+        # What Cilium opens by identity a NetworkPolicy can open only by address: the gap
+        # check warns of, said where the reader looks.
+        opened.append("nothing: no --apiserver-cidr (a NetworkPolicy names the API server only by address)")
+    return f"{KIND} {access.policy_name}: {'; '.join(opened)}" if opened else None
 
 
 def _peer_rule(peer: PeerSelector) -> dict[str, Any]:

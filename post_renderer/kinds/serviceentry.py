@@ -14,6 +14,7 @@ from typing import Any, Final
 from post_renderer.access import Access, Context
 from post_renderer.errors import Problem
 from post_renderer.model import EgressEntry
+from post_renderer.reach import Reach
 from post_renderer.serving import ALLOWLIST_SOURCE, doubled_notes, skipped_notes
 from post_renderer.settings import Settings
 from post_renderer.synth import (
@@ -142,3 +143,7 @@ def explain(ctx: Context, access: Access, planned: Planned, dest: str, port: int
     if waypoint is not None and through_waypoint(planned.entry) and (claim.namespace, claim.name) in ctx.written:
         return f"ServiceEntry {claim.name} (through waypoint {waypoint.namespace or '.'}/{waypoint.name})"
     return f"ServiceEntry {claim.name}"
+
+
+def explain_reach(ctx: Context, access: Access, reach: Reach) -> None:
+    return None  # its hosts are external: what the cluster serves needs no ServiceEntry

@@ -16,6 +16,7 @@ from typing import Final
 from post_renderer.access import Access, Context
 from post_renderer.addresses import normal_host
 from post_renderer.errors import Problem
+from post_renderer.reach import Reach
 from post_renderer.settings import Settings
 from post_renderer.synth import SOURCE_ANNOTATION, WORKLOAD_ANNOTATION, Generated, Planned, metadata
 from post_renderer.validate import sidecar_problems
@@ -158,3 +159,7 @@ def warnings(ctx: Context) -> list[Problem]:
 
 def explain(ctx: Context, access: Access, planned: Planned, dest: str, port: int) -> str:
     return f"{KIND} {access.policy_name}"
+
+
+def explain_reach(ctx: Context, access: Access, reach: Reach) -> str | None:
+    return f"{KIND} {access.policy_name}: imports {', '.join(reach.imports)}" if reach.imports else None
