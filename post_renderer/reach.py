@@ -119,7 +119,8 @@ def gather(found: Found, access: Sequence[Access], settings: Settings) -> Gather
     by_workload: dict[int, dict[tuple[object, ...], Reach]] = {a.workload.doc_index: {} for a in access}
     keys: dict[int, tuple[object, ...]] = {}  # by id: sources share one Reach among workloads
     # One object for equal reaches, whichever source made them: the kinds build the rules
-    # of equal reach lists once, and tell them by the objects' identity.
+    # of equal reach lists once, and tell them by the objects' identity. Equal includes
+    # who asked, or explain would name another workload's declaration.
     canonical: dict[tuple[object, ...], Reach] = {}
     out = Gathered([], [], [], [])
     alive = []  # every source's records, until the end: ``keys`` is by id
@@ -131,7 +132,7 @@ def gather(found: Found, access: Sequence[Access], settings: Settings) -> Gather
                 key = keys.get(id(r))
                 if key is None:
                     key = keys[id(r)] = r.key()
-                by_workload[index].setdefault(key, canonical.setdefault(key, r))
+                by_workload[index].setdefault(key, canonical.setdefault((key, r.why, r.by), r))
         out.warnings.extend(reached.warnings)
         out.notes.extend(reached.notes)
         out.errors.extend(reached.errors)

@@ -480,3 +480,16 @@ def test_explain_in_ambient_mode_names_the_waypoint_and_no_istiod(tmp_path: Any)
     # ztunnel reaches in-mesh pods over HBONE.
     assert web[LEDGER] == [
         "NetworkPolicy web-egress: pods app=ledger in namespace payments on ports TCP/8080, TCP/15008"]
+
+
+def test_explain_names_each_workloads_own_declaration_of_the_same_destination(tmp_path: Any) -> None:
+    # web and api each declare billing/invoices in their own annotation: the same rule,
+    # two declarations.
+    stream = CONTROLLER.replace('helm-egress.io/hosts: api.stripe.com, helm-egress.io/ports: "443/TLS"}',
+                                'helm-egress.io/in-cluster: "billing/invoices:8080"}', 2)
+    reports = explain(tmp_path, stream=stream)
+    lines = [i + 1 for i, line in enumerate(stream.splitlines()) if "helm-egress.io/in-cluster" in line]
+    assert len(lines) == 2
+    for workload, line in zip(("Deployment/web", "Deployment/api"), lines):
+        (by,) = [by for what, by in in_cluster(reports[workload]) if what == "Service billing/invoices"]
+        assert by == f'annotation helm-egress.io/in-cluster (stdin:{line})', workload
