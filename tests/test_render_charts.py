@@ -31,8 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer.main
-import typer.testing
 from ruamel.yaml import YAML
 from typer.testing import CliRunner
 
@@ -406,23 +404,6 @@ class Lab:
             self._runs[key] = Rendered(stream, render_ok(stream, *args), self.values_files[values],
                                        self.entries[values], args)
         return self._runs[key]
-
-
-@pytest.fixture(scope="module")
-def one_command() -> Iterator[None]:
-    """Let typer's runner build the click command from `app` once for this module.
-
-    ``CliRunner.invoke`` rebuilds it on every call, which costs more (~25 ms) than rendering
-    most streams; what the command does is unchanged.
-    """
-    command = typer.main.get_command(app)
-
-    def get_command(typer_app: typer.Typer) -> Any:
-        return command if typer_app is app else typer.main.get_command(typer_app)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(typer.testing, "_get_command", get_command)  # the name typer's runner calls
-        yield
 
 
 @pytest.fixture(scope="module")
