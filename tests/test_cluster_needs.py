@@ -1,10 +1,12 @@
 """Real-cluster needs: what a workload of a real chart needs is reachable, and nothing else.
 
-Real charts (ingress-nginx and prometheus from the corpus, with RBAC, several Services and
-hook Jobs; the project's shop chart, with egress declared in its pods' annotations) are
-rendered under every flavour a user picks — NetworkPolicy, CiliumNetworkPolicy or none;
-Istio sidecars with and without ``--sidecar``; ambient with an egress waypoint — with and
-without a ``--policy`` approving exactly what was declared.
+Real charts from the corpus (ingress-nginx in both stream shapes and as a chart that names
+no namespace; prometheus, also with egress annotations on its pods; kube-prometheus-stack:
+RBAC-bound controllers, Services in two namespaces, hook Jobs with their own RBAC) and the
+project's shop chart (egress declared in one pod's annotations) are rendered under every
+flavour a user picks — NetworkPolicy, CiliumNetworkPolicy or none; Istio sidecars with and
+without ``--sidecar``; ambient with an egress waypoint — with and without a ``--policy``
+approving exactly what was declared.
 
 What each workload needs is derived here from the input stream alone (its namespace and
 template labels, the stream's Services and their target ports, the RoleBindings and
@@ -83,10 +85,19 @@ istio:
 AMBIENT_VALUES = VALUES.replace(VALUES[VALUES.index("    - name: s3"):VALUES.index("    - name: reporting-db")], "")
 
 # What one workload of the shop declares for itself, through the chart's podAnnotations.
-SHOP_WEB = f"{RELEASE}-shop-web"
 SHOP_VALUES = {"web": {"podAnnotations": {"helm-egress.io/hosts": "api.stripe.com",
                                           "helm-egress.io/ports": "443/TLS",
                                           "helm-egress.io/in-cluster": "payments/ledger:80"}}}
+# ... and what prometheus's workloads declare, as `podAnnotations` put it in their pod
+# templates: the server, bound by a ClusterRoleBinding, opts out of the API server; the
+# pushgateway, bound by nothing, opts in and calls a host of its own; kube-state-metrics
+# calls a Service of another namespace.
+PROMETHEUS_ANNOTATIONS = {
+    "prometheus-server": {"helm-egress.io/apiserver": "false"},
+    "prometheus-pushgateway": {"helm-egress.io/apiserver": "true", "helm-egress.io/hosts": "push.example.org",
+                               "helm-egress.io/ports": "443/TLS"},
+    "kube-state-metrics": {"helm-egress.io/in-cluster": "monitoring/thanos-receive:10901"},
+}
 
 
 @dataclass(frozen=True)
@@ -146,8 +157,22 @@ RELEASE_WIDE = Declared(
     in_cluster=(Service("invoices", "billing", {"app": "invoices"}, ((8080, 8080, "TCP"),)),
                 Service("reports", "analytics", {}, ((9000, 9000, "TCP"),))),
 )
-BY_ANNOTATION = {SHOP_WEB: Declared(hosts=(Host("api.stripe.com", 443),), addresses=(),
-                                    in_cluster=(Service("ledger", "payments", {}, ((80, 80, "TCP"),)),))}
+
+
+def by_annotation(annotations: Mapping[str, str]) -> Declared:
+    """What the README's annotations declare: hosts on `NUMBER/PROTOCOL` ports (a bare
+    number is TCP), and `NS/SERVICE:PORT[/PROTOCOL][,PORT...]` in-cluster Services."""
+    ports = [item.partition("/") for item in annotations.get("helm-egress.io/ports", "").replace(",", " ").split()]
+    hosts = tuple(Host(name, int(number), "UDP" if protocol.upper() == "UDP" else "TCP")
+                  for name in annotations.get("helm-egress.io/hosts", "").replace(",", " ").split()
+                  for number, _, protocol in ports)
+    in_cluster = []
+    for item in annotations.get("helm-egress.io/in-cluster", "").split():
+        namespace, _, rest = item.partition("/")
+        name, _, port_list = rest.partition(":")
+        numbers = [(int(n), proto or "TCP") for n, _, proto in (p.partition("/") for p in port_list.split(","))]
+        in_cluster.append(Service(name, namespace, {}, tuple((n, n, proto) for n, proto in numbers)))
+    return Declared(hosts, (), tuple(in_cluster))
 
 # The Services of the cluster a proxy's registry has besides the stream's: the API
 # server's, the DNS Service, the declared in-cluster ones, and one nobody declared.
@@ -157,6 +182,7 @@ CLUSTER = (
        "spec": {"ports": [{"port": port}]}}
       for name, namespace, port in (("kube-dns", "kube-system", 53), ("invoices", "billing", 8080),
                                     ("ledger", "payments", 80), ("reports", "analytics", 9000),
+                                    ("thanos-receive", "monitoring", 10901),
                                     ("secrets", "vault", 8200))),
 )
 
@@ -186,6 +212,7 @@ class Workload:
     token: bool
     hook: bool
     host_network: bool
+    annotations: Mapping[str, str]  # the workload's and its pods', merged
 
     @property
     def principal(self) -> str:
@@ -275,15 +302,31 @@ class Chart:
                 kind=doc["kind"], name=meta["name"], namespace=namespace,
                 labels={str(k): str(v) for k, v in ((pod.get("metadata") or {}).get("labels") or {}).items()},
                 account=account, token=bool(automount) or _projects_api_token(spec),
-                hook=HOOK in (meta.get("annotations") or {}), host_network=bool(spec.get("hostNetwork"))))
+                hook=HOOK in (meta.get("annotations") or {}), host_network=bool(spec.get("hostNetwork")),
+                annotations={**(meta.get("annotations") or {}),
+                             **((pod.get("metadata") or {}).get("annotations") or {})}))
         return tuple(out)
 
+    @cached_property
+    def node_services(self) -> list[Service]:
+        """Services whose pods are a hostNetwork workload's: the nodes themselves. Neither
+        Cilium (the host and remote-node identities) nor NetworkPolicy plugins select such
+        pods by their labels, and helm-egress opens them by labels only, so a workload
+        cannot reach them on a cluster (prometheus-server scraping node-exporter). Not
+        asserted here: it needs node entities (Cilium) and node CIDRs (NetworkPolicy)."""
+        return [s for s in self.services if any(w.host_network and w.namespace == s.namespace
+                                                and all(w.labels.get(k) == v for k, v in s.selector.items())
+                                                for w in self.workloads)]
+
     def calls_apiserver(self, workload: Workload) -> bool:
+        explicit = workload.annotations.get("helm-egress.io/apiserver")
+        if explicit is not None:
+            return explicit == "true"
         bound = {(workload.namespace, workload.account), (workload.namespace, "*"), ("*", "*")} & self.bound
         return bool(bound) and workload.token
 
     def declared(self, workload: Workload) -> Declared:
-        own = BY_ANNOTATION.get(workload.name, Declared((), (), ()))
+        own = by_annotation(workload.annotations)
         return Declared(*(a + b for a, b in zip(
             (RELEASE_WIDE.hosts, RELEASE_WIDE.addresses, RELEASE_WIDE.in_cluster),
             (own.hosts, own.addresses, own.in_cluster), strict=True)))
@@ -292,8 +335,9 @@ class Chart:
 # The last is the same chart as a chart that leaves every namespace to `helm -n` (most
 # charts outside the big projects): no document names the release's namespace.
 NO_NAMESPACE = "ingress-nginx.helm3-no-namespace"
+ANNOTATED = "prometheus.helm4-annotated"  # with PROMETHEUS_ANNOTATIONS
 CHARTS = ("ingress-nginx.helm3", "ingress-nginx.helm4", "prometheus.helm4", "kube-prometheus-stack.helm3", "shop.helm4",
-          NO_NAMESPACE)
+          NO_NAMESPACE, ANNOTATED)
 
 
 @cache
@@ -303,6 +347,17 @@ def chart(chart_id: str) -> Chart:
     if chart_id == NO_NAMESPACE:  # objects' own namespace only: a binding's subject still names one
         stream = (CORPUS / "ingress-nginx.helm3.yaml").read_text(encoding="utf-8")
         return Chart(re.sub(rf"(?m)^  namespace: {NAMESPACE}\n", "", stream))
+    if chart_id == ANNOTATED:
+        stream = (CORPUS / "prometheus.helm4.yaml").read_text(encoding="utf-8")
+        for document in split_documents(stream):
+            match = re.search(rf"(?m)^kind: Deployment\n(?:.*\n)*?  name: {RELEASE}-(\S+)\n", document)
+            if match and match.group(1) in PROMETHEUS_ANNOTATIONS:
+                annotations = PROMETHEUS_ANNOTATIONS[match.group(1)]
+                block = "".join(f"        {key}: {value!r}\n" for key, value in annotations.items())
+                annotated = document.replace("  template:\n    metadata:\n", f"  template:\n    metadata:\n"
+                                                                          f"      annotations:\n{block}", 1)
+                stream = stream.replace(document, annotated)
+        return Chart(stream)
     return Chart((CORPUS / f"{chart_id}.yaml").read_text(encoding="utf-8"))
 
 
@@ -333,7 +388,8 @@ class Flavour:
 
 
 FLAVOURS = (
-    *(Flavour(network, "sidecar", sidecar) for network in ("kubernetes", "cilium", "none") for sidecar in (False, True)),
+    *(Flavour(network, "sidecar", sidecar) for network in ("kubernetes", "cilium", "none")
+      for sidecar in (False, True)),
     *(Flavour(network, "ambient") for network in ("kubernetes", "cilium", "none")),
 )
 
@@ -507,7 +563,8 @@ def network_needs(run: Rendered, workload: Workload) -> Iterator[tuple[str, Dest
     if not ambient:
         yield "istiod (xDS, CA)", Pod(*ISTIOD, 15012)
     for service in (*run.chart.services, *declared.in_cluster):
-        yield from service_pods(service, ambient)
+        if service not in run.chart.node_services:
+            yield from service_pods(service, ambient)
     if run.chart.calls_apiserver(workload):
         for port in APISERVER_PORTS:
             yield f"the API server on {port} (RBAC-bound, with a token)", ApiServer(port)
@@ -568,10 +625,14 @@ def network_refusals(run: Rendered, workload: Workload) -> Iterator[tuple[str, D
         for host in declared.hosts:
             yield f"{host.name} on an undeclared port", Host(host.name, 80)
             yield f"{host.name} over UDP", Host(host.name, host.port, "UDP")
-        for other, own in BY_ANNOTATION.items():
-            for host in own.hosts:
-                if workload.name != other:
-                    yield f"{host.name}, which only {other} declared", host
+        for host in others_hosts(run, workload):
+            yield f"{host.name}, which only another workload declared", host
+
+
+def others_hosts(run: Rendered, workload: Workload) -> set[Host]:
+    """Hosts other workloads declared in their annotations and this one did not."""
+    own = set(run.declared(workload).hosts)
+    return {h for other in run.chart.workloads if not other.hook for h in by_annotation(other.annotations).hosts} - own
 
 
 def release_workloads(chart_: Chart) -> list[Workload]:
@@ -609,6 +670,13 @@ def proxy_failures(run: Rendered) -> list[str]:
                     failures.append(f"{workload.name}: the waypoint admits anyone to {host.name}:{host.port}")
                 if oracle.ambient_admits(run.everything, workload.principal, host.name, UNDECLARED_PORT):
                     failures.append(f"{workload.name}: the waypoint admits {host.name}:{UNDECLARED_PORT}")
+            # What another workload declared, unless it runs as the same service account (the
+            # principal is all the waypoint sees; check warns of the shared account).
+            sharing = [w for w in run.chart.workloads
+                       if (w.account, w.namespace) == (workload.account, workload.namespace)]
+            for host in others_hosts(run, workload) - {h for w in sharing for h in run.declared(w).hosts}:
+                if oracle.ambient_admits(run.everything, workload.principal, host.name, host.port):
+                    failures.append(f"{workload.name}: the waypoint admits it to {host.name}, another's host")
             continue
         needs = [(name, h.port) for h in declared.hosts for name in samples(h.name)]
         if run.flavour.sidecar:  # in-cluster names are the Sidecar's imports (without one, every Service)
@@ -626,8 +694,7 @@ def proxy_failures(run: Rendered) -> list[str]:
         if run.flavour.sidecar:
             refused += [("secrets.vault.svc.cluster.local", 8200)]
             refused += [] if run.chart.calls_apiserver(workload) else [(API_HOST, 443)]
-            refused += [(h.name, h.port) for other, own in BY_ANNOTATION.items() if other != workload.name
-                        for h in own.hosts]
+            refused += [(h.name, h.port) for h in others_hosts(run, workload)]
         for host, port in refused:
             if mesh_routes(run, workload, host=host, port=port):
                 failures.append(f"{workload.name}: its proxy routes {host}:{port}")
@@ -666,9 +733,9 @@ def test_hooks_get_nothing(lab: Lab, chart_id: str, flavour: Flavour, policy: bo
 def test_every_generated_document_is_valid(lab: Lab, chart_id: str, flavour: Flavour, policy: bool) -> None:
     run = lab.render(chart_id, flavour, policy)
     assert run.generated
-    wanted = {"ServiceEntry"} | ({"NetworkPolicy"} if flavour.network == "kubernetes" else set()) \
-        | ({"CiliumNetworkPolicy"} if flavour.network == "cilium" else set()) \
-        | ({"Sidecar"} if flavour.sidecar else set()) | ({"AuthorizationPolicy"} if flavour.mesh == "ambient" else set())
+    wanted = {"ServiceEntry", {"kubernetes": "NetworkPolicy", "cilium": "CiliumNetworkPolicy"}.get(flavour.network),
+              "Sidecar" if flavour.sidecar else None, "AuthorizationPolicy" if flavour.mesh == "ambient" else None}
+    wanted.discard(None)
     assert {doc["kind"] for doc in run.generated} == wanted
     # A ServiceEntry for a Service of the cluster (MESH_EXTERNAL, plaintext) would take that
     # Service over for every proxy of the namespace.
