@@ -251,13 +251,13 @@ def _pod_selector(
     """The LabelSelector that picks exactly this workload's pods."""
     if kind == "Pod":
         labels, path = (data.get("metadata") or {}).get("labels"), "metadata.labels"
-        return _from_labels(labels, where, path, problems)
+        return _lasting(_from_labels(labels, where, path, problems))
     selector = spec.get("selector")
     if kind in ("Job", "CronJob") or selector is None:
         # Jobs usually leave the selector to the controller (controller-uid), so the
         # template's own labels are what the pods carry.
         labels = ((template or {}).get("metadata") or {}).get("labels")
-        return _from_labels(labels, where, f"{template_path}.metadata.labels", problems)
+        return _lasting(_from_labels(labels, where, f"{template_path}.metadata.labels", problems))
     if kind == "ReplicationController":
         return _from_labels(selector, where, "spec.selector", problems)
     if not isinstance(selector, dict):
@@ -286,6 +286,17 @@ def _pod_selector(
         )
         return None
     return out
+
+
+def _lasting(selector: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A selector made of pod labels, without those a release or revision changes: a Job
+    still running from the previous release (a CronJob's, most often) carries the old chart
+    and app version, and would go unselected, so unrestricted. Kept whole when nothing else
+    is left."""
+    if selector is None:
+        return None
+    lasting = {k: v for k, v in selector["matchLabels"].items() if not per_release(k)}
+    return {"matchLabels": lasting} if lasting else selector
 
 
 def _from_labels(labels: Any, where: Location, path: str, problems: Problems) -> dict[str, Any] | None:

@@ -15,7 +15,7 @@ from post_renderer.addresses import IPNetwork, excepts_for, network
 from post_renderer.dialled import Target
 from post_renderer.errors import Problem
 from post_renderer.inmesh import selector_matcher
-from post_renderer.model import Workload
+from post_renderer.model import Workload, per_release
 from post_renderer.reach import Reach, cidrs_text, peer_text, ports_text
 from post_renderer.settings import PeerSelector, PortSpec, Settings
 from post_renderer.synth import (
@@ -132,7 +132,8 @@ def _pod_selector(access: Access, ctx: Context) -> dict[str, Any]:
     absent: set[str] = set()
     for other in _taken_in(access, ctx):
         extra = sorted(set(other.pod_labels) - set(own))
-        differ = sorted(k for k in own if other.pod_labels.get(k) != own[k])
+        # A label a release changes tells them apart only until the next release.
+        differ = sorted((k for k in own if other.pod_labels.get(k) != own[k]), key=lambda k: (per_release(k), k))
         if extra:
             absent.add(extra[0])
         elif differ:
