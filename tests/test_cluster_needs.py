@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,8 @@ SHOP = ROOT / "fixtures" / "charts" / "shop"
 RELEASE, NAMESPACE = "demo", "prod"  # what the corpus streams were rendered with
 GENERATED = re.compile(r"(?m)^[ \t]+helm-egress\.io/generated-by:[ \t]*['\"]?helm-egress['\"]?[ \t]*\r?$")
 HOOK = "helm.sh/hook"
-WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod")
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController", "Job", "CronJob",
+                  "Pod", "Rollout")
 READ_KINDS = re.compile(r"(?m)^kind:[ \t]*(?:%s)[ \t]*\r?$" % "|".join((
     *WORKLOAD_KINDS, "Service", "ServiceAccount", "RoleBinding", "ClusterRoleBinding", "ServiceEntry", "Sidecar",
     "AuthorizationPolicy", "NetworkPolicy", "CiliumNetworkPolicy")))
@@ -85,9 +86,11 @@ istio:
 AMBIENT_VALUES = VALUES.replace(VALUES[VALUES.index("    - name: s3"):VALUES.index("    - name: reporting-db")], "")
 
 # What one workload of the shop declares for itself, through the chart's podAnnotations.
+# Its bare Pod and its Argo Rollout are on too.
 SHOP_VALUES = {"web": {"podAnnotations": {"helm-egress.io/hosts": "api.stripe.com",
                                           "helm-egress.io/ports": "443/TLS",
-                                          "helm-egress.io/in-cluster": "payments/ledger:80"}}}
+                                          "helm-egress.io/in-cluster": "payments/ledger:80"}},
+               "debug": {"enabled": True}, "canary": {"enabled": True}}
 # ... and what prometheus's workloads declare, as `podAnnotations` put it in their pod
 # templates: the server, bound by a ClusterRoleBinding, opts out of the API server; the
 # pushgateway, bound by nothing, opts in and calls a host of its own; kube-state-metrics
@@ -637,8 +640,19 @@ def others_hosts(run: Rendered, workload: Workload) -> set[Host]:
 
 def release_workloads(chart_: Chart) -> list[Workload]:
     """Hooks get no policy; hostNetwork pods are the node's traffic, which no NetworkPolicy,
-    CiliumNetworkPolicy or Sidecar governs (check warns): neither has needs to judge here."""
-    return [w for w in chart_.workloads if not w.hook and not w.host_network]
+    CiliumNetworkPolicy or Sidecar governs (check warns): neither has needs to judge here.
+
+    Each workload comes twice: as this release renders its pods, and as a pod of the
+    previous release still running during the rollout (another chart version and app
+    version, the ReplicaSet's hash label), which must stay selected and keep its needs."""
+    out = []
+    for workload in chart_.workloads:
+        if workload.hook or workload.host_network:
+            continue
+        previous = {k: f"{v}-previous" if k in ("app.kubernetes.io/version", "helm.sh/chart") else v
+                    for k, v in workload.labels.items()}
+        out += [workload, replace(workload, labels={**previous, "pod-template-hash": "6f9c7d5b48"})]
+    return out
 
 
 # =========================================================================== the judgements
