@@ -32,4 +32,5 @@ def reach(found: Found, access: Sequence[Access], settings: Settings) -> Reached
     for s in settings.mesh_services:
         common.append(Reach(f"mesh Service {s.namespace}/{s.name}", pods(s.namespace, s.labels, s.ports, settings),
                             (f"{s.namespace}/{s.name}.{s.namespace}.svc.{domain}",), by="--mesh-service"))
-    return Reached({a.workload.doc_index: list(common) for a in access}, [], [])
+    # One list for all: workloads with the same reach share its rules (``reach.gather``).
+    return Reached({a.workload.doc_index: common for a in access}, [], [])

@@ -40,13 +40,17 @@ def reach(found: Found, access: Sequence[Access], settings: Settings) -> Reached
         full = alone if s.selector is None or not s.target_ports else alone._replace(
             peer=pods(namespace or "", s.selector, s.target_ports, settings))
         peered.append((namespace, full, alone))
+    # One list per namespace, shared by its workloads (``reach.gather`` merges it once).
+    by_scope: dict[str | None, list[Reach]] = {}
     out: dict[int, list[Reach]] = {}
     for a in access:
         scope = a.namespace or home
-        if settings.allow_same_namespace:
-            # Its own namespace's Services are in that rule already.
-            out[a.workload.doc_index] = [every_pod, *(alone if namespace == scope else full
-                                                      for namespace, full, alone in peered)]
-        else:
-            out[a.workload.doc_index] = [full for _, full, _ in peered]
+        if scope not in by_scope:
+            if settings.allow_same_namespace:
+                # Its own namespace's Services are in that rule already.
+                by_scope[scope] = [every_pod, *(alone if namespace == scope else full
+                                                for namespace, full, alone in peered)]
+            else:
+                by_scope[scope] = [full for _, full, _ in peered]
+        out[a.workload.doc_index] = by_scope[scope]
     return Reached(out, [], [])

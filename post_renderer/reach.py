@@ -116,25 +116,38 @@ class Gathered(NamedTuple):
 
 
 def gather(found: Found, access: Sequence[Access], settings: Settings) -> Gathered:
-    by_workload: dict[int, dict[tuple[object, ...], Reach]] = {a.workload.doc_index: {} for a in access}
     keys: dict[int, tuple[object, ...]] = {}  # by id: sources share one Reach among workloads
     # One object for equal reaches, whichever source made them: the kinds build the rules
     # of equal reach lists once, and tell them by the objects' identity. Equal includes
     # who asked, or explain would name another workload's declaration.
     canonical: dict[tuple[object, ...], Reach] = {}
     out = Gathered([], [], [], [])
-    alive = []  # every source's records, until the end: ``keys`` is by id
-    for source in sources():
-        reached = source.reach(found, access, settings)
-        alive.append(reached)
-        for index, items in reached.reach.items():
-            for r in items:
-                key = keys.get(id(r))
-                if key is None:
-                    key = keys[id(r)] = r.key()
-                by_workload[index].setdefault(key, canonical.setdefault((key, r.why, r.by), r))
+    results = [source.reach(found, access, settings) for source in sources()]  # alive: ``keys`` is by id
+    for reached in results:
         out.warnings.extend(reached.warnings)
         out.notes.extend(reached.notes)
         out.errors.extend(reached.errors)
-    out.access.extend(a._replace(reach=tuple(by_workload[a.workload.doc_index].values())) for a in access)
+    # Merged one source at a time, each step remembered by what it merged: workloads the
+    # sources give the same list (the release's Services, to every one of them) share the
+    # step, and its tuple. Merging each workload anew made 200 workloads x 200 Services slow.
+    Merged = tuple[dict[tuple[object, ...], Reach], tuple[Reach, ...]]
+    start: Merged = ({}, ())
+    steps: dict[tuple[int, int], Merged] = {}
+    for a in access:
+        state = start
+        for reached in results:
+            items = reached.reach.get(a.workload.doc_index)
+            if not items:
+                continue
+            step = steps.get((id(state[1]), id(items)))
+            if step is None:
+                mine = dict(state[0])
+                for r in items:
+                    key = keys.get(id(r))
+                    if key is None:
+                        key = keys[id(r)] = r.key()
+                    mine.setdefault(key, canonical.setdefault((key, r.why, r.by), r))
+                step = steps[(id(state[1]), id(items))] = (mine, tuple(mine.values()))
+            state = step
+        out.access.append(a._replace(reach=state[1]))
     return out
