@@ -188,7 +188,7 @@ def reach(found: Found, access: Sequence[Access], settings: Settings) -> Reached
         if why is None:
             continue
         out[w.doc_index] = [Reach("Kubernetes API server", imports=(
-            f"default/kubernetes.default.svc.{settings.cluster_domain}",), entity=ENTITY,
+            f"default/kubernetes.default.svc.{settings.cluster_domain}",), entities=(ENTITY,),
             cidrs=settings.apiserver_cidrs, ports=settings.apiserver_ports, by=why)]
         if settings.network_policy == "kubernetes" and not settings.apiserver_cidrs:
             unopened.append(f"{w.kind}/{w.name}")

@@ -32,9 +32,12 @@ class Reach(NamedTuple):
     why: str  # what it is, for explain: "Service web", "Kubernetes API server"
     peer: PeerSelector | None = None  # pods: a NetworkPolicy peer, Cilium toEndpoints
     imports: tuple[str, ...] = ()  # Istio Sidecar hosts, `namespace/dnsName`
-    entity: str | None = None  # a Cilium entity (kube-apiserver): CIDRs never select its identity
-    cidrs: tuple[IPNetwork, ...] = ()  # NetworkPolicy ipBlocks (Cilium: toCIDRSet, unless an entity)
-    ports: tuple[PortSpec, ...] = ()  # of the entity and CIDRs; empty: every port
+    # Cilium entities (kube-apiserver; host and remote-node, the nodes where host-network
+    # pods listen): CIDRs never select their identities, so a NetworkPolicy's ``cidrs``
+    # stand in for them.
+    entities: tuple[str, ...] = ()
+    cidrs: tuple[IPNetwork, ...] = ()  # NetworkPolicy ipBlocks (Cilium: toCIDRSet, unless entities)
+    ports: tuple[PortSpec, ...] = ()  # of the entities and CIDRs; empty: every port
     by: str = ""  # who asked, for explain: a flag, where it was declared, the chart's RBAC
     # The cluster DNS: Cilium must proxy its queries, or toFQDNs never learns an address.
     dns: bool = False
@@ -43,7 +46,29 @@ class Reach(NamedTuple):
         """What the reach opens, hashable (the peer's labels are a dict)."""
         peer = self.peer
         opened = (peer.namespace, tuple(sorted(peer.labels.items())), peer.ports) if peer else None
-        return opened, self.imports, self.entity, self.cidrs, self.ports, self.dns
+        return opened, self.imports, self.entities, self.cidrs, self.ports, self.dns
+
+
+# A pod with ``hostNetwork: true`` shares its node's network namespace: Cilium gives it
+# the node's identity, ``host`` on its own node and ``remote-node`` on the others (Cilium's
+# policy language, "Entities Based": each "also includes all containers running in host
+# networking mode"), never its pod labels; NetworkPolicy plugins do not select it by its
+# labels either (projectcalico/calico#4667, #4493: prometheus-node-exporter). ``remote-node``
+# needed ``enable-remote-node-identity``, on in Cilium's install defaults since the 1.6 -> 1.7
+# upgrade (cilium/cilium#13042), deprecated in 1.15 (#30208) and always on once removed
+# (#31228); with it off, other nodes were ``host`` too, so naming both holds either way.
+NODE_ENTITIES = ("host", "remote-node")
+# What a NetworkPolicy, which names no entity, needs given to open what an entity stands
+# for: the option with the addresses, and what lives there.
+_ADDRESSES = {"kube-apiserver": ("--apiserver-cidr", "the API server"),
+              "host": ("--node-cidr", "the nodes (where host-network pods listen)"),
+              "remote-node": ("--node-cidr", "the nodes (where host-network pods listen)")}
+
+
+def unaddressed(entities: tuple[str, ...]) -> str:
+    """What a NetworkPolicy opens for ``entities`` without their addresses, for explain."""
+    flag, what = _ADDRESSES.get(entities[0], ("addresses", "it")) if entities else ("addresses", "it")
+    return f"nothing: no {flag} (a NetworkPolicy names {what} only by address)"
 
 
 class Reached(NamedTuple):

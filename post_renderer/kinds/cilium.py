@@ -80,10 +80,11 @@ def _policy(access: Access, ctx: Context) -> Generated:
             # In ambient mode the pod's names go to the waypoint: no toFQDNs, so no DNS
             # proxying is needed.
             rules.append(_to_pods(_in_scope(r.peer, access, ctx), dns=r.dns and not ambient))
-        if r.entity is not None:
-            # The API server's identity is an entity: CIDR rules never select it
-            # (cilium/cilium#14724, #20550), whatever its address.
-            rules.append(_ported({"toEntities": [r.entity]}, r.ports))
+        if r.entities:
+            # The API server's identity and the nodes' (where host-network pods listen) are
+            # entities: CIDR rules never select them (cilium/cilium#14724, #20550), whatever
+            # their addresses. The nodes come with their ports only (``hostnet``).
+            rules.append(_ported({"toEntities": list(r.entities)}, r.ports))
         elif r.cidrs:
             rules.append(_ported({"toCIDRSet": _cidr_set(r.cidrs)}, r.ports))
 
@@ -137,8 +138,8 @@ def explain_reach(ctx: Context, access: Access, reach: Reach) -> str | None:
         proxied = " with rules.dns (toFQDNs learns from the answers)" \
             if reach.dns and ctx.settings.mesh != "ambient" else ""
         opened.append(f"toEndpoints {peer_text(_in_scope(reach.peer, access, ctx))}{proxied}")
-    if reach.entity is not None:
-        opened.append(f"toEntities {reach.entity} {ports_text(reach.ports)}")
+    if reach.entities:
+        opened.append(f"toEntities {', '.join(reach.entities)} {ports_text(reach.ports)}")
     elif reach.cidrs:
         opened.append(f"toCIDRSet {cidrs_text(reach.cidrs)} {ports_text(reach.ports)}")
     return f"{KIND} {access.policy_name}: {'; '.join(opened)}" if opened else None

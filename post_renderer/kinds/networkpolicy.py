@@ -16,7 +16,7 @@ from post_renderer.dialled import Target
 from post_renderer.errors import Problem
 from post_renderer.inmesh import selector_matcher
 from post_renderer.model import Workload, per_release
-from post_renderer.reach import Reach, cidrs_text, peer_text, ports_text
+from post_renderer.reach import Reach, cidrs_text, peer_text, ports_text, unaddressed
 from post_renderer.settings import PeerSelector, PortSpec, Settings
 from post_renderer.synth import (
     Generated,
@@ -189,10 +189,10 @@ def explain_reach(ctx: Context, access: Access, reach: Reach) -> str | None:
         opened.append(peer_text(reach.peer))
     if reach.cidrs:
         opened.append(f"ipBlock {cidrs_text(reach.cidrs)} {ports_text(reach.ports)}")
-    elif reach.entity is not None:
+    elif reach.entities:
         # What Cilium opens by identity a NetworkPolicy can open only by address: the gap
         # check warns of, said where the reader looks.
-        opened.append("nothing: no --apiserver-cidr (a NetworkPolicy names the API server only by address)")
+        opened.append(unaddressed(reach.entities))
     return f"{KIND} {access.policy_name}: {'; '.join(opened)}" if opened else None
 
 
