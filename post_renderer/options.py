@@ -252,6 +252,14 @@ _ApiserverCidr = Annotated[
                  envvar=ENV + "APISERVER_CIDR"),
 ]
 
+_NodeCidr = Annotated[
+    Optional[list[str]],
+    typer.Option(help="kubernetes flavour: the nodes' addresses (kubectl get nodes -o wide), opened on the target "
+                      "ports of the release's Services whose pods run with hostNetwork (they listen on the node's "
+                      "address, and no pod selector selects them); repeatable [default: none, and check warns].",
+                 envvar=ENV + "NODE_CIDR"),
+]
+
 _ApiserverPort = Annotated[
     Optional[list[int]],
     typer.Option(help="The API server's endpoint port (TCP), as policies see it after the kubernetes Service's "
@@ -339,6 +347,7 @@ def _shared_options(
     apiserver_access: _ApiserverAccess = "rbac",
     apiserver_cidr: _ApiserverCidr = None,
     apiserver_port: _ApiserverPort = None,
+    node_cidr: _NodeCidr = None,
     istio_api_version: _IstioApiVersion = ISTIO_API_VERSIONS[0],
     istio_version: _IstioVersion = None,
     annotation_prefix: _AnnotationPrefix = "helm-egress.io",
@@ -417,8 +426,9 @@ def _shared_options(
         waypoint=chosen_waypoint,
         trust_domain=trust_domain,
         apiserver_access=access,
-        apiserver_cidrs=_apiserver_cidrs(apiserver_cidr, allow_broad_cidrs),
+        apiserver_cidrs=_infra_cidrs(apiserver_cidr, allow_broad_cidrs, "--apiserver-cidr", "the API server's"),
         apiserver_ports=_apiserver_ports(apiserver_port),
+        node_cidrs=_infra_cidrs(node_cidr, allow_broad_cidrs, "--node-cidr", "the nodes'"),
     )
     return Shared(settings, list(values or ()), global_allowlist, quiet, error_file, policy)
 
@@ -512,20 +522,21 @@ def _hostname_ranges(
     return cidrs, excepts
 
 
-def _apiserver_cidrs(given: list[str] | None, allow_broad: bool) -> tuple[IPNetwork, ...]:
-    """``--apiserver-cidr``: ranges an ipBlock opens on the API server's ports, held to the
-    guardrails of declared addresses."""
+def _infra_cidrs(given: list[str] | None, allow_broad: bool, flag: str, whose: str) -> tuple[IPNetwork, ...]:
+    """``--apiserver-cidr``, ``--node-cidr``: ranges an ipBlock opens on the ports of what
+    lives there (the API server, host-network pods), held to the guardrails of declared
+    addresses."""
     out: list[IPNetwork] = []
     for text in given or ():
-        net = _cidr(text, "--apiserver-cidr")
+        net = _cidr(text, flag)
         inside_one, contains = overlaps_forbidden(net)
         if inside_one:
-            raise typer.BadParameter(f"{net} is link-local or a cloud metadata endpoint", param_hint="--apiserver-cidr")
+            raise typer.BadParameter(f"{net} is link-local or a cloud metadata endpoint", param_hint=flag)
         if (contains or net.prefixlen == 0) and not allow_broad:
             raise typer.BadParameter(
-                f"{net} is too broad: it covers the cloud metadata endpoint or the whole address space; name the API "
-                "server's addresses, or pass --allow-broad-cidrs (the metadata endpoints stay excepted)",
-                param_hint="--apiserver-cidr")
+                f"{net} is too broad: it covers the cloud metadata endpoint or the whole address space; name "
+                f"{whose} addresses, or pass --allow-broad-cidrs (the metadata endpoints stay excepted)",
+                param_hint=flag)
         if net not in out:
             out.append(net)
     return tuple(out)

@@ -92,4 +92,8 @@ class Settings(NamedTuple):
     # What a policy sees after the `kubernetes` Service's DNAT: the endpoints' port, 6443
     # on kubeadm and k3s, 443 on most managed clusters.
     apiserver_ports: tuple[PortSpec, ...] = (("TCP", 443), ("TCP", 6443))
+    # Where the nodes' addresses are, for NetworkPolicy: a pod with hostNetwork listens on
+    # its node's address, and no pod selector selects it. Empty: no ipBlock for the release's
+    # Services whose pods are such, and a warning.
+    node_cidrs: tuple[IPNetwork, ...] = ()
 
