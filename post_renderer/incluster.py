@@ -16,7 +16,8 @@ policies reach the Service's pods on the target ports of the ports dialled (the 
 selector and port map when it is in the stream; else the declared selector, or any pod of
 its namespace, on the declared target ports). Every in-cluster host a Sidecar imports
 for it (``--sidecar-host``, the ``sidecar-hosts`` annotation) gets its network peer the same
-way, on every port when the Service is not in the stream.
+way, on every port when the Service is not in the stream. Where those labels select the pods
+of a hostNetwork workload of the stream, the nodes are reached instead (``hostnet``).
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from post_renderer.errors import Location, Problem, Problems
+from post_renderer.hostnet import HostNetwork, Nodes, Unopened, on_nodes, unnamed_warning
 from post_renderer.inmesh import Service
-from post_renderer.model import EgressEntry, InCluster
+from post_renderer.model import EgressEntry, InCluster, Workload
 from post_renderer.names import dns_label_problem, label_key_problem, label_value_problem
 from post_renderer.reach import Reach, Reached, pods
 from post_renderer.settings import PortSpec, Settings
@@ -229,26 +231,63 @@ def _target_ports(d: InCluster, known: Service | None, problems: Problems) -> tu
     return tuple(dict.fromkeys((p, t) for p, _, t in d.ports))
 
 
+class _Nodes:
+    """Declared destinations whose pods run with hostNetwork (``hostnet``): reached on the
+    nodes, each Service's unresolved port names warned of once, and the callers the nodes
+    are not opened for under NetworkPolicy without --node-cidr."""
+
+    def __init__(self, found: Found, settings: Settings) -> None:
+        self.hostnet = HostNetwork(found.inventory.workloads, found.home)
+        self.settings = settings
+        self.selected: dict[tuple[object, ...], Nodes | None] = {}
+        self.of: dict[int, tuple[Reach, Nodes]] = {}  # by id of the reach turned
+        self.warnings: list[Problem] = []
+        self.unopened = Unopened(settings)
+
+    def turn(self, r: Reach, labels: dict[str, str], ports: tuple[PortSpec, ...], where: Location) -> Reach:
+        """``r`` reaching the nodes where ``labels`` select host-network pods of its namespace."""
+        namespace = r.peer.namespace if r.peer is not None else ""
+        key = (namespace, tuple(sorted(labels.items())), ports)
+        if key not in self.selected:
+            nodes = self.selected[key] = self.hostnet.select(namespace, labels, ports)
+            if nodes is not None and nodes.unnamed and self.settings.network_policy != "none":
+                self.warnings.append(unnamed_warning(where, r.why, nodes))
+        nodes = self.selected[key]
+        if nodes is None:
+            return r
+        turned = on_nodes(r, nodes, self.settings)
+        self.of[id(turned)] = (turned, nodes)  # the reach held too: its id stays its own
+        return turned
+
+    def called(self, caller: Workload, reaches: Sequence[Reach]) -> None:
+        for r in reaches:
+            held = self.of.get(id(r))
+            if held is not None:
+                self.unopened.add(caller, r.why, held[1])
+
+
 def destination_reach(d: InCluster, services: dict[tuple[str, str], Service], settings: Settings,
-                      problems: Problems) -> Reach | None:
+                      problems: Problems, nodes: _Nodes) -> Reach | None:
     known = services.get((d.namespace, d.service))
     ports = _target_ports(d, known, problems)
     if ports is None:
         return None
     labels = d.selector or (known.selector if known is not None and known.selector else {})
     host = f"{d.service}.{d.namespace}.svc.{settings.cluster_domain}"
-    return Reach(f"Service {d.namespace}/{d.service}", pods(d.namespace, labels, ports, settings),
-                 (f"{d.namespace}/{host}",), by=d.origin.brief())
+    r = Reach(f"Service {d.namespace}/{d.service}", pods(d.namespace, labels, ports, settings),
+              (f"{d.namespace}/{host}",), by=d.origin.brief())
+    return nodes.turn(r, labels, ports, known.location if known is not None else d.origin)
 
 
 def peer_reach(by: str, namespace: str, service: str, services: dict[tuple[str, str], Service],
-               settings: Settings) -> Reach:
+               settings: Settings, nodes: _Nodes) -> Reach:
     """A Sidecar import's peer: the Service's pods on its target ports when it is in the
     stream, else every pod of its namespace."""
     known = services.get((namespace, service))
     why = f"Service {namespace}/{service}"
     if known is not None and known.selector is not None and known.target_ports:
-        return Reach(why, pods(namespace, known.selector, known.target_ports, settings), by=by)
+        r = Reach(why, pods(namespace, known.selector, known.target_ports, settings), by=by)
+        return nodes.turn(r, known.selector, known.target_ports, known.location)
     return Reach(why, pods(namespace, {}, (), settings), by=by)
 
 
@@ -258,10 +297,11 @@ def reach(found: Found, access: Sequence[Access], settings: Settings) -> Reached
     services = {(s.namespace or home or "", s.name): s for s in found.inmesh.services}
     problems = Problems()
     declared: dict[int, Reach | None] = {}  # by id: the release-wide ones are built (and refused) once
+    nodes = _Nodes(found, settings)
 
     def built(d: InCluster) -> Reach | None:
         if id(d) not in declared:
-            declared[id(d)] = destination_reach(d, services, settings, problems)
+            declared[id(d)] = destination_reach(d, services, settings, problems, nodes)
         return declared[id(d)]
 
     out: dict[int, list[Reach]] = {}
@@ -284,6 +324,7 @@ def reach(found: Found, access: Sequence[Access], settings: Settings) -> Reached
                 namespace = scope if namespace == "." else namespace
                 if named[0] != namespace:
                     continue  # imported from a namespace it does not live in: Istio finds nothing
-                mine.append(peer_reach(f"{by} {imported}", namespace, named[1], services, settings))
+                mine.append(peer_reach(f"{by} {imported}", namespace, named[1], services, settings, nodes))
         out[a.workload.doc_index] = mine
-    return Reached(out, [], [], list(problems.items))
+        nodes.called(a.workload, mine)
+    return Reached(out, nodes.warnings + nodes.unopened.warnings, nodes.unopened.notes(), list(problems.items))

@@ -98,6 +98,10 @@ class Workload(NamedTuple):
     # Its pods share the node's network namespace: no proxy is injected (Istio skips them,
     # ambient never captures them) and no pod-level policy selects them.
     host_network: bool = False
+    # Of a hostNetwork workload only: its named container ports, (name, protocol, number).
+    # A Service's named targetPort reaches such pods on the node's address at that number,
+    # and a policy that opens the node can only name the number (only a pod has port names).
+    host_ports: tuple[tuple[str, str, int], ...] = ()
     # Settings that take its pods' traffic past the proxy (``bypass.evasions``), hostNetwork too.
     evasions: tuple[Evasion, ...] = ()
     # Whether its pods get a token for the API server: True when the pod spec mounts one

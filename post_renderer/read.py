@@ -47,9 +47,12 @@ POLICY_KINDS = {"ServiceEntry": "networking.istio.io", "NetworkPolicy": "network
 # are most of a workload's bytes and none of its business. A field read but not listed
 # here reads as absent; test_pruned_read compares pruned with whole reads on real charts.
 # Annotations keep their keys' lines: errors about them point there. Of the containers,
-# only what lets a pod run around its proxy (``bypass.evasions``).
+# only what lets a pod run around its proxy (``bypass.evasions``), and the named ports a
+# Service's targetPort resolves to on a hostNetwork pod (``Workload.host_ports``).
 _CONTAINER: yamlio.Keep = {
     "name": yamlio.KEEP_ALL,
+    "ports": {"name": yamlio.KEEP_ALL, "containerPort": yamlio.KEEP_ALL, "protocol": yamlio.KEEP_ALL},
+    "restartPolicy": yamlio.KEEP_ALL,
     "securityContext": {"runAsUser": yamlio.KEEP_ALL, "runAsGroup": yamlio.KEEP_ALL, "privileged": yamlio.KEEP_ALL,
                         "capabilities": {"add": yamlio.KEEP_ALL}},
 }

@@ -14,6 +14,7 @@ from typing import Any
 from post_renderer.addresses import canonical_network, inside, network, strictly_inside
 from post_renderer.model import HTTP_FAMILY, PROTOCOLS, RESOLUTIONS, TLS_FAMILY
 from post_renderer.names import dns_subdomain_problem
+from post_renderer.reach import NODE_ENTITIES
 
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 _WILDCARD_FIRST = re.compile(r"(\*|(\*|\*-)?[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?)\Z")
@@ -327,6 +328,7 @@ _L3 = ("toEndpoints", "toCIDR", "toCIDRSet", "toEntities", "toServices", "toGrou
 
 
 # The CRD's pattern for a named port (cilium/cilium#11092).
+_ENTITIES = frozenset({"kube-apiserver", *NODE_ENTITIES})  # the only ones helm-egress writes
 _CILIUM_PORT_NAME = re.compile(r"([a-zA-Z0-9]-?)*[a-zA-Z](-?[a-zA-Z0-9])*")
 
 
@@ -344,10 +346,14 @@ def ciliumnetworkpolicy_problems(spec: Any) -> list[str]:
         if rule.get("toFQDNs") and any(rule.get(k) for k in _L3):
             out.append(f"{base}: toFQDNs cannot share a rule with other L3 selectors")
         for entity in rule.get("toEntities") or []:
-            # The API server's identity is reached by entity only; world, cluster, all and
-            # the rest would open far more than anything declared.
-            if entity != "kube-apiserver":
-                out.append(f"{base}.toEntities: helm-egress opens no entity but kube-apiserver, not {entity!r}")
+            # The API server's identity and the nodes' (host-network pods) are reached by
+            # entity only; world, cluster, all and the rest would open far more than anything
+            # declared. The nodes run more than one workload's pods: only on their ports.
+            if entity not in _ENTITIES:
+                out.append(f"{base}.toEntities: helm-egress opens no entity but kube-apiserver, host and "
+                           f"remote-node, not {entity!r}")
+            elif entity in NODE_ENTITIES and not rule.get("toPorts"):
+                out.append(f"{base}.toEntities: {entity} on every port; the nodes are opened on ports only")
         for i, selector in enumerate(rule.get("toFQDNs") or []):
             name, pattern = selector.get("matchName"), selector.get("matchPattern")
             if (name is None) == (pattern is None):

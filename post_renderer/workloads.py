@@ -184,10 +184,34 @@ def _classify(parsed: Parsed, data: dict[str, Any], inventory: Inventory, proble
             service_account=account,
             stable_labels=_stable_labels(kind, spec, pod_labels),
             host_network=pod_spec.get("hostNetwork") is True,
+            host_ports=_named_ports(pod_spec) if pod_spec.get("hostNetwork") is True else (),
             evasions=evasions,
             token=True if _projects_token(pod_spec.get("volumes")) else automount,
         )
     )
+
+
+def _named_ports(pod_spec: dict[str, Any]) -> tuple[tuple[str, str, int], ...]:
+    """The named container ports a Service's targetPort may name, (name, protocol, number):
+    of its containers and its sidecar (restartPolicy: Always) init containers, as the
+    endpoints controller looks them up (podutil.FindPort). What the API server would refuse
+    is skipped: it never runs."""
+    out: dict[tuple[str, str, int], None] = {}
+    for key in ("containers", "initContainers"):
+        containers = pod_spec.get(key)
+        for container in containers if isinstance(containers, list) else ():
+            if not isinstance(container, dict) or (key == "initContainers"
+                                                   and container.get("restartPolicy") != "Always"):
+                continue
+            ports = container.get("ports")
+            for port in ports if isinstance(ports, list) else ():
+                if not isinstance(port, dict):
+                    continue
+                name, number, protocol = port.get("name"), port.get("containerPort"), port.get("protocol") or "TCP"
+                if isinstance(name, str) and name and isinstance(number, int) and not isinstance(number, bool) \
+                        and 1 <= number <= 65535 and protocol in ("TCP", "UDP", "SCTP"):
+                    out[(name, str(protocol), number)] = None
+    return tuple(out)
 
 
 def _projects_token(volumes: Any) -> bool:

@@ -995,7 +995,8 @@ def _selector_matches(selector: Any, labels: Mapping[str, str]) -> bool:
 # cilium/cilium `pkg/policy/api` (EgressRule.sanitize: toFQDNs may not share a rule with
 # other L3 selectors), `pkg/fqdn/matchpattern` (ToAnchoredRegexp) and the `DNS based`
 # section of the policy-language docs. Stricter than upstream where we promise never to
-# emit something: an entity other than kube-apiserver, a bare `*` name, ports outside 1..65535.
+# emit something: an entity other than kube-apiserver, host and remote-node (those two only
+# with ports), a bare `*` name, ports outside 1..65535.
 
 _CILIUM_L3 = ("toEndpoints", "toCIDR", "toCIDRSet", "toEntities", "toServices", "toGroups", "toNodes", "toRequires")
 _CILIUM_NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
@@ -1032,8 +1033,10 @@ def ciliumnetworkpolicy_problems(doc: Doc) -> list[str]:
         if rule.get("toFQDNs") and any(rule.get(k) for k in _CILIUM_L3):
             problems.append(f"{where}: toFQDNs cannot be combined with other L3 selectors in one rule")
         for entity in _as_list(rule.get("toEntities")):
-            if entity != "kube-apiserver":
+            if entity not in ("kube-apiserver", "host", "remote-node"):
                 problems.append(f"{where}.toEntities: {entity!r} (never written by helm-egress)")
+            elif entity != "kube-apiserver" and not rule.get("toPorts"):
+                problems.append(f"{where}.toEntities: {entity!r} on every port (the nodes only on ports)")
         for i, sel in enumerate(_as_list(rule.get("toFQDNs"))):
             pattern = sel.get("matchPattern") if isinstance(sel, Mapping) else None
             if isinstance(pattern, str) and pattern.strip(".*") == "":
@@ -1130,12 +1133,14 @@ def cilium_allows(
 ) -> bool:
     """Would Cilium let this pod open a connection to ``host`` (an external name the pod
     resolved through an allowed DNS query), ``ip`` (an external address), ``peer`` (a
-    pod: labels, namespace) or ``entity`` (a reserved identity such as kube-apiserver) on
+    pod: labels, namespace) or ``entity`` (a reserved identity: kube-apiserver; host and
+    remote-node, this node and the others, where host-network pods listen) on
     ``port``/``protocol``?
 
     An entity is selected by ``toEntities`` naming it (or ``all``) only: CIDR rules never
     select a reserved identity such as the API server's, whatever its address
-    (cilium/cilium#14724, #20550), and ``world`` is outside the cluster.
+    (cilium/cilium#14724, #20550), ``world`` is outside the cluster, and a host-network
+    pod is never selected by its pod labels (it has the node's identity).
 
     A pod no egress policy selects is not isolated. Otherwise the union of the egress
     rules of every CiliumNetworkPolicy in its namespace whose endpointSelector selects it.

@@ -61,7 +61,8 @@ class _Recording:
 # Inputs that make every kind do all it can: chart Sidecars and Cilium policies, twins,
 # wildcards, addresses, the allowlist's and the chart's ServiceEntries.
 _INPUTS = ["fqdn-travel-cilium-sidecar-helm3", "fqdn-cilium-sidecar-helm4", "values-shop-all-kinds-helm4",
-           "normalize-seed-allowlist-helm3", "annotations-and-values-helm4", "ambient-kubernetes-helm3", "dialled-cilium"]
+           "normalize-seed-allowlist-helm3", "annotations-and-values-helm4", "ambient-kubernetes-helm3", "dialled-cilium",
+           "hostnet-kubernetes"]
 _SETTINGS = [
     Settings(network_policy="kubernetes", sidecar=True, namespace="shop"),
     Settings(network_policy="cilium", sidecar=True, cilium_wildcard_depth=2),

@@ -829,6 +829,12 @@ def test_cilium_policy_samples() -> None:
     assert any("toEntities" in p for p in ciliumnetworkpolicy_problems(_cnp([{"toEntities": ["kube-apiserver", "host"]}])))
     apiserver = {"toEntities": ["kube-apiserver"], "toPorts": [{"ports": [{"port": "6443", "protocol": "TCP"}]}]}
     assert ciliumnetworkpolicy_problems(_cnp([apiserver])) == []
+    # The nodes (host-network pods): only on ports.
+    nodes = {"toEntities": ["host", "remote-node"], "toPorts": [{"ports": [{"port": "9100", "protocol": "TCP"}]}]}
+    assert ciliumnetworkpolicy_problems(_cnp([nodes])) == []
+    assert any("every port" in p for p in ciliumnetworkpolicy_problems(_cnp([{"toEntities": ["remote-node"]}])))
+    for broad in ("cluster", "all", "world", "health", "ingress"):
+        assert any("toEntities" in p for p in ciliumnetworkpolicy_problems(_cnp([{**nodes, "toEntities": [broad]}])))
     assert any("schema" in p for p in ciliumnetworkpolicy_problems(_cnp([{**fqdn, "toPorts": [{"ports": [{"port": 443}]}]}])))
     assert any("every name" in p for p in ciliumnetworkpolicy_problems(_cnp([{"toFQDNs": [{"matchPattern": "*"}]}])))
 
@@ -864,6 +870,28 @@ def test_cilium_allows_the_api_server_by_entity_only() -> None:
         assert not cilium_allows([_cnp([other])], web, "prod", entity="kube-apiserver", port=6443), other
     assert cilium_allows([_cnp([{"toEntities": ["all"]}])], web, "prod", entity="kube-apiserver", port=6443)
     assert cilium_allows([entity], {"app": "other"}, "prod", entity="kube-apiserver", port=1)  # not isolated
+
+
+def test_cilium_allows_the_nodes_by_entity_only() -> None:
+    """host (the pod's own node) and remote-node (the others) carry the nodes' host-network
+    pods: only toEntities naming each (or all) reaches it; no CIDR, world, cluster peer or
+    pod selector does, whatever labels those pods carry."""
+    web = {"app": "web"}
+    ports = [{"ports": [{"port": "9100", "protocol": "TCP"}]}]
+    both = _cnp([{"toEntities": ["host", "remote-node"], "toPorts": ports}])
+    for entity in ("host", "remote-node"):
+        assert cilium_allows([both], web, "prod", entity=entity, port=9100)
+        assert not cilium_allows([both], web, "prod", entity=entity, port=9101)
+        assert not cilium_allows([both], web, "prod", entity=entity, port=9100, protocol="UDP")
+        for other in ({"toCIDRSet": [{"cidr": "10.0.0.0/8"}]}, {"toEntities": ["world"]}, {"toEndpoints": [{}]},
+                      {"toEntities": ["kube-apiserver"]}):
+            assert not cilium_allows([_cnp([other])], web, "prod", entity=entity, port=9100), (entity, other)
+        assert cilium_allows([_cnp([{"toEntities": ["all"]}])], web, "prod", entity=entity, port=9100)
+    only_host = _cnp([{"toEntities": ["host"], "toPorts": ports}])
+    assert cilium_allows([only_host], web, "prod", entity="host", port=9100)
+    assert not cilium_allows([only_host], web, "prod", entity="remote-node", port=9100)
+    assert not cilium_allows([both], web, "prod", ip="10.0.0.7", port=9100)  # not a way out to addresses
+    assert not cilium_allows([both], web, "prod", entity="kube-apiserver", port=9100)
 
 
 def _sidecar(hosts: list[str], labels: dict[str, str] | None = None) -> dict[str, Any]:
