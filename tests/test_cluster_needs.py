@@ -11,7 +11,10 @@ approving exactly what was declared.
 What each workload needs is derived here from the input stream alone (its namespace and
 template labels, the stream's Services and their target ports, the RoleBindings and
 ClusterRoleBindings naming its ServiceAccount, whether its pods get a token) and from the
-values and annotations the test declares; never from helm-egress's code. The generated
+values and annotations the test declares; never from helm-egress's code. A Service whose
+pods are a hostNetwork workload's (a node exporter) is reached on the nodes: no policy
+selects such pods by their labels; Cilium sees them as the host and remote-node entities,
+a NetworkPolicy as the nodes' addresses (--node-cidr), which ``check`` warns of lacking. The generated
 objects are judged by the independent ``oracle``: NetworkPolicy and Cilium semantics for
 the network layer, Istio's registry and Sidecar imports for the proxy, AuthorizationPolicy
 admission at the waypoint.
@@ -48,6 +51,9 @@ READ_KINDS = re.compile(r"(?m)^kind:[ \t]*(?:%s)[ \t]*\r?$" % "|".join((
 
 APISERVER_CIDR, APISERVER_IP = "172.18.0.0/30", "172.18.0.2"  # a kind cluster's control plane
 APISERVER_PORTS = (443, 6443)
+NODE_CIDR, NODE_IP = "172.19.0.0/24", "172.19.0.3"  # the kind cluster's nodes
+NODE_ENTITIES = ("host", "remote-node")  # Cilium: this node, the others
+KUBELET_PORT = 10250
 API_HOST = "kubernetes.default.svc.cluster.local"
 WAYPOINT_NS, WAYPOINT = "istio-egress", "egress-waypoint"
 WAYPOINT_POD = {"gateway.networking.k8s.io/gateway-name": WAYPOINT}
@@ -132,7 +138,17 @@ class ApiServer:
     port: int
 
 
-Dest = Pod | Address | Host | ApiServer
+@dataclass(frozen=True)
+class Node:
+    """A port on a node, where a hostNetwork pod listens: Cilium's entity (the caller's own
+    node, or another), a NetworkPolicy's node address."""
+
+    entity: str
+    port: int
+    protocol: str = "TCP"
+
+
+Dest = Pod | Address | Host | ApiServer | Node
 
 
 @dataclass(frozen=True)
@@ -216,6 +232,7 @@ class Workload:
     hook: bool
     host_network: bool
     annotations: Mapping[str, str]  # the workload's and its pods', merged
+    named_ports: tuple[tuple[str, str, int], ...] = ()  # (name, protocol, containerPort)
 
     @property
     def principal(self) -> str:
@@ -307,19 +324,42 @@ class Chart:
                 account=account, token=bool(automount) or _projects_api_token(spec),
                 hook=HOOK in (meta.get("annotations") or {}), host_network=bool(spec.get("hostNetwork")),
                 annotations={**(meta.get("annotations") or {}),
-                             **((pod.get("metadata") or {}).get("annotations") or {})}))
+                             **((pod.get("metadata") or {}).get("annotations") or {})},
+                named_ports=tuple((p["name"], p.get("protocol") or "TCP", p["containerPort"])
+                                  for c in spec.get("containers") or [] for p in c.get("ports") or []
+                                  if p.get("name"))))
         return tuple(out)
+
+    def selected(self, service: Service) -> list[Workload]:
+        """The workloads whose pods the Service's selector selects (its namespace, its labels)."""
+        return [w for w in self.workloads if w.namespace == service.namespace and service.selector
+                and all(w.labels.get(k) == v for k, v in service.selector.items())]
+
+    def node_ports(self, service: Service) -> list[tuple[int, str]]:
+        """Where the Service's hostNetwork pods listen on their nodes: its target ports, a
+        name resolved to the container port of that name and protocol (only pods have port
+        names); none when no hostNetwork workload's pods are selected."""
+        hosted = [w for w in self.selected(service) if w.host_network]
+        out = []
+        for _, target, protocol in service.ports:
+            if isinstance(target, int):
+                out += [(target, protocol)] if hosted else []
+            else:
+                out += [(n, protocol) for w in hosted for name, proto, n in w.named_ports
+                        if (name, proto) == (target, protocol)]
+        return list(dict.fromkeys(out))
+
+    def by_labels(self, service: Service) -> bool:
+        """Whether its pods are reached by their labels: some have a network of their own,
+        or the stream runs none of them (a Service of another release, any pod there)."""
+        selected = self.selected(service)
+        return not selected or any(not w.host_network for w in selected)
 
     @cached_property
     def node_services(self) -> list[Service]:
-        """Services whose pods are a hostNetwork workload's: the nodes themselves. Neither
-        Cilium (the host and remote-node identities) nor NetworkPolicy plugins select such
-        pods by their labels, and helm-egress opens them by labels only, so a workload
-        cannot reach them on a cluster (prometheus-server scraping node-exporter). Not
-        asserted here: it needs node entities (Cilium) and node CIDRs (NetworkPolicy)."""
-        return [s for s in self.services if any(w.host_network and w.namespace == s.namespace
-                                                and all(w.labels.get(k) == v for k, v in s.selector.items())
-                                                for w in self.workloads)]
+        """Services whose pods are a hostNetwork workload's (prometheus-server scraping
+        node-exporter): reached on the nodes, since no policy selects such pods by label."""
+        return [s for s in self.services if self.node_ports(s)]
 
     def calls_apiserver(self, workload: Workload) -> bool:
         explicit = workload.annotations.get("helm-egress.io/apiserver")
@@ -380,7 +420,7 @@ class Flavour:
     def args(self) -> tuple[str, ...]:
         args = ["--network-policy", self.network, "--mesh", self.mesh]
         if self.network == "kubernetes":
-            args += ["--apiserver-cidr", APISERVER_CIDR]
+            args += ["--apiserver-cidr", APISERVER_CIDR, "--node-cidr", NODE_CIDR]
         if self.network == "cilium":
             args += ["--cilium-wildcard-depth", "0"]  # Cilium >= 1.19: **. at any depth
         if self.mesh == "ambient":
@@ -504,12 +544,15 @@ def every_run(test: Callable[..., None]) -> Callable[..., None]:
 def network_allows(run: Rendered, workload: Workload, dest: Dest) -> bool:
     """May the workload's pods open this connection at the network layer? A Host is a
     public address the name resolved to (Cilium: the name, learnt through its DNS proxy);
-    the API server is Cilium's kube-apiserver entity, else an address of --apiserver-cidr."""
+    the API server is Cilium's kube-apiserver entity, else an address of --apiserver-cidr; a
+    node is Cilium's host or remote-node entity, else an address of --node-cidr."""
     if run.flavour.network == "cilium":
         policies = run.of("CiliumNetworkPolicy")
         common = {"policies": policies, "pod_labels": workload.labels, "pod_namespace": workload.namespace}
         if isinstance(dest, ApiServer):
             return oracle.cilium_allows(**common, port=dest.port, entity="kube-apiserver")
+        if isinstance(dest, Node):
+            return oracle.cilium_allows(**common, port=dest.port, protocol=dest.protocol, entity=dest.entity)
         if isinstance(dest, Pod):
             named = isinstance(dest.port, str)
             return oracle.cilium_allows(**common, port=1 if named else int(dest.port), protocol=dest.protocol,
@@ -527,6 +570,8 @@ def network_allows(run: Rendered, workload: Workload, dest: Dest) -> bool:
 
     if isinstance(dest, ApiServer):
         return allows({"ip": APISERVER_IP, "port": dest.port})
+    if isinstance(dest, Node):
+        return allows({"ip": NODE_IP, "port": dest.port, "protocol": dest.protocol})
     if isinstance(dest, Pod):
         named = isinstance(dest.port, str)
         return allows({"pod_labels": dest.labels, "namespace": dest.namespace, "protocol": dest.protocol,
@@ -566,8 +611,14 @@ def network_needs(run: Rendered, workload: Workload) -> Iterator[tuple[str, Dest
     if not ambient:
         yield "istiod (xDS, CA)", Pod(*ISTIOD, 15012)
     for service in (*run.chart.services, *declared.in_cluster):
-        if service not in run.chart.node_services:
+        if run.chart.by_labels(service):
             yield from service_pods(service, ambient)
+        # Its hostNetwork pods, on their node's address: the caller's own node and the
+        # others. Not in the mesh, so no HBONE port in ambient.
+        for port, protocol in run.chart.node_ports(service):
+            for entity in NODE_ENTITIES:
+                yield f"Service {service.namespace}/{service.name}'s hostNetwork pods on {entity} " \
+                      f"{port}/{protocol}", Node(entity, port, protocol)
     if run.chart.calls_apiserver(workload):
         for port in APISERVER_PORTS:
             yield f"the API server on {port} (RBAC-bound, with a token)", ApiServer(port)
@@ -593,6 +644,13 @@ def network_refusals(run: Rendered, workload: Workload) -> Iterator[tuple[str, D
                     Pod(service.selector, "elsewhere", target, protocol)
             yield f"{service.name}'s pods on an undeclared port", Pod(service.selector, service.namespace,
                                                                        UNDECLARED_PORT)
+    node_ports = {port for s in run.chart.services for port, _ in run.chart.node_ports(s)}
+    udp = {port for s in run.chart.services for port, protocol in run.chart.node_ports(s) if protocol == "UDP"}
+    for entity in NODE_ENTITIES:
+        for port in (UNDECLARED_PORT, KUBELET_PORT, *({9100} - node_ports)):
+            yield f"the {entity} node on {port}, where no Service's pods listen", Node(entity, port)
+        for port in sorted(node_ports - udp):
+            yield f"the {entity} node on {port} over UDP", Node(entity, port, "UDP")
     yield "kube-dns on another port", Pod(*KUBE_DNS, 80)
     yield "a kube-dns look-alike in another namespace", Pod(KUBE_DNS[0], "elsewhere", 53, "UDP")
     yield "istiod on another port", Pod(*ISTIOD, 15010)
@@ -771,6 +829,35 @@ def test_the_output_renders_to_itself_and_checks_clean(lab: Lab, chart_id: str, 
     assert (again.code, again.stdout) == (0, run.output), again.stderr
     checked = invoke("check", run.output, run.args)
     assert checked.code == 0, checked.stdout + checked.stderr
+
+
+@pytest.mark.parametrize("chart_id", ("prometheus.helm4", "kube-prometheus-stack.helm3"))
+def test_without_node_cidr_check_warns_for_each_caller_of_a_host_network_service(lab: Lab, chart_id: str) -> None:
+    """A NetworkPolicy names the nodes only by address: without --node-cidr nothing opens a
+    hostNetwork Service's pods, and ``check`` names each caller and Service (``render`` notes
+    it once)."""
+    chart_ = chart(chart_id)
+    assert chart_.node_services
+    args = list(lab.args(chart_id, FLAVOURS[0], policy=False))
+    del args[args.index("--node-cidr"):args.index("--node-cidr") + 2]
+    checked = invoke("check", chart_.stream, args)
+    assert checked.code == 0, checked.stdout + checked.stderr
+    warned = [line for line in checked.stdout.splitlines() if line.startswith("warning:") and "--node-cidr" in line]
+    callers = {(w.kind, w.name) for w in release_workloads(chart_)}
+    expected = {(kind, name, s.namespace, s.name) for kind, name in callers for s in chart_.node_services}
+    found = {(kind, name, s.namespace, s.name) for kind, name in callers for s in chart_.node_services
+             for line in warned if f"({kind}/{name})" in line and f"Service {s.namespace}/{s.name} for it" in line}
+    assert found == expected and len(warned) == len(expected), "\n".join(warned)
+    rendered = invoke("render", chart_.stream, args)
+    assert rendered.code == 0, rendered.stderr
+    notes = [line for line in rendered.stderr.splitlines() if "--node-cidr" in line]
+    assert len(notes) == 1 and all(f"{kind}/{name}" in notes[0] for kind, name in callers), notes
+    # Nothing opens the nodes: the callers' NetworkPolicies hold no node address.
+    run = Rendered(chart_, FLAVOURS[0], tuple(args), rendered.stdout)
+    for workload in release_workloads(chart_):
+        for service in chart_.node_services:
+            for port, protocol in chart_.node_ports(service):
+                assert not network_allows(run, workload, Node("remote-node", port, protocol)), workload.name
 
 
 @pytest.mark.parametrize("flavour", [FLAVOURS[0], FLAVOURS[-1]], ids=lambda f: f.id)
