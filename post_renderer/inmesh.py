@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 from post_renderer import yamlio
 from post_renderer.errors import Location, Problems
 from post_renderer.read import Documents, Need
-from post_renderer.names import label_key_problem, label_value_problem
+from post_renderer.names import dns_label_problem, label_key_problem, label_value_problem
 from post_renderer.settings import PortSpec
 from post_renderer.stream import Document
 
@@ -116,7 +116,10 @@ def scan(documents: Documents, problems: Problems) -> InMesh:
         ns = namespace if isinstance(namespace, str) and namespace else None
         spec = _mapping(data.get("spec"))
         if (kind, group) == SERVICE:
-            found.services.append(_service(name, ns, spec, where))
+            # A name or namespace the API server refuses: the Service never exists, and
+            # neither a Sidecar host nor a namespace selector can be written for it.
+            if not dns_label_problem(name, "Service name") and (ns is None or not dns_label_problem(ns, "namespace")):
+                found.services.append(_service(name, ns, spec, where))
             continue
         if (kind, group) == AUTHORIZATION:
             many = spec.get("targetRefs")

@@ -493,3 +493,15 @@ def test_explain_names_each_workloads_own_declaration_of_the_same_destination(tm
     for workload, line in zip(("Deployment/web", "Deployment/api"), lines):
         (by,) = [by for what, by in in_cluster(reports[workload]) if what == "Service billing/invoices"]
         assert by == f'annotation helm-egress.io/in-cluster (stdin:{line})', workload
+
+
+@pytest.mark.parametrize(("field", "value"), [("namespace", '" "'), ("namespace", "Prod"), ("name", "Api_1")])
+def test_a_service_named_as_the_api_server_refuses_opens_nothing(field: str, value: str) -> None:
+    # Found by the property suite: its namespace went into a namespace selector as written.
+    stream = STREAM.replace("  name: api\n  namespace: prod\nspec:\n  selector", f"  name: api\n  namespace: prod\n  {field}: {value}\nspec:\n  selector")
+    stream = stream.replace(f"  name: api\n  namespace: prod\n  {field}: {value}\n", f"  {'namespace: prod' if field == 'name' else 'name: api'}\n  {field}: {value}\n")
+    assert value in stream
+    docs = rendered(stream=stream)
+    rules = [rule for d in of(docs, "NetworkPolicy") for rule in d["spec"]["egress"]]
+    assert not any(peer.get("podSelector", {}).get("matchLabels", {}).get("app") == "api"
+                   for rule in rules for peer in rule.get("to", []))

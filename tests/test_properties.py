@@ -96,6 +96,21 @@ def entries(draw: st.DrawFn) -> list[Any]:
     return out
 
 
+# In-cluster destinations: NS/SERVICE[:PORT[/PROTOCOL],...] items (the annotation), and the
+# values' {namespace, service, ports, selector} (istio.inCluster).
+IN_CLUSTER_ITEMS = st.lists(st.sampled_from([
+    "prod/api", "prod/api:80", "prod/api:9100,5353/UDP", "billing/invoices:8080", "billing/invoices", "Bad/x:1",
+    "prod/api:0", "prod/api:80/HTTP", "/x", "prod", "prod/api:٨٠", "team-a/*:80"]), min_size=1, max_size=3)
+IN_CLUSTER = st.lists(st.fixed_dictionaries(
+    {"namespace": maybe(st.sampled_from(["prod", "billing", "Bad_NS"])),
+     "service": maybe(st.sampled_from(["api", "invoices", "x" * 64]))},
+    optional={"ports": maybe(st.lists(st.one_of(PORT_NUMBERS, st.fixed_dictionaries(
+        {"port": maybe(PORT_NUMBERS)}, optional={"targetPort": maybe(st.one_of(PORT_NUMBERS, st.sampled_from(
+            ["http", "metrics", "HTTP", "٨٠"]))), "protocol": maybe(st.sampled_from(["TCP", "UDP", "HTTP"]))})),
+        max_size=2)),
+        "selector": maybe(st.dictionaries(st.sampled_from(["app", "a b"]), NAMES, max_size=2))}), max_size=2)
+
+
 @st.composite
 def annotations(draw: st.DrawFn) -> dict[str, Any]:
     out: dict[str, Any] = {}
@@ -109,6 +124,10 @@ def annotations(draw: st.DrawFn) -> dict[str, Any]:
                      max_size=2).map(", ".join), TRICKY))
     if draw(st.booleans()):
         out[PREFIX + "egress"] = draw(st.one_of(entries().map(json.dumps), TRICKY))
+    if draw(st.integers(0, 3)) == 0:
+        out[PREFIX + "in-cluster"] = draw(st.one_of(IN_CLUSTER_ITEMS.map(" ".join), TRICKY))
+    if draw(st.integers(0, 3)) == 0:
+        out[PREFIX + "apiserver"] = draw(st.sampled_from(["true", "false", "yes", 1]))
     if draw(st.integers(0, 5)) == 0:
         out[PREFIX + draw(st.sampled_from(["ignore", "host", "egres"]))] = draw(st.sampled_from(["true", "no", 5]))
     return out
@@ -136,7 +155,18 @@ def workload(draw: st.DrawFn) -> dict[str, Any]:
         metadata["annotations"] = own
         return {"apiVersion": api, "kind": kind, "metadata": metadata, "spec": {"containers": []}}
     pod_labels = {**labels, **draw(EXTRA_LABELS)} if isinstance(labels, dict) else labels
-    template = {"metadata": draw(maybe(st.just({"labels": pod_labels, "annotations": own})))}
+    template: dict[str, Any] = {"metadata": draw(maybe(st.just({"labels": pod_labels, "annotations": own})))}
+    if draw(st.booleans()):
+        template["spec"] = draw(maybe(st.fixed_dictionaries({}, optional={
+            "hostNetwork": maybe(st.booleans()), "serviceAccountName": maybe(st.sampled_from(["web", "default"])),
+            "automountServiceAccountToken": maybe(st.booleans()),
+            "containers": maybe(st.lists(st.fixed_dictionaries({"name": maybe(NAMES)}, optional={
+                "ports": maybe(st.lists(st.fixed_dictionaries({"containerPort": maybe(PORT_NUMBERS)}, optional={
+                    "name": maybe(st.sampled_from(["http", "metrics", "HTTP"]))}), max_size=2)),
+                "securityContext": maybe(st.fixed_dictionaries({}, optional={
+                    "runAsUser": maybe(st.sampled_from([1337, 0, 1000])),
+                    "capabilities": maybe(st.fixed_dictionaries({"add": maybe(st.lists(st.sampled_from(
+                        ["NET_ADMIN", "net_raw", "CAP_NET_RAW", "SYS_TIME"]), max_size=2))}))}))}), max_size=2))})))
     spec: dict[str, Any] = {"template": template}
     if kind not in ("Job",):
         spec["selector"] = draw(maybe(st.one_of(
@@ -184,6 +214,37 @@ def networkpolicy(draw: st.DrawFn) -> dict[str, Any]:
             "metadata": {"name": draw(NAMES)}, "spec": spec}
 
 
+@st.composite
+def service(draw: st.DrawFn) -> dict[str, Any]:
+    ports = draw(maybe(st.lists(st.fixed_dictionaries(
+        {"port": maybe(PORT_NUMBERS)},
+        optional={"targetPort": maybe(st.one_of(PORT_NUMBERS, st.sampled_from(["http", "metrics", "٨٠", ""]))),
+                  "protocol": maybe(st.sampled_from(["TCP", "UDP", "SCTP", "tcp"])), "name": NAMES}), max_size=3)))
+    spec: dict[str, Any] = {"selector": draw(maybe(LABELS)), "ports": ports}
+    if draw(st.integers(0, 4)) == 0:
+        spec["type"] = draw(st.sampled_from(["ExternalName", "ClusterIP", 5]))
+    metadata: dict[str, Any] = {"name": draw(maybe(st.sampled_from(["api", "invoices"])))}
+    if draw(st.booleans()):
+        metadata["namespace"] = draw(maybe(st.sampled_from(["prod", "billing"])))
+    return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec}
+
+
+@st.composite
+def rbac(draw: st.DrawFn) -> dict[str, Any]:
+    kind = draw(st.sampled_from(["RoleBinding", "ClusterRoleBinding", "ServiceAccount"]))
+    metadata = {"name": draw(maybe(NAMES)), "namespace": draw(maybe(st.sampled_from(["prod", "team-a"])))}
+    if kind == "ServiceAccount":
+        return {"apiVersion": "v1", "kind": kind, "metadata": metadata,
+                "automountServiceAccountToken": draw(maybe(st.booleans()))}
+    subject = st.fixed_dictionaries({"kind": maybe(st.sampled_from(["ServiceAccount", "User", "Group"])),
+                                     "name": maybe(st.sampled_from(["default", "web", "system:serviceaccounts",
+                                                                    "system:serviceaccount:prod:web", "system:serviceaccounts:"]))},
+                                    optional={"namespace": maybe(st.sampled_from(["prod", "team-a"]))})
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": metadata,
+            "roleRef": {"kind": "ClusterRole", "name": "view", "apiGroup": "rbac.authorization.k8s.io"},
+            "subjects": draw(maybe(st.lists(subject, max_size=2)))}
+
+
 CONFIGMAP = st.builds(lambda name, data: {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
                                           "data": data}, NAMES, ANY)
 JUNK = st.text(st.sampled_from(list("ab: -[]{}'\"#\n\r\x85\u2028\ufeff\t&*!|>%.")), max_size=40)
@@ -210,7 +271,7 @@ def block_yaml(value: Any, indent: int = 0, step: int = 2) -> str:
 def documents(draw: st.DrawFn) -> list[str]:
     docs = []
     for _ in range(draw(st.integers(1, 5))):
-        data = draw(st.one_of(workload(), workload(), serviceentry(), networkpolicy(), CONFIGMAP))
+        data = draw(st.one_of(workload(), workload(), serviceentry(), networkpolicy(), CONFIGMAP, service(), rbac()))
         style = draw(st.sampled_from(["block", "block4", "flow"]))
         if style == "flow":
             body = json.dumps(data, ensure_ascii=False) + "\n"
@@ -239,8 +300,10 @@ def streams(draw: st.DrawFn) -> tuple[str, list[str]]:
     return ("\ufeff" if draw(st.booleans()) else "") + "".join(docs), docs
 
 
-def values_text(data: Any, style: str) -> str:
-    doc = {"istio": {"egress": data}}
+def values_text(data: Any, style: str, in_cluster: Any = None) -> str:
+    doc: dict[str, Any] = {"istio": {"egress": data}}
+    if in_cluster is not None:
+        doc["istio"]["inCluster"] = in_cluster
     return json.dumps(doc, ensure_ascii=False) if style == "json" else block_yaml(doc)
 
 
@@ -283,9 +346,9 @@ def assert_contract(stdin: str, args: list[str], docs: list[str]) -> None:
             doc = load(safe_loader(), piece, Location())
         except EgressError:
             continue
-        if not isinstance(doc, dict) or "helm-egress.io/generated-by" not in ((doc.get("metadata") or {}).get(
-                "annotations") or {}):
-            continue
+        metadata = doc.get("metadata") if isinstance(doc, dict) else None
+        if not isinstance(metadata, dict) or "helm-egress.io/generated-by" not in (metadata.get("annotations") or {}):
+            continue  # the chart's, however odd its metadata
         check = {"ServiceEntry": oracle.serviceentry_problems, "NetworkPolicy": oracle.networkpolicy_problems,
                  "CiliumNetworkPolicy": oracle.ciliumnetworkpolicy_problems,
                  "Sidecar": oracle.sidecar_problems}[doc["kind"]]
@@ -297,7 +360,10 @@ def values_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("values")
 
 
-FLAVOURS = st.sampled_from([[], ["--network-policy", "cilium"], ["--sidecar"], ["--network-policy", "none", "--sidecar"]])
+FLAVOURS = st.sampled_from([[], ["--network-policy", "cilium"], ["--sidecar"], ["--network-policy", "none", "--sidecar"],
+                            ["--network-policy", "cilium", "--sidecar", "--apiserver-cidr", "172.18.0.2/32"],
+                            ["--apiserver-cidr", "172.18.0.2/32", "--node-cidr", "10.0.0.0/16", "--same-namespace"],
+                            ["--mesh", "ambient", "--waypoint", "istio-egress/waypoint", "--namespace", "prod"]])
 
 
 @PROPERTY
@@ -321,10 +387,11 @@ def test_generated_streams_keep_the_contract(stream: tuple[str, list[str]], egre
 
 @PROPERTY
 @given(egress=st.one_of(entries(), ANY), style=st.sampled_from(["json", "block"]),
-       junk=st.one_of(st.none(), JUNK))
-def test_generated_values_keep_the_contract(egress: Any, style: str, junk: str | None, values_dir: Path) -> None:
+       junk=st.one_of(st.none(), JUNK), in_cluster=st.one_of(st.none(), IN_CLUSTER, ANY))
+def test_generated_values_keep_the_contract(egress: Any, style: str, junk: str | None, in_cluster: Any,
+                                            values_dir: Path) -> None:
     path = values_dir / "values.yaml"
-    path.write_text(values_text(egress, style) if junk is None else junk, encoding="utf-8")
+    path.write_text(values_text(egress, style, in_cluster) if junk is None else junk, encoding="utf-8")
     assert_contract(SHOP, ["-f", str(path)], [])
 
 
@@ -348,6 +415,13 @@ OPTION_VALUES = {
                                           "::ffff:10.1.0.0/112"]),
     "--cluster-domain": st.sampled_from(["cluster.local", "a..b", "\u212a.local", "x"]),
     "--cilium-wildcard-depth": st.sampled_from(["0", "3", "٣", "17"]),
+    "--mesh-service": st.sampled_from(["observability/otel:4317", "o/otel:4317,6831/UDP:app=otel", "o/otel",
+                                       "o/otel:0", "O/otel:1", "o/otel:80:a b=c", "o/otel:٨٠", "o/otel:80/SCTP"]),
+    "--dns-service": st.sampled_from(["kube-system/kube-dns", "", "kube-dns", "a/B", "a/"]),
+    "--apiserver-cidr": st.sampled_from(["172.18.0.2/32", "10.0.0.0/8", "0.0.0.0/0", "169.254.169.254/32", "x"]),
+    "--apiserver-port": st.sampled_from(["443", "6443", "0", "٤٤٣", "70000"]),
+    "--node-cidr": st.sampled_from(["10.0.0.0/16", "::/0", "fe80::/64", "1.2.3.4"]),
+    "--apiserver-access": st.sampled_from(["rbac", "all", "none", "some"]),
 }
 
 
@@ -383,6 +457,26 @@ VALID_DOCS: list[dict[str, Any]] = [
      "metadata": {"name": "rel-db", "namespace": "prod"},
      "spec": {"hosts": ["rel-db"], "addresses": ["10.40.0.15"], "exportTo": ["."], "location": "MESH_EXTERNAL",
               "ports": [{"number": 3306, "name": "tcp-3306", "protocol": "TCP"}], "resolution": "DNS"}},
+    {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "prod"},
+     "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"},
+                                                    {"name": "m", "port": 9100, "targetPort": 9100, "protocol": "TCP"}]}},
+    {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "agent", "namespace": "prod"},
+     "spec": {"selector": {"app": "agent"}, "ports": [{"port": 9100, "targetPort": "metrics"}]}},
+    {"apiVersion": "apps/v1", "kind": "DaemonSet",
+     "metadata": {"name": "agent", "namespace": "prod", "labels": {"app.kubernetes.io/instance": "rel"}},
+     "spec": {"selector": {"matchLabels": {"app": "agent"}},
+              "template": {"metadata": {"labels": {"app": "agent"}, "annotations": {
+                  PREFIX + "in-cluster": "prod/web:80 billing/invoices:8080"}},
+                           "spec": {"hostNetwork": True, "serviceAccountName": "agent",
+                                    "containers": [{"name": "c", "image": "i", "ports": [
+                                        {"name": "metrics", "containerPort": 9100}],
+                                        "securityContext": {"runAsUser": 65534}}]}}}},
+    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "agent"},
+     "roleRef": {"kind": "ClusterRole", "name": "view", "apiGroup": "rbac.authorization.k8s.io"},
+     "subjects": [{"kind": "ServiceAccount", "name": "agent", "namespace": "prod"},
+                  {"kind": "Group", "name": "system:serviceaccounts:prod"}]},
+    {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "web", "namespace": "prod"},
+     "automountServiceAccountToken": False},
     {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "np", "namespace": "prod"},
      "spec": {"podSelector": {"matchLabels": {"app": "web"}},
               "egress": [{"to": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}}],
