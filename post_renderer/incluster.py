@@ -305,9 +305,9 @@ def reach(found: Found, access: Sequence[Access], settings: Settings) -> Reached
         return declared[id(d)]
 
     out: dict[int, list[Reach]] = {}
+    release_wide = found.in_cluster if found.egress.present else ()
     for a in access:
         mine: list[Reach] = []
-        release_wide = found.in_cluster if found.egress.present else ()
         for d in (*release_wide, *found.intents[a.workload.doc_index].in_cluster):
             r = built(d)
             if r is not None:

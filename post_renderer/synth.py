@@ -6,10 +6,12 @@ The kinds themselves live in ``post_renderer.kinds``; ``emit`` writes what they 
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
-from post_renderer.addresses import IPNetwork, covering_wildcards, network
+from post_renderer.addresses import IPNetwork, covering_wildcards, excepts_for, network
 from post_renderer.dialled import Upstream
 from post_renderer.errors import Location, Problems
 from post_renderer.model import HTTP_FAMILY, TLS_FAMILY, EgressEntry, Workload
@@ -261,6 +263,21 @@ def by_name(p: Planned) -> bool:
 
 def addresses(p: Planned) -> list[IPNetwork]:
     return [network(a) for a in p.entry.addresses]
+
+
+def cidr_block(net: IPNetwork, extra: tuple[IPNetwork, ...] = ()) -> dict[str, Any]:
+    """A NetworkPolicy ``ipBlock`` or a Cilium ``toCIDRSet`` item: ``net`` less the ranges no
+    rule may open (and ``extra``) that lie inside it."""
+    block: dict[str, Any] = {"cidr": _text(net)}
+    excepts = excepts_for(net, extra)
+    if excepts:
+        block["except"] = [_text(e) for e in excepts]
+    return block
+
+
+@functools.lru_cache(maxsize=1024)  # every workload's policy writes the same few ranges
+def _text(net: IPNetwork) -> str:
+    return str(net)
 
 
 def waypoint_namespace(settings: Settings, scope: str | None) -> str | None:

@@ -13,12 +13,13 @@ from __future__ import annotations
 from typing import Any, Final
 
 from post_renderer.access import Access, Context
-from post_renderer.addresses import IPNetwork, excepts_for, network
+from post_renderer.addresses import IPNetwork, network
 from post_renderer.errors import Problem
 from post_renderer.model import Workload, per_release
 from post_renderer.reach import Reach, cidrs_text, peer_text, ports_text
 from post_renderer.settings import PeerSelector, PortSpec, Settings
 from post_renderer.synth import (
+    cidr_block,
     Generated,
     Planned,
     SOURCE_ANNOTATION,
@@ -86,7 +87,7 @@ def _policy(access: Access, ctx: Context) -> Generated:
             # their addresses. The nodes come with their ports only (``hostnet``).
             rules.append(_ported({"toEntities": list(r.entities)}, r.ports))
         elif r.cidrs:
-            rules.append(_ported({"toCIDRSet": _cidr_set(r.cidrs)}, r.ports))
+            rules.append(_ported({"toCIDRSet": [cidr_block(net) for net in r.cidrs]}, r.ports))
 
     # toFQDNs may not share a rule with other L3 selectors: names and CIDRs get their own
     # rules. Destinations with the same ports share one, different ports never do.
@@ -110,7 +111,8 @@ def _policy(access: Access, ctx: Context) -> Generated:
     for fqdn_ports, selectors in by_ports.items():
         rules.append({"toFQDNs": selectors, "toPorts": _to_ports(fqdn_ports)})
     for nets, cidr_ports in cidrs.items():
-        rules.append({"toCIDRSet": _cidr_set(nets), "toPorts": _to_ports(tuple(sorted(cidr_ports)))})
+        rules.append({"toCIDRSet": [cidr_block(net) for net in nets],
+                      "toPorts": _to_ports(tuple(sorted(cidr_ports)))})
 
     annotations = {
         WORKLOAD_ANNOTATION: f"{workload.kind}/{workload.name}",
@@ -218,17 +220,6 @@ def _ported(rule: dict[str, Any], ports: tuple[PortSpec, ...]) -> dict[str, Any]
     if ports:  # none: every port
         rule["toPorts"] = [{"ports": [{"port": str(port), "protocol": proto} for proto, port in ports]}]
     return rule
-
-
-def _cidr_set(nets: tuple[IPNetwork, ...]) -> list[dict[str, Any]]:
-    blocks = []
-    for net in nets:
-        block: dict[str, Any] = {"cidr": str(net)}
-        excepts = excepts_for(net)
-        if excepts:
-            block["except"] = [str(e) for e in excepts]
-        blocks.append(block)
-    return blocks
 
 
 def _to_ports(ports: tuple[tuple[int, str], ...]) -> list[dict[str, Any]]:

@@ -6,12 +6,11 @@ hostname CIDRs (by default the whole internet, metadata and link-local excepted)
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Any, Final
 
 from post_renderer.access import Access, Context, selected_too
-from post_renderer.addresses import IPNetwork, excepts_for, network
+from post_renderer.addresses import IPNetwork, network
 from post_renderer.dialled import Target
 from post_renderer.errors import Problem
 from post_renderer.inmesh import selector_matcher
@@ -19,6 +18,7 @@ from post_renderer.model import Workload, per_release
 from post_renderer.reach import Reach, cidrs_text, peer_text, ports_text, unaddressed
 from post_renderer.settings import PeerSelector, PortSpec, Settings
 from post_renderer.synth import (
+    cidr_block,
     Generated,
     Planned,
     SOURCE_ANNOTATION,
@@ -210,22 +210,10 @@ def _peer_rule(peer: PeerSelector) -> dict[str, Any]:
 
 
 def _block_rule(cidrs: tuple[IPNetwork, ...], ports: tuple[PortSpec, ...]) -> dict[str, Any]:
-    peers = []
-    for net in cidrs:
-        block: dict[str, Any] = {"cidr": _text(net)}
-        excepts = excepts_for(net)
-        if excepts:
-            block["except"] = [_text(e) for e in excepts]
-        peers.append({"ipBlock": block})
-    rule: dict[str, Any] = {"to": peers}
+    rule: dict[str, Any] = {"to": [{"ipBlock": cidr_block(net)} for net in cidrs]}
     if ports:
         rule["ports"] = [{"protocol": proto, "port": port} for proto, port in ports]
     return rule
-
-
-@functools.lru_cache(maxsize=1024)  # every workload's policy writes the same few ranges
-def _text(net: IPNetwork) -> str:
-    return str(net)
 
 
 def _destination_rules(targets: Sequence[Sequence[Target]], settings: Settings) -> list[dict[str, Any]]:
@@ -243,13 +231,8 @@ def _destination_rules(targets: Sequence[Sequence[Target]], settings: Settings) 
                 grouped.setdefault(tuple(ranges), set()).add(port)
     rules = []
     for nets, ports in grouped.items():
-        peers = []
-        for net in nets:
-            block: dict[str, Any] = {"cidr": _text(net)}
-            excepts = excepts_for(net, settings.hostname_excepts if net in settings.hostname_cidrs else ())
-            if excepts:
-                block["except"] = [_text(e) for e in excepts]
-            peers.append({"ipBlock": block})
+        peers = [{"ipBlock": cidr_block(net, settings.hostname_excepts if net in settings.hostname_cidrs else ())}
+                 for net in nets]
         rules.append(
             {
                 "to": peers,
